@@ -1,0 +1,1 @@
+"""The doit rule set over the pixibuild library (installed as `pixibuild.rules`)."""
