@@ -240,3 +240,19 @@ def write_channel(specs: Iterable[tuple[PackageSpec, str]], channel_dir: Path) -
         (channel_dir / subdir).mkdir(parents=True, exist_ok=True)
         (channel_dir / subdir / "repodata.json").write_bytes(_json(repodata))
     return written
+
+
+def locked_record(spec: PackageSpec, path: Path, url: str | None = None):
+    """The CondaRecord a lock would pin for a written package (url defaults to its file:// URL)."""
+    from ..records import CondaRecord
+
+    data = repodata_record(spec, path)
+    core = {"name", "version", "build", "build_number", "depends", "constrains", "subdir", "md5",
+            "sha256", "size", "timestamp", "noarch", "license"}
+    return CondaRecord(
+        url=url or path.resolve().as_uri(), file_name=path.name, subdir=spec.subdir, name=spec.name,
+        version=spec.version, build=spec.build, build_number=spec.build_number,
+        depends=tuple(spec.depends), constrains=tuple(spec.constrains), sha256=data["sha256"],
+        md5=data["md5"], size=data["size"], timestamp=spec.timestamp, noarch=spec.noarch,
+        license=spec.license, extra={k: v for k, v in data.items() if k not in core},
+    )

@@ -1,0 +1,119 @@
+"""The archive node: stream verified blobs and index files into a pixi-pack `environment.tar`.
+
+Entry order and headers follow pixi-pack (a sorted pre-order walk; mtime 1153704088 unless
+SOURCE_DATE_EPOCH is set; uid/gid 0; 0755 for directories and executables, 0644 otherwise), so
+the same inputs give the same bytes. Package bodies are copied straight from the store: no staging
+copy, constant memory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+from ..records import CondaRecord, PypiRecord
+from ..tarwriter import DeterministicTarWriter
+from .metadata import environment_yml, pixi_pack_json
+from .repodata import repodata_json
+
+PIXI_PACK_MTIME = 1153704088
+"""pixi-pack's fixed header time (tar-rs `HeaderMode::Deterministic`)."""
+
+
+def pack_mtime() -> int:
+    """SOURCE_DATE_EPOCH when set (reproducible-builds convention), else pixi-pack's constant."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    return int(value) if value and value.isdigit() else PIXI_PACK_MTIME
+
+
+@dataclass(frozen=True)
+class PackContents:
+    """Everything that goes into one pack: records paired with their verified files."""
+
+    platform: str
+    conda: Sequence[tuple[CondaRecord, Path]]
+    wheels: Sequence[tuple[PypiRecord, Path]] = ()
+    index: dict[str, bytes] = field(default_factory=dict)
+    """subdir → repodata.json bytes; computed from `conda` when empty."""
+
+    def repodata(self) -> dict[str, bytes]:
+        if self.index:
+            return self.index
+        by_subdir: dict[str, list[CondaRecord]] = {}
+        for record, _ in self.conda:
+            by_subdir.setdefault(record.subdir, []).append(record)
+        return {subdir: repodata_json(subdir, recs) for subdir, recs in sorted(by_subdir.items())}
+
+
+@dataclass(frozen=True)
+class _Entry:
+    path: str
+    data: bytes | None = None
+    source: Path | None = None
+    is_dir: bool = False
+
+
+def _entries(contents: PackContents) -> list[_Entry]:
+    """Every archive member, in pixi-pack's order: a pre-order walk sorted by name at each level."""
+    tree: dict[str, _Entry] = {}
+    for subdir, data in contents.repodata().items():
+        tree[f"channel/{subdir}/repodata.json"] = _Entry(f"channel/{subdir}/repodata.json", data=data)
+    for record, blob in contents.conda:
+        path = f"channel/{record.subdir}/{record.file_name}"
+        if path in tree:
+            raise ValueError(f"two packages would be written to {path}")
+        tree[path] = _Entry(path, source=blob)
+    for wheel, blob in contents.wheels:
+        path = f"pypi/{wheel.file_name}"
+        if path in tree:
+            raise ValueError(f"two wheels would be written to {path}")
+        tree[path] = _Entry(path, source=blob)
+    tree["environment.yml"] = _Entry("environment.yml",
+                                     data=environment_yml([r for r, _ in contents.conda], [w for w, _ in contents.wheels]))
+    tree["pixi-pack.json"] = _Entry("pixi-pack.json", data=pixi_pack_json(contents.platform))
+    for path in list(tree):
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            tree.setdefault(parent, _Entry(parent, is_dir=True))
+    return [tree[p] for p in sorted(tree, key=lambda p: p.encode().split(b"/"))]
+
+
+def _mode(entry: _Entry) -> int:
+    if entry.is_dir:
+        return 0o755
+    if entry.source is not None and entry.source.stat().st_mode & 0o100:
+        return 0o755
+    return 0o644
+
+
+def write_tar(contents: PackContents, out: BinaryIO, *, mtime: int | None = None) -> int:
+    """Stream the pack as a tar to `out`; returns the number of bytes written."""
+    writer = DeterministicTarWriter(out, mtime=pack_mtime() if mtime is None else mtime)
+    for entry in _entries(contents):
+        if entry.is_dir:
+            writer.add_dir(entry.path, 0o755)
+        elif entry.data is not None:
+            writer.add_bytes(entry.path, entry.data)
+        else:
+            assert entry.source is not None
+            writer.add_file(entry.path, entry.source, _mode(entry))
+    writer.close()
+    return writer.bytes_written
+
+
+def write_directory(contents: PackContents, out_dir: Path) -> None:
+    """`--directory-only`: the same members as files (copies, so editing them never touches the store)."""
+    for entry in _entries(contents):
+        target = out_dir / entry.path
+        if entry.is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+        elif entry.data is not None:
+            target.write_bytes(entry.data)
+        else:
+            assert entry.source is not None
+            shutil.copyfile(entry.source, target)
+            os.chmod(target, _mode(entry))
