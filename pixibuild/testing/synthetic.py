@@ -1,0 +1,62 @@
+"""Large synthetic workspaces for benchmarks: many projects sharing thousands of real packages.
+
+Package sizes follow a log-normal distribution (most packages small, a few large, like conda-forge);
+dependencies form a DAG in which low-numbered packages are the popular "base" libraries; each project
+locks the closure of a few random roots. Everything is seeded, so a benchmark is repeatable.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from ..records import CondaRecord
+from .condapkg import PackageSpec, PkgFile, locked_record, write_channel
+from .lockwriter import write_lock
+
+
+def _spec(rng: random.Random, index: int, subdir: str, median_kib: float) -> PackageSpec:
+    size = int(min(rng.lognormvariate(0, 1.3) * median_kib * 1024, 8 * 1024 * 1024))
+    n_files = max(1, min(40, size // 16384))
+    files = []
+    for f in range(n_files):
+        chunk = size // n_files
+        files.append(PkgFile(f"lib/pkg{index:04d}/data{f:02d}.bin", rng.randbytes(chunk)))
+    files.append(PkgFile(f"bin/tool{index:04d}", f"#!/bin/sh\necho tool{index} @PREFIX@\n".encode(), 0o755,
+                         prefix="text"))
+    n_deps = 0 if index < 10 else rng.randint(1, 5)
+    # Popular base packages: dependencies skew towards low indices.
+    deps = sorted({int(index * rng.random() ** 2) for _ in range(n_deps)} - {index})
+    return PackageSpec(f"pkg{index:04d}", f"1.{index % 7}.0", f"h{index:08x}_0", subdir=subdir,
+                       depends=tuple(f"pkg{d:04d}" for d in deps), files=files)
+
+
+def write_workspace(root: Path, *, n_packages: int = 1000, n_projects: int = 20, seed: int = 0,
+                    median_kib: float = 48.0, platform: str = "linux-64") -> list[Path]:
+    """Write `root/channel` and `root/projects/pNN/{pixi.toml,pixi.lock}`; returns project dirs."""
+    rng = random.Random(seed)
+    specs = [_spec(rng, i, platform, median_kib) for i in range(n_packages)]
+    files = write_channel([(s, ".conda") for s in specs], root / "channel")
+    records: list[CondaRecord] = [locked_record(s, files[f"{s.dist_name}.conda"]) for s in specs]
+    deps = {i: [int(d[3:]) for d in s.depends] for i, s in enumerate(specs)}
+    channel_url = (root / "channel").resolve().as_uri()
+    projects = []
+    for p in range(n_projects):
+        roots = rng.sample(range(n_packages), k=min(n_packages, rng.randint(5, 25)))
+        closure: set[int] = set()
+        stack = list(roots)
+        while stack:
+            i = stack.pop()
+            if i not in closure:
+                closure.add(i)
+                stack.extend(deps[i])
+        project = root / "projects" / f"p{p:02d}"
+        project.mkdir(parents=True, exist_ok=True)
+        names = ", ".join(f'"pkg{i:04d}" = "*"' for i in sorted(roots))
+        (project / "pixi.toml").write_text(
+            f'[workspace]\nname = "p{p:02d}"\nchannels = ["{channel_url}"]\nplatforms = ["{platform}"]\n\n'
+            f"[dependencies]\n{names.replace(', ', chr(10))}\n")
+        write_lock(project / "pixi.lock", {"default": {platform: [records[i] for i in sorted(closure)]}},
+                   channels=[channel_url])
+        projects.append(project)
+    return projects
