@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from typing import Sequence
@@ -12,8 +13,10 @@ from typing import Sequence
 from . import __version__
 from .errors import EXIT_BAD_INPUT, PixibuildError
 
-# Subcommand modules, in the order `pixibuild --help` lists them.
-COMMANDS = ("lock_info",)
+# Subcommand modules, in the order `pixibuild --help` lists them. Modules that are not there
+# (yet) are skipped, so each command lands on its own. Entries with a dot are absolute module
+# names (the doit-backed `build` command lives in the rule set, outside the library).
+COMMANDS = ("lock_info", "fetch", "pack", "unpack", "shell_hook", "image", "pixibuild.rules.build_command")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,9 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        module = importlib.import_module(f".commands.{name}", __package__)
+        module_name = name if "." in name else f"{__package__}.commands.{name}"
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        module = importlib.import_module(module_name)
+        command = getattr(module, "COMMAND_NAME", name.replace("_", "-"))
         doc = (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
-        p = sub.add_parser(name.replace("_", "-"), help=doc, description=doc)
+        p = sub.add_parser(command, help=doc, description=doc)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser

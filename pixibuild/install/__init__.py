@@ -1,0 +1,1 @@
+"""Streaming conda/wheel installer: archive readers (sources) and prefix linking (destinations)."""

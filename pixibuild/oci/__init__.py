@@ -1,0 +1,1 @@
+"""Daemonless OCI/Docker images: layers, config/manifest, layouts, registry client."""
