@@ -41,6 +41,7 @@ _CONDA_CORE = frozenset({"name", "version", "build", "build_number", "subdir", "
 # conda-lock (v1–v3) bookkeeping, not package metadata.
 _CONDA_LOCK_ONLY = frozenset({"manager", "platform", "category", "optional", "hash", "dependencies",
                               "source"})
+_PYPI_ARCHIVES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz")
 _PYPI_CORE = frozenset({"name", "version", "pypi", "kind", "url", "path", "sha256", "md5", "hash",
                         "requires_dist", "requires_python", "editable", "dependencies"})
 
@@ -313,16 +314,25 @@ def _pypi_record(ctx: _Ctx, entry: dict, location: str, extras: Iterable[str] = 
     extras = tuple(sorted(extras))
     if extras:
         extra["extras"] = list(extras)
+    sha256 = _str(ctx, entry.get("sha256", hashes.get("sha256")), f"{what}.sha256")
+    md5 = _str(ctx, entry.get("md5", hashes.get("md5")), f"{what}.md5")
+    is_path = not is_url(location)
+    if is_path and not (location_file_name(location) or "").endswith(_PYPI_ARCHIVES):
+        # A source directory: its lock hash covers the tree's metadata, not a file we could
+        # verify, so (like rattler) it is not the distribution's hash.
+        if sha256:
+            extra["source_tree_sha256"] = sha256
+        sha256 = md5 = None
     return PypiRecord(
         name=name,
         version=version,
         location=location,
-        sha256=_str(ctx, entry.get("sha256", hashes.get("sha256")), f"{what}.sha256"),
-        md5=_str(ctx, entry.get("md5", hashes.get("md5")), f"{what}.md5"),
+        sha256=sha256,
+        md5=md5,
         requires_dist=_str_list(ctx, requires, f"{what}.requires_dist"),
         requires_python=_str(ctx, entry.get("requires_python"), f"{what}.requires_python"),
         editable=_bool(ctx, entry.get("editable"), f"{what}.editable"),
-        is_path=not is_url(location),
+        is_path=is_path,
         extra=extra,
     )
 
