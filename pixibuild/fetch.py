@@ -33,6 +33,10 @@ from .records import CondaRecord, PypiRecord
 from .store import CHUNK, Hasher, Store, check_md5, check_sha256, compare
 
 log = logging.getLogger(__name__)
+# httpx logs every request URL at INFO; a lock URL may carry a conda token (`/t/<token>/`) and a redirect
+# target may carry a signed query. Our own messages are redacted, theirs are not: keep them quiet.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 Record = Union[CondaRecord, PypiRecord]
 MAX_REDIRECTS = 10

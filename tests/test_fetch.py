@@ -175,7 +175,7 @@ def test_oversized_response_is_stopped_at_the_declared_size(records, server, sto
     with fetcher(store) as f, pytest.raises(BuildError, match=f"sent more than the {rec.size} bytes"):
         f.fetch_one(rec)
     deadline = time.monotonic() + 10
-    while not server.requests and time.monotonic() < deadline:  # the server logs once it notices the hang-up
+    while not all(r.done for r in server.requests) and time.monotonic() < deadline:  # the server logs once it notices the hang-up
         time.sleep(0.05)
     (req,) = server.requests
     assert req.sent < rec.size + 20_000_000  # the client hung up long before the 50 MB of junk

@@ -48,7 +48,7 @@ class Fault:
     hits: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class RequestRecord:
     method: str
     path: str
@@ -57,6 +57,8 @@ class RequestRecord:
     status: int
     range: str | None
     sent: int
+    done: bool = False
+    """The body was fully handled (sent, cut by a fault, or the client hung up)."""
 
 
 @dataclass
@@ -84,12 +86,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(head=False)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _record(self, status: int, sent: int) -> None:
+    def _record(self, status: int, sent: int, done: bool = True) -> RequestRecord:
+        """Log the request as soon as its status is known (`sent` is updated when the body is done)."""
+        record = RequestRecord(self.command, self.path, dict(self.headers.items()), status,
+                               self.headers.get("Range"), sent, done)
         with self.state.lock:
-            self.state.requests.append(RequestRecord(self.command, self.path, dict(self.headers.items()),
-                                                     status, self.headers.get("Range"), sent))
+            self.state.requests.append(record)
+        return record
 
     def _simple(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self._record(status, len(body))
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -97,7 +103,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self._record(status, len(body))
 
     def _fault(self, path: str) -> Fault | None:
         with self.state.lock:
@@ -176,10 +181,12 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Length", str(end - start))
         self.end_headers()
-        sent = 0
+        record = self._record(status, 0, done=head)
         if not head:
             sent = self._stream(target, start, end, fault)
-        self._record(status, sent)
+            with self.state.lock:
+                record.sent = sent
+                record.done = True
 
     def _stream(self, target: Path, start: int, end: int, fault: Fault | None) -> int:
         kind = fault.kind if fault else None
