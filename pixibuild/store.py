@@ -195,9 +195,9 @@ class Store:
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
+        # The content is durable before the rename; the rename itself need not be (if a crash loses it, the
+        # blob is simply fetched again), so no directory fsync per blob.
         os.replace(tmp, target)
-        if fsync:
-            _fsync_dir(target.parent)
         return target
 
     def ingest_file(self, path: str | Path, sha256: str | None = None, md5: str | None = None, *,
