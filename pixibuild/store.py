@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -166,8 +167,22 @@ class Store:
                 if not path.name.startswith("."):
                     yield path.name, path
 
+    def clean_stale(self, max_age: float = 24 * 3600) -> int:
+        """Remove temp files of killed runs (`.*.tmp`, older than `max_age` s); resumable `.part` files stay."""
+        removed = 0
+        cutoff = time.time() - max_age
+        if not self.blobs.is_dir():
+            return 0
+        for path in self.blobs.glob("*/.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def verify(self, *, remove: bool = True) -> list[str]:
         """Re-hash every blob (`--verify-cache`); return the bad ones' names, removing them if asked."""
+        self.clean_stale()
         bad = []
         for name, path in self.iter_blobs():
             if _SHA256_RE.match(name) and self.verify_blob(name):

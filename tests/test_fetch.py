@@ -374,3 +374,18 @@ def test_all_failures_are_reported_in_one_line(records, server, store):
         server.add_fault("status", f"*{r.file_name}", status=404)
     with fetcher(store) as f, pytest.raises(BuildError, match=r"HTTP 404 .* \(and 2 more failed\)$"):
         f.fetch_all(records)
+
+
+def test_https_to_http_redirect_is_refused(channel, store, tmp_path):
+    from conftest import require_tool
+    from pixibuild.testing.http_server import self_signed_cert
+
+    require_tool("openssl")
+    cert, key = self_signed_cert(tmp_path / "tls")
+    with TestServer(channel[0], tls=(cert, key), url_host="localhost") as secure, TestServer(channel[0]) as plain:
+        secure.add_fault("redirect", "*.conda", location=plain.url)
+        records = records_for(channel[1], secure.url, channel[0])
+        config = NetConfig.load([], ca_bundle=cert, retries=0)
+        with fetcher(store, config) as f, pytest.raises(BuildError, match="redirects from https to http://"):
+            f.fetch_one(records[0])
+        assert plain.requests == []
