@@ -151,6 +151,7 @@ class Fetcher:
         self._client_lock = threading.Lock()
         self._verified: set[str] = set()
         self._bar: Progress | None = None
+        self._stop = threading.Event()
         self.stats = {"downloaded": 0, "cached": 0, "local": 0, "bytes": 0, "retries": 0}
         self._stats_lock = threading.Lock()
 
@@ -192,15 +193,15 @@ class Fetcher:
         for i, w in enumerate(wants):
             unique.setdefault(w.key, i)
         t0 = time.monotonic()
+        before = dict(self.stats)
         if self.progress and unique:
             self._bar = Progress(len(unique), sum(wants[i].size or 0 for i in unique.values()))
         results: dict[str, Path] = {}
         errors: list[str] = []
+        pool = ThreadPoolExecutor(max_workers=min(self.jobs, max(1, len(unique))), thread_name_prefix="fetch")
         try:
-            with ThreadPoolExecutor(max_workers=min(self.jobs, max(1, len(unique))),
-                                    thread_name_prefix="fetch") as pool:
-                futures = {key: pool.submit(self._fetch_wanted, wants[i], Path(base_dir))
-                           for key, i in unique.items()}
+            futures = {key: pool.submit(self._fetch_wanted, wants[i], Path(base_dir)) for key, i in unique.items()}
+            try:
                 for key, future in futures.items():
                     try:
                         results[key] = future.result()
@@ -208,6 +209,13 @@ class Fetcher:
                         errors.append(str(exc))
                     except Exception as exc:  # a bug or an OS error: still one line, still redacted
                         errors.append(self.auth.redact(f"{wants[unique[key]].label}: {type(exc).__name__}: {exc}"))
+            except BaseException:
+                # Ctrl-C: stop queued work and make running downloads bail out at their next chunk (their
+                # partial files stay, so the next run resumes them).
+                self._stop.set()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         finally:
             if self._bar is not None:
                 self._bar.close()
@@ -217,7 +225,7 @@ class Fetcher:
             for extra in errors[1:]:
                 log.error("%s", extra)
             raise BuildError(errors[0] + more)
-        s = self.stats
+        s = {k: v - before[k] for k, v in self.stats.items()}
         log.info("fetched %d packages: %d downloaded (%.1f MB), %d from store, %d local, in %.2fs",
                  len(unique), s["downloaded"], s["bytes"] / 1e6, s["cached"], s["local"], time.monotonic() - t0)
         return [results[w.key] for w in wants]
@@ -385,6 +393,8 @@ class Fetcher:
             try:
                 with open(partial, "ab") as out:
                     for chunk in response.iter_bytes():  # as received: a cut keeps what arrived
+                        if self._stop.is_set():
+                            raise _Fail(f"{w.label}: interrupted")
                         if w.size is not None and h.size + len(chunk) > w.size:
                             out.close()
                             partial.unlink(missing_ok=True)

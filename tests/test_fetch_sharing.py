@@ -229,3 +229,30 @@ def test_credentials_never_reach_logs_errors_or_store_metadata(two_platforms, tm
     for name, text in haystacks.items():
         for secret in secrets:
             assert secret not in text, f"{secret!r} leaked into {name}"
+
+
+def test_ctrl_c_stops_running_downloads_promptly_and_keeps_them_resumable(tmp_path):
+    root = tmp_path / "channel"
+    files = make_channel(root, [spec("big", "linux-64", 3_000_000, 11)])
+    store = tmp_path / "store"
+    with TestServer(root) as srv:
+        records = records_for(files, srv.url, root)
+        dump_records(records, tmp_path / "records.json")
+        srv.add_fault("slow", "*.conda", rate=300_000)  # ~10 s for the whole file
+        proc = _run_fetch(tmp_path / "records.json", store)
+        partial = store / "blobs" / "sha256" / records[0].sha256[:2] / f".{records[0].sha256}.part"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 100_000):
+            time.sleep(0.02)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+        assert time.monotonic() - t < 4
+        assert proc.returncode != 0
+        assert partial.exists() and blob_files(store) == []
+        srv.clear_faults()
+        rerun = _run_fetch(tmp_path / "records.json", store)
+        _, err = rerun.communicate(timeout=60)
+        assert rerun.returncode == 0, err
+        assert srv.requests[-1].status == 206
+    assert_store_sound(store)
