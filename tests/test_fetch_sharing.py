@@ -256,3 +256,30 @@ def test_ctrl_c_stops_running_downloads_promptly_and_keeps_them_resumable(tmp_pa
         assert rerun.returncode == 0, err
         assert srv.requests[-1].status == 206
     assert_store_sound(store)
+
+
+@pytest.mark.corpus
+def test_real_corpus_packages_fetched_over_http_match_their_published_sha256(tmp_path):
+    from conftest import require_corpus
+
+    pkgs = require_corpus("pkgs")
+    rows = [dict(zip(header, line.split("\t"))) for header in
+            [(pkgs / "INDEX.tsv").read_text().splitlines()[0].split("\t")]
+            for line in (pkgs / "INDEX.tsv").read_text().splitlines()[1:] if line.strip()]
+    rows = [r for r in rows if (pkgs / r["file"]).is_file()]  # INDEX also lists files the snapshot lacks
+    assert len(rows) > 200
+    from pixibuild.records import CondaRecord
+
+    store = Store(tmp_path / "store")
+    with TestServer(pkgs) as srv:
+        records = [CondaRecord(url=srv.url_for(r["file"]), file_name=r["file"].rsplit("/", 1)[-1],
+                               subdir=r["subdir"], name=r["name"], version=r["version"], build=r["build"],
+                               build_number=0, sha256=r["sha256"], size=int(r["size"])) for r in rows]
+        with Fetcher(store, FAST, progress=False, auth=AuthStore()) as f:
+            paths = f.fetch_all(records)
+        unique = {r.sha256 for r in records}
+        # Duplicated files (same bytes at several corpus paths) are requested once.
+        assert srv.count(".conda") + srv.count(".bz2") == len(unique)
+    assert {p.name for p in paths} == unique
+    assert_store_sound(store.root)
+    store.close()
