@@ -56,6 +56,8 @@ class PackageInfo:
     legacy: bool = False
     """True when the path list came from `info/files` (no paths.json, no sizes or hashes)."""
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
+    stray: list["Member"] = field(default_factory=list, repr=False)
+    """Payload members found in a .conda's info tar (placed after the payload tar)."""
 
     @property
     def noarch(self) -> str | None:
@@ -336,12 +338,23 @@ class CondaArchive:
                 yield stream
 
     def read_info(self) -> PackageInfo:
+        """info/ metadata. Payload members misplaced in the info tar (conda-package-handling put
+        symlinks to directories there) are kept in `.stray` for the linker."""
         files: dict[str, bytes] = {}
+        stray: list[Member] = []
         with self._stream(self._info, MAX_INFO_TOTAL) as stream:
             for member, _ in iter_tar(self.package, stream):
-                if member.kind == "file" and member.name.startswith("info/"):
-                    files[member.name] = read_bounded(self.package, member)
-        return parse_info(self.package, files)
+                if member.name.startswith("info/"):
+                    if member.kind == "file":
+                        files[member.name] = read_bounded(self.package, member)
+                elif member.kind == "file":
+                    member.fileobj = io.BytesIO(read_bounded(self.package, member))
+                    stray.append(member)
+                elif member.kind in ("symlink", "dir"):
+                    stray.append(member)
+        info = parse_info(self.package, files)
+        info.stray = stray
+        return info
 
     @contextlib.contextmanager
     def payload(self, limit: int | None) -> Iterator[Iterator[Member]]:
@@ -447,6 +460,13 @@ def record_from_archive(path: Path, url: str | None = None):
 
     info = read_info(path)
     index = info.index
+    for key in ("name", "version"):
+        if not isinstance(index.get(key), (str, int, float)) or isinstance(index.get(key), bool):
+            raise _fail(path.name, "info/index.json", f"missing or bad {key!r}")
+    for key in ("depends", "constrains"):
+        value = index.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _fail(path.name, "info/index.json", f"{key!r} must be a list of strings")
     sha, md5, size = file_hashes(path)
     core = {"name", "version", "build", "build_number", "depends", "constrains", "subdir", "noarch",
             "license", "timestamp"}

@@ -32,30 +32,45 @@ class InstallReport:
         return sum(len(p.paths) for p in self.packages)
 
 
+def _dep_name(spec: str) -> str:
+    return spec.replace("=", " ").split(" ", 1)[0]
+
+
 def dependency_order(records: Sequence[CondaRecord]) -> list[CondaRecord]:
-    """Topological order (dependencies first), ties and cycles broken by name: deterministic."""
+    """rattler's topological order: dependencies first, deterministic whatever the input order.
+
+    Roots (packages nothing depends on) are walked depth-first, the last root by name first, with
+    dependencies visited in reverse name order; packages only reachable through a cycle follow,
+    by name. A later package wins a clobbered path, exactly as in rattler.
+    """
     by_name = {r.name: r for r in records}
     if len(by_name) != len(records):
         names = sorted(r.name for r in records)
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise InputError(f"package(s) listed twice in one environment: {', '.join(dupes)}")
-    deps = {r.name: sorted({d.split()[0].split("[")[0] for d in r.depends if d.strip()} & by_name.keys() - {r.name})
-            for r in records}
-    order: list[CondaRecord] = []
-    state: dict[str, int] = {}
+    depended = {_dep_name(d) for r in records for d in r.depends}
+    roots = sorted(set(by_name) - depended)
+    order: list[str] = []
+    visited: set[str] = set()
 
-    def visit(name: str) -> None:
-        if state.get(name):
-            return  # done, or on the stack (a cycle: break it here)
-        state[name] = 1
-        for dep in deps[name]:
-            visit(dep)
-        state[name] = 2
-        order.append(by_name[name])
+    def walk(start: list[str]) -> None:
+        stack: list[tuple[bool, str]] = [(False, n) for n in start]
+        while stack:
+            install, name = stack.pop()
+            if install:
+                order.append(name)
+                continue
+            if name in visited or name not in by_name:
+                continue
+            visited.add(name)
+            stack.append((True, name))
+            stack.extend((False, d) for d in sorted(_dep_name(d) for d in by_name[name].depends))
 
-    for name in sorted(by_name):
-        visit(name)
-    return order
+    walk(roots)
+    for name in sorted(by_name):  # cycles without a root
+        if name not in visited:
+            walk([name])
+    return [by_name[n] for n in order]
 
 
 def python_layout(records: Sequence[CondaRecord], platform: str, python_version: str | None = None) -> PythonLayout | None:
@@ -90,18 +105,13 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Path]], target_dir
     records = dependency_order([r for r, _ in packages])
     layout = python_layout(records, platform)
     report = InstallReport(prefix.root, logical)
-    owners: dict[str, str] = {}
+    owners: dict = {}
     for record in records:
         linked = link_package(record, archives[record.name], prefix, target_prefix=logical, platform=platform,
                               python=layout, owners=owners)
         for path in linked.clobbered:
             report.clobbered[path] = record.name
         report.packages.append(linked)
-    # A package whose file a later package overwrote no longer owns it: keep conda-meta truthful.
-    final_owner = owners
-    for linked in report.packages:
-        linked.paths = [p for p in linked.paths
-                        if p.path_type == "directory" or final_owner.get(p.path, linked.record.name) == linked.record.name]
     if wheels:
         from .wheels import install_wheels
 

@@ -25,6 +25,8 @@ from .noarch import PythonLayout, entry_point_script, parse_entry_point, relocat
 from .prefix import PrefixTooLong, copy_binary, copy_text
 
 COPY_CHUNK = 1 << 20
+CLOBBERS_DIR = "__clobbers__"
+"""Where a package's file goes when a later package installs the same path (rattler's layout)."""
 _TARBZ2_RELEVANT = {"info/index.json", "info/paths.json", "info/files", "info/has_prefix", "info/link.json",
                     "info/noarch.json"}
 
@@ -193,11 +195,9 @@ class PackageLinker:
     def _place(self, member: Member) -> None:
         entry = self._entries.get(member.name)
         if entry is None:
-            if member.kind == "dir":
-                return
-            if self.info is not None and self.info.legacy:
-                return  # old packages list what to link in info/files; extra members are not linked
-            raise InputError(f"{self.label}: {member.name}: archive member not listed in info/paths.json")
+            # Not listed: not linked (as conda and rattler do: only listed paths are installed).
+            # The name was still checked, and nothing of it is written.
+            return
         if member.name in self._done:
             raise InputError(f"{self.label}: {member.name}: duplicate member in archive")
         rel = self._dest[member.name]
@@ -209,15 +209,15 @@ class PackageLinker:
             return
         if member.kind == "dir":
             raise InputError(f"{self.label}: {member.name}: paths.json says {entry.path_type}, archive has a directory")
-        full, clobber = self.prefix.prepare(self.label, rel)
-        self._note_owner(rel, clobber)
+        self._claim(rel)
+        full, _ = self.prefix.prepare(self.label, rel)
         if member.kind == "symlink":
             if entry.file_mode is not None:
                 raise InputError(f"{self.label}: {member.name}: a symlink cannot have a prefix placeholder")
             os.symlink(member.linkname, full)
             self._written.append(rel)
-            self._done[member.name] = LinkedPath(rel, "softlink", entry.sha256, None, entry.size,
-                                                 no_link=entry.no_link)
+            self._done[member.name] = self._own(LinkedPath(rel, "softlink", entry.sha256, None, entry.size,
+                                                           no_link=entry.no_link))
             return
         if member.kind == "hardlink":
             source = self._dest.get(member.linkname)
@@ -233,11 +233,22 @@ class PackageLinker:
         assert member.fileobj is not None
         self._write_file(member.name, entry, full, rel, member.fileobj, member.mode, member.size)
 
-    def _note_owner(self, rel: str, clobber: bool) -> None:
+    def _claim(self, rel: str) -> None:
+        """A path an earlier package installed: move its file aside (`__clobbers__/<pkg>/<path>`)."""
         previous = self.owners.get(rel)
-        if clobber or previous is not None:
-            self.clobbered.append(rel)
-        self.owners[rel] = self.record.name
+        if previous is None:
+            return
+        name, linked = previous
+        aside = f"{CLOBBERS_DIR}/{name}/{rel}"
+        self.prefix.ensure_dir(self.label, posixpath.dirname(aside))
+        os.replace(self.prefix.path(rel), self.prefix.path(aside))
+        linked.original_path, linked.path = rel, aside
+        self.clobbered.append(rel)
+        del self.owners[rel]
+
+    def _own(self, linked: LinkedPath) -> LinkedPath:
+        self.owners[linked.path] = (self.record.name, linked)
+        return linked
 
     def _write_file(self, name: str, entry: PathEntry, full: str, rel: str, src: IO[bytes], mode: int,
                     size: int | None) -> None:
@@ -271,12 +282,12 @@ class PackageLinker:
         if entry.sha256 is not None and entry.sha256 != source_sha:
             raise InputError(f"{self.label}: {name}: content does not match the sha256 in info/paths.json")
         in_prefix = out_sha.hexdigest() if entry.file_mode is not None else source_sha
-        self._done[name] = LinkedPath(
+        self._done[name] = self._own(LinkedPath(
             rel, "hardlink", entry.sha256 or source_sha,
             in_prefix if in_prefix != source_sha else None,
             out_size[0] if entry.file_mode is not None else (entry.size if entry.size is not None else reader.size),
             entry.file_mode, entry.prefix_placeholder, entry.no_link,
-        )
+        ))
 
     # ---------------------------------------------------------------- finishing
     def _finish(self) -> LinkedPackage:
@@ -297,14 +308,14 @@ class PackageLinker:
                 ep = parse_entry_point(self.label, text)
                 rel = f"{self.python.bin_dir}/{ep.command}"
                 data = entry_point_script(ep, self.python, self.target_prefix)
-                full, clobber = self.prefix.prepare(self.label, rel)
-                self._note_owner(rel, clobber)
+                self._claim(rel)
+                full, _ = self.prefix.prepare(self.label, rel)
                 with open(full, "wb") as out:
                     out.write(data)
                 os.chmod(full, 0o775)
                 self._written.append(rel)
-                linked.paths.append(LinkedPath(rel, "unix_python_entry_point",
-                                               hashlib.sha256(data).hexdigest(), None, len(data)))
+                linked.paths.append(self._own(LinkedPath(rel, "unix_python_entry_point",
+                                                         hashlib.sha256(data).hexdigest(), None, len(data))))
         linked.clobbered = self.clobbered
         return linked
 
@@ -340,6 +351,9 @@ class PackageLinker:
             assert self.info is not None
             with archive.payload(ar.tar_size_bound(self.info.paths)) as members:
                 for member in members:
+                    self._place(member)
+            for member in self.info.stray:
+                if member.name not in self._done:
                     self._place(member)
         finally:
             archive.close()
@@ -381,7 +395,7 @@ class PackageLinker:
 
 
 def link_package(record: CondaRecord, archive_path: Path, prefix: PrefixDir, *, target_prefix: str, platform: str,
-                 python: PythonLayout | None, owners: dict[str, str] | None = None) -> LinkedPackage:
+                 python: PythonLayout | None, owners: dict[str, tuple[str, LinkedPath]] | None = None) -> LinkedPackage:
     """Link one archive into `prefix`; returns what conda-meta needs. Raises InputError on bad packages."""
     linker = PackageLinker(record, archive_path, prefix, target_prefix=target_prefix, platform=platform,
                            python=python, owners=owners)
