@@ -19,7 +19,7 @@ import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator, Union
 
 import zstandard
 
@@ -299,14 +299,22 @@ def read_bounded(package: str, member: Member, limit: int = MAX_INFO_MEMBER) -> 
 
 # --------------------------------------------------------------------------- archives
 
+Source = Union[Path, Callable[[], IO[bytes]]]
+"""An archive: a file path, or a callable opening a fresh seekable stream (e.g. a member of a pack tar)."""
+
+
+def open_source(source: Source) -> IO[bytes]:
+    return open(source, "rb") if isinstance(source, Path) else source()
+
+
 class CondaArchive:
     """A `.conda` (zip of `info-*.tar.zst` and `pkg-*.tar.zst`), read member by member."""
 
-    def __init__(self, path: Path, package: str):
-        self.path = path
+    def __init__(self, source: Source, package: str):
         self.package = package
+        self._file = open_source(source)
         try:
-            self._zip = zipfile.ZipFile(path)
+            self._zip = zipfile.ZipFile(self._file)
         except (zipfile.BadZipFile, OSError) as exc:
             raise _fail(package, None, f"not a valid .conda zip ({exc})") from None
         names: dict[str, zipfile.ZipInfo] = {}
@@ -364,6 +372,7 @@ class CondaArchive:
 
     def close(self) -> None:
         self._zip.close()
+        self._file.close()
 
 
 class _Bounded(io.RawIOBase):
@@ -403,13 +412,27 @@ class _Bounded(io.RawIOBase):
         return data
 
 
-def open_tar_bz2(path: Path, package: str, limit: int | None = None) -> IO[bytes]:
+class _OwningBZ2(bz2.BZ2File):
+    """BZ2File that closes the underlying stream it was given."""
+
+    def __init__(self, raw: IO[bytes]):
+        super().__init__(raw, "rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
+def open_tar_bz2(source: Source, package: str, limit: int | None = None) -> IO[bytes]:
     """A decompressing stream over a `.tar.bz2`, optionally bounded."""
     try:
-        raw = bz2.open(path, "rb")
+        raw: IO[bytes] = _OwningBZ2(open_source(source))
     except OSError as exc:
         raise _fail(package, None, f"cannot open ({exc})") from None
-    return _Bounded(raw, limit, package, path.name) if limit else raw  # type: ignore[return-value]
+    return _Bounded(raw, limit, package, package) if limit else raw
 
 
 def tar_size_bound(paths: list[PathEntry], n_members: int | None = None) -> int:
@@ -424,18 +447,19 @@ def package_label(path: Path) -> str:
     return path.name
 
 
-def read_info(path: Path) -> PackageInfo:
+def read_info(path: Path, source: Source | None = None, label: str | None = None) -> PackageInfo:
     """Only the `info/` metadata of an archive (reads the whole stream for `.tar.bz2`)."""
-    label = package_label(path)
+    label = label or package_label(path)
+    source = source if source is not None else path
     if path.name.endswith(".conda"):
-        archive = CondaArchive(path, label)
+        archive = CondaArchive(source, label)
         try:
             return archive.read_info()
         finally:
             archive.close()
     if path.name.endswith(".tar.bz2"):
         files: dict[str, bytes] = {}
-        with open_tar_bz2(path, label) as stream:
+        with open_tar_bz2(source, label) as stream:
             for member, _ in iter_tar(label, stream):
                 if member.kind == "file" and member.name.startswith("info/"):
                     files[member.name] = read_bounded(label, member)

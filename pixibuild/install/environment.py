@@ -6,6 +6,7 @@ package's file replaces an earlier one's, and the overwritten paths are reported
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -101,7 +102,7 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Path]], target_dir
     """
     prefix = PrefixDir(Path(target_dir))
     logical = target_prefix or str(prefix.root)
-    archives = {r.name: Path(p) for r, p in packages}
+    archives = {r.name: (Path(p) if isinstance(p, (str, os.PathLike)) else p) for r, p in packages}
     records = dependency_order([r for r, _ in packages])
     layout = python_layout(records, platform)
     report = InstallReport(prefix.root, logical)

@@ -157,10 +157,11 @@ class _LateInfo(Exception):
 class PackageLinker:
     """Places the payload of one package archive into a PrefixDir."""
 
-    def __init__(self, record: CondaRecord, archive_path: Path, prefix: PrefixDir, *, target_prefix: str,
+    def __init__(self, record: CondaRecord, archive_path: ar.Source, prefix: PrefixDir, *, target_prefix: str,
                  platform: str, python: PythonLayout | None, owners: dict[str, str] | None = None):
         self.record = record
-        self.archive_path = archive_path
+        self.source = archive_path
+        self.archive_path = Path(record.file_name) if callable(archive_path) else archive_path
         self.label = f"{record.file_name}"
         self.prefix = prefix
         self.target_prefix = target_prefix
@@ -345,7 +346,7 @@ class PackageLinker:
         raise InputError(f"{self.archive_path}: not a conda package (expected .conda or .tar.bz2)")
 
     def _link_conda(self) -> LinkedPackage:
-        archive = ar.CondaArchive(self.archive_path, self.label)
+        archive = ar.CondaArchive(self.source, self.label)
         try:
             self._use_info(archive.read_info())
             assert self.info is not None
@@ -361,7 +362,7 @@ class PackageLinker:
 
     def _link_tar_bz2_one_pass(self) -> LinkedPackage:
         info_files: dict[str, bytes] = {}
-        stream = ar.open_tar_bz2(self.archive_path, self.label, ar.MAX_INFO_TOTAL)
+        stream = ar.open_tar_bz2(self.source, self.label, ar.MAX_INFO_TOTAL)
         with stream:
             for member, _ in ar.iter_tar(self.label, stream):
                 if member.name.startswith("info/"):
@@ -383,10 +384,10 @@ class PackageLinker:
         return self._finish()
 
     def _link_tar_bz2_two_pass(self) -> LinkedPackage:
-        self._use_info(ar.read_info(self.archive_path))
+        self._use_info(ar.read_info(self.archive_path, self.source, self.label))
         assert self.info is not None
         bound = ar.tar_size_bound(self.info.paths) + ar.MAX_INFO_TOTAL
-        with ar.open_tar_bz2(self.archive_path, self.label, bound) as stream:
+        with ar.open_tar_bz2(self.source, self.label, bound) as stream:
             for member, _ in ar.iter_tar(self.label, stream):
                 if member.name.startswith("info/"):
                     continue
@@ -394,7 +395,7 @@ class PackageLinker:
         return self._finish()
 
 
-def link_package(record: CondaRecord, archive_path: Path, prefix: PrefixDir, *, target_prefix: str, platform: str,
+def link_package(record: CondaRecord, archive_path: ar.Source, prefix: PrefixDir, *, target_prefix: str, platform: str,
                  python: PythonLayout | None, owners: dict[str, tuple[str, LinkedPath]] | None = None) -> LinkedPackage:
     """Link one archive into `prefix`; returns what conda-meta needs. Raises InputError on bad packages."""
     linker = PackageLinker(record, archive_path, prefix, target_prefix=target_prefix, platform=platform,

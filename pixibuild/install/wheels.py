@@ -4,7 +4,8 @@ console scripts generated for the environment's python (at its logical prefix)."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+import zipfile
+from typing import Any, Sequence
 
 from ..errors import InputError
 from ..records import PypiRecord
@@ -24,7 +25,7 @@ def _scheme(root: Path, layout: PythonLayout, name: str) -> dict[str, str]:
     }
 
 
-def install_wheels(wheels: Sequence[tuple[PypiRecord, Path]], root: Path, target_prefix: str,
+def install_wheels(wheels: Sequence[tuple[PypiRecord, Any]], root: Path, target_prefix: str,
                    layout: PythonLayout) -> list[str]:
     """Install each wheel; returns the installed distribution names in order."""
     from installer import install
@@ -33,20 +34,26 @@ def install_wheels(wheels: Sequence[tuple[PypiRecord, Path]], root: Path, target
 
     done = []
     for record, path in sorted(wheels, key=lambda w: w[0].name):
-        if not path.name.endswith(".whl"):
-            raise InputError(f"{path}: {record.name}: not a wheel file (only wheels can be installed)")
+        file_name = path.name if isinstance(path, Path) else record.file_name
+        if not file_name.endswith(".whl"):
+            raise InputError(f"{file_name}: {record.name}: not a wheel file (only wheels can be installed)")
         interpreter = f"{target_prefix.rstrip('/')}/{layout.python_path}"
         destination = SchemeDictionaryDestination(
             _scheme(root, layout, record.name), interpreter=interpreter,
             script_kind="win-amd64" if layout.platform.startswith("win-") else "posix",
             bytecode_optimization_levels=(),
         )
+        stream = open(path, "rb") if isinstance(path, Path) else path()
         try:
-            with WheelFile.open(path) as source:
+            with zipfile.ZipFile(stream) as zf:
+                zf.filename = file_name  # installer derives name and version from the file name
+                source = WheelFile(zf)
                 install(source=source, destination=destination, additional_metadata={"INSTALLER": INSTALLER_NAME})
         except InputError:
             raise
         except Exception as exc:  # installer raises plain exceptions for bad wheels
-            raise InputError(f"{path.name}: cannot install wheel ({exc})") from None
+            raise InputError(f"{file_name}: cannot install wheel ({exc})") from None
+        finally:
+            stream.close()
         done.append(record.name)
     return done
