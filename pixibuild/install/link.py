@@ -283,12 +283,17 @@ class PackageLinker:
         if entry.sha256 is not None and entry.sha256 != source_sha:
             raise InputError(f"{self.label}: {name}: content does not match the sha256 in info/paths.json")
         in_prefix = out_sha.hexdigest() if entry.file_mode is not None else source_sha
-        self._done[name] = self._own(LinkedPath(
-            rel, "hardlink", entry.sha256 or source_sha,
-            in_prefix if in_prefix != source_sha else None,
-            out_size[0] if entry.file_mode is not None else (entry.size if entry.size is not None else reader.size),
-            entry.file_mode, entry.prefix_placeholder, entry.no_link,
-        ))
+        out_bytes = out_size[0] if entry.file_mode is not None else reader.size
+        if entry.sha256 is None:
+            # No hash in the metadata (legacy info/files): like rattler, record only what is in the prefix.
+            linked = LinkedPath(rel, "hardlink", None, in_prefix, out_bytes, entry.file_mode,
+                                entry.prefix_placeholder, entry.no_link)
+        else:
+            linked = LinkedPath(rel, "hardlink", entry.sha256, in_prefix if in_prefix != source_sha else None,
+                                out_bytes if entry.file_mode is not None else
+                                (entry.size if entry.size is not None else reader.size),
+                                entry.file_mode, entry.prefix_placeholder, entry.no_link)
+        self._done[name] = self._own(linked)
 
     # ---------------------------------------------------------------- finishing
     def _finish(self) -> LinkedPackage:
