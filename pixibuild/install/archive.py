@@ -17,6 +17,7 @@ import json
 import posixpath
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Union
@@ -24,6 +25,9 @@ from typing import IO, Any, Callable, Iterator, Union
 import zstandard
 
 from ..errors import InputError
+
+CORRUPT = (tarfile.TarError, OSError, EOFError, ValueError, zstandard.ZstdError, zipfile.BadZipFile, zlib.error)
+"""What a damaged archive raises while it is read: all become InputError naming the package."""
 
 MAX_INFO_MEMBER = 64 << 20
 """Largest `info/` member we keep in memory (real ones are kilobytes; repodata-sized at worst)."""
@@ -257,7 +261,7 @@ def iter_tar(package: str, stream: IO[bytes]) -> Iterator[tuple[Member, tarfile.
     """Stream a tar: yield each checked member; a file's body is readable until the next yield."""
     try:
         tar = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)
-    except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as exc:
+    except CORRUPT as exc:
         raise _fail(package, None, f"not a readable tar stream ({exc})") from None
     seen: set[str] = set()
     try:
@@ -278,7 +282,9 @@ def _tar_infos(package: str, tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     while True:
         try:
             info = tar.next()
-        except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError, ValueError) as exc:
+        except InputError:
+            raise
+        except CORRUPT as exc:
             raise _fail(package, None, f"corrupt archive ({exc})") from None
         if info is None:
             return
@@ -293,7 +299,9 @@ def read_bounded(package: str, member: Member, limit: int = MAX_INFO_MEMBER) -> 
         raise _fail(package, member.name, f"{member.size} bytes is too large for metadata")
     try:
         return member.fileobj.read()
-    except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as exc:
+    except InputError:
+        raise
+    except CORRUPT as exc:
         raise _fail(package, member.name, f"corrupt archive ({exc})") from None
 
 
@@ -315,7 +323,8 @@ class CondaArchive:
         self._file = open_source(source)
         try:
             self._zip = zipfile.ZipFile(self._file)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except CORRUPT as exc:
+            self._file.close()
             raise _fail(package, None, f"not a valid .conda zip ({exc})") from None
         names: dict[str, zipfile.ZipInfo] = {}
         for zi in self._zip.infolist():
@@ -339,7 +348,11 @@ class CondaArchive:
 
     @contextlib.contextmanager
     def _stream(self, zi: zipfile.ZipInfo, limit: int | None) -> Iterator[IO[bytes]]:
-        with self._zip.open(zi) as raw:
+        try:
+            raw = self._zip.open(zi)
+        except CORRUPT as exc:
+            raise _fail(self.package, zi.filename, f"corrupt zip entry ({exc})") from None
+        with raw:
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
             stream: IO[bytes] = _Bounded(reader, limit, self.package, zi.filename) if limit else reader
             with reader:
@@ -384,9 +397,9 @@ class _Bounded(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def extend(self, more: int) -> None:
-        """Allow `more` further bytes (once the declared sizes are known)."""
-        self._left += more
+    def set_remaining(self, remaining: int) -> None:
+        """Allow exactly `remaining` further bytes (once the declared sizes are known)."""
+        self._left = remaining
 
     def close(self) -> None:
         try:

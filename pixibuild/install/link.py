@@ -143,7 +143,7 @@ class _HashingReader:
             data = self._inner.read(n)
         except InputError:
             raise
-        except (OSError, EOFError, ValueError, ar.tarfile.TarError, ar.zstandard.ZstdError) as exc:
+        except ar.CORRUPT as exc:
             raise InputError(f"{self._where}: corrupt archive ({exc})") from None
         self.sha.update(data)
         self.size += len(data)
@@ -382,7 +382,7 @@ class PackageLinker:
                         raise _LateInfo()
                     self._use_info(ar.parse_info(self.label, info_files))
                     assert self.info is not None
-                    stream.extend(ar.tar_size_bound(self.info.paths))  # type: ignore[attr-defined]
+                    stream.set_remaining(ar.tar_size_bound(self.info.paths))  # type: ignore[attr-defined]
                 self._place(member)
         if self.info is None:
             self._use_info(ar.parse_info(self.label, info_files))
@@ -391,7 +391,7 @@ class PackageLinker:
     def _link_tar_bz2_two_pass(self) -> LinkedPackage:
         self._use_info(ar.read_info(self.archive_path, self.source, self.label))
         assert self.info is not None
-        bound = ar.tar_size_bound(self.info.paths) + ar.MAX_INFO_TOTAL
+        bound = ar.tar_size_bound(self.info.paths) + sum(len(v) + 2048 for v in self.info.files.values())
         with ar.open_tar_bz2(self.source, self.label, bound) as stream:
             for member, _ in ar.iter_tar(self.label, stream):
                 if member.name.startswith("info/"):
