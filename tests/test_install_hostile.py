@@ -109,7 +109,7 @@ CASES = {
     "kind-lie": ([_file("a", OK)], [{"_path": "a", "path_type": "directory"}], "says directory"),
     "non-utf8": ([_file("bad-\udcff.txt", OK)], [_entry("ok.txt", OK)], "UTF-8"),
     # an unlisted member far larger than everything paths.json declares: decompression stops early
-    "bomb": ([_file("a.txt", OK), _file("zbig.bin", b"\0" * (4 << 20))], [_entry("a.txt", OK)], "exceeds"),
+    "bomb": ([_file("a.txt", OK), _file("zbig.bin", b"\0" * (48 << 20))], [_entry("a.txt", OK)], "exceeds"),
     "dup-paths-json": ([_file("a.txt", OK)], [_entry("a.txt", OK), _entry("a.txt", OK)], "listed twice"),
 }
 

@@ -32,6 +32,7 @@ CORRUPT = (tarfile.TarError, OSError, EOFError, ValueError, zstandard.ZstdError,
 MAX_INFO_MEMBER = 64 << 20
 """Largest `info/` member we keep in memory (real ones are kilobytes; repodata-sized at worst)."""
 MAX_INFO_TOTAL = 256 << 20
+BOMB_SLACK = 32 << 20
 ZIP_ENCRYPTED_FLAG = 0x1
 PATH_TYPES = ("hardlink", "softlink", "directory")
 
@@ -453,7 +454,9 @@ def tar_size_bound(paths: list[PathEntry], n_members: int | None = None) -> int:
     total = 0
     for entry in paths:
         total += 4096 + ((entry.size or 0) + 511) // 512 * 512
-    return total + 64 * 1024 + 4096 * (n_members or 0)
+    # Slack for members real packages carry but do not list (info/recipe, .DS_Store, licenses):
+    # a bomb is still stopped a bounded distance past what the package declares.
+    return total + total // 10 + BOMB_SLACK + 4096 * (n_members or 0)
 
 
 def package_label(path: Path) -> str:
