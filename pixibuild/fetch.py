@@ -327,7 +327,8 @@ class Fetcher:
                 log.info("%s: %s (%s); retry %d/%d in %.2fs", w.label, self.auth.redact(str(exc)), shown,
                          attempt, c.retries, delay)
                 self._count("retries")
-                time.sleep(delay)
+                if self._stop.wait(delay):
+                    raise _Fail(f"{w.label}: interrupted") from None
         sha = h.sha256.hexdigest()
         if w.size is not None and h.size != w.size:
             log.warning("%s: lock says %d bytes but the verified file has %d", w.label, w.size, h.size)
