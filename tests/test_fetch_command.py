@@ -15,8 +15,6 @@ from pixibuild.records import PypiRecord
 from pixibuild.testing.http_server import TestServer
 from pixibuild.testing.lockwriter import write_lock
 
-pytest.importorskip("pixibuild.lockfile", reason="the lock reader lands from the lock helper's branch")
-
 
 @pytest.fixture
 def project(tmp_path):
