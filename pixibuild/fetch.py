@@ -194,7 +194,8 @@ class Fetcher:
             unique.setdefault(w.key, i)
         t0 = time.monotonic()
         before = dict(self.stats)
-        if self.progress and unique:
+        own_bar = bool(self.progress and unique and self._bar is None)  # concurrent calls share the first bar
+        if own_bar:
             self._bar = Progress(len(unique), sum(wants[i].size or 0 for i in unique.values()))
         results: dict[str, Path] = {}
         errors: list[str] = []
@@ -217,7 +218,7 @@ class Fetcher:
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         finally:
-            if self._bar is not None:
+            if own_bar and self._bar is not None:
                 self._bar.close()
                 self._bar = None
         if errors:
