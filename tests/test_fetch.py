@@ -390,3 +390,11 @@ def test_https_to_http_redirect_is_refused(channel, store, tls_pair):
         with fetcher(store, config) as f, pytest.raises(BuildError, match="redirects from https to http://"):
             f.fetch_one(records[0])
         assert plain.requests == []
+
+
+def test_redirect_loops_end_with_a_clear_error(records, server, store):
+    server.add_fault("redirect", "*.conda", location=server.url)
+    rec = alpha(records)
+    with fetcher(store) as f, pytest.raises(BuildError, match=f"{rec.dist_name}: more than 10 redirects from"):
+        f.fetch_one(rec)
+    assert server.count(rec.file_name) == 11
