@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .atomic import atomic_write_bytes
 from .errors import BuildError
-from .fetch import Fetcher
 from .pack.archive import PackContents
 from .pack.build import PackOutput, write_pack
 from .pack.repodata import repodata_json
 from .records import CondaRecord, PypiRecord
-from .store import Store, hash_file
 
-_FETCHERS: dict[str, Fetcher] = {}
+if TYPE_CHECKING:
+    from .fetch import Fetcher
+
+_FETCHERS: dict[str, "Fetcher"] = {}
 _FETCHERS_LOCK = threading.Lock()
 
 
-def shared_fetcher(store_root: str) -> Fetcher:
-    """One fetcher (one connection pool) per store per process, shared by every fetch node."""
+def shared_fetcher(store_root: str) -> "Fetcher":
+    """One fetcher (one connection pool) per store per process, shared by every fetch node.
+    (Imported here, not at module level: planning a no-op run must not pay for httpx.)"""
+    from .fetch import Fetcher
+    from .netconfig import NetConfig
+    from .store import Store
+
     with _FETCHERS_LOCK:
         fetcher = _FETCHERS.get(store_root)
         if fetcher is None:
-            fetcher = _FETCHERS[store_root] = Fetcher(Store(Path(store_root)), progress=False)
+            fetcher = _FETCHERS[store_root] = Fetcher(Store(Path(store_root)), config=NetConfig.load(),
+                                                      progress=False)
         return fetcher
 
 
@@ -46,6 +53,8 @@ def fetch(record: CondaRecord | PypiRecord, base_dir: str, store_root: str) -> N
 def verify(record: CondaRecord | PypiRecord, base_dir: str, store_root: str) -> None:
     """Verify node: re-hash the stored blob against every hash and size the lock gives, so a blob
     damaged on disk after download is caught before it is packed."""
+    from .store import Store, hash_file
+
     path = blob_for(record, base_dir, store_root)
     h = hash_file(path)
     name = getattr(record, "file_name", None) or record.name
