@@ -67,6 +67,9 @@ class BuildGraph:
         self._nodes[node.name] = node
         return node
 
+    def has(self, name: str) -> bool:
+        return name in self._nodes
+
     def node(self, name: str) -> Node:
         return self._nodes[name]
 
