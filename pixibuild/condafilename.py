@@ -18,7 +18,12 @@ _ARCH = {
     "linux-loongarch64": "loongarch64",
     "osx-64": "x86_64", "osx-arm64": "arm64",
     "win-32": "x86", "win-64": "x86_64", "win-arm64": "arm64",
-    "emscripten-wasm32": "wasm32", "wasi-wasm32": "wasm32", "zos-z": "z",
+    "emscripten-wasm32": "wasm32", "emscripten-wasm64": "wasm64", "wasi-wasm32": "wasm32", "zos-z": "z",
+    "linux-ppc": "ppc",
+    "freebsd-32": "x86", "freebsd-64": "x86_64", "freebsd-arm64": "arm64", "freebsd-ppc64": "ppc64",
+    "freebsd-ppc64le": "ppc64le",
+    "ios-arm64": "arm64", "iossimulator-arm64": "arm64", "iossimulator-64": "x86_64",
+    "android-aarch64": "aarch64", "android-armv7a": "armv7a", "android-64": "x86_64", "android-32": "x86",
 }
 PARSEABLE_SUBDIRS = frozenset(KNOWN_SUBDIRS) | frozenset(_ARCH)
 
@@ -102,4 +107,4 @@ def arch_and_platform(subdir: str) -> tuple[str | None, str | None]:
     arch = _ARCH.get(subdir)
     if arch is None:
         return None, None
-    return arch, subdir.split("-", 1)[0]
+    return arch, subdir.rsplit("-", 1)[0]

@@ -110,3 +110,16 @@ def test_structural_errors_name_the_field(text: str, field: str) -> None:
 def test_missing_lock_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="lock file not found"):
         read_lock(tmp_path / "pixi.lock")
+
+
+def test_subdir_tables_match_rattler() -> None:
+    rattler = pytest.importorskip("rattler")
+    from pixibuild.condafilename import PARSEABLE_SUBDIRS, arch_and_platform
+
+    subdir_type = getattr(rattler, "Subdir", None) or rattler.Platform  # Platform: deprecated name
+    platforms = {str(p) for p in subdir_type.all()}
+    assert platforms <= PARSEABLE_SUBDIRS | {"unknown"}
+    for subdir in sorted(platforms - {"unknown"}):
+        p = subdir_type(subdir)
+        expected = (str(p.arch) if p.arch else None, p.only_platform)
+        assert arch_and_platform(subdir) == expected, subdir
