@@ -22,15 +22,19 @@ class Unsupported(Exception):
 
 _PLAIN_START_FORBIDDEN = frozenset("[]{}&*!|>%@`\"'#?,")
 _JSON_ESCAPES = re.compile(r'\\[^"\\/bfnrtu]')
+# Characters PyYAML rejects (non-printable) or reads as line breaks (NEL, LS, PS).
+_NOT_PLAIN_TEXT = re.compile("[^\x09\x0A\x0D\x20-\x7E\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]|[\u2028\u2029]")
 
 
 def load(text: str) -> Any:
     """Parse `text`; raise Unsupported if it needs a full YAML parser."""
     if text.startswith("\ufeff"):
         text = text[1:]
+    if _NOT_PLAIN_TEXT.search(text) or text.count("\r") != text.count("\r\n"):
+        raise Unsupported("characters YAML treats specially (line breaks, non-printables)")
     lines: list[tuple[int, str]] = []
     for raw in text.split("\n"):
-        body = raw.rstrip()
+        body = raw.rstrip(" \r")  # YAML white space is only space and tab (not U+00A0...)
         content = body.lstrip(" ")
         if not content or content[0] == "#":
             continue
