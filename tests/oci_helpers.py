@@ -1,0 +1,145 @@
+"""Helpers for the image tests: a tiny busybox base built from Debian's static busybox, a local
+docker-registry on a free port, and wrappers around skopeo/umoci."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import require_tool
+
+from pixibuild.oci.assemble import BaseImage, LayerSpec, assemble_image, build_layers
+from pixibuild.oci.config import ImageSettings, canonical_json
+from pixibuild.oci.layer import LayerCache
+from pixibuild.oci.layout import Image
+
+BUSYBOX = Path("/bin/busybox")
+
+
+def require_busybox() -> Path:
+    if not BUSYBOX.exists():
+        require_tool("busybox")  # skips locally, fails in CI
+    return BUSYBOX
+
+
+def busybox_base(cache: LayerCache) -> BaseImage:
+    """A one-layer base: /bin/busybox plus sh/env/cat/ls symlinks, /tmp, /etc/passwd."""
+    busybox = require_busybox()
+
+    def populate(d: Path) -> None:
+        (d / "bin").mkdir()
+        shutil.copyfile(busybox, d / "bin" / "busybox")
+        (d / "bin" / "busybox").chmod(0o755)
+        for name in ("sh", "env", "cat", "ls", "echo", "test"):
+            (d / "bin" / name).symlink_to("busybox")
+        (d / "tmp").mkdir()
+        (d / "etc").mkdir()
+        (d / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+
+    [(layer, hist)] = build_layers([LayerSpec("test-busybox-base", populate, created_by="busybox base")], cache)
+    config = {"architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
+              "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+              "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+              "history": [{"created": "1970-01-01T00:00:00Z", "created_by": hist.created_by}]}
+    return BaseImage("busybox-test", config, (layer,))
+
+
+def file_layers(cache: LayerCache, files: dict[str, dict[str, bytes]], mount: str = "app/.pixi/envs/prod") -> list:
+    """One layer per entry: name → {relative path: content}."""
+    def populator(content: dict[str, bytes]):
+        def populate(d: Path) -> None:
+            for rel, data in content.items():
+                (d / rel).parent.mkdir(parents=True, exist_ok=True)
+                (d / rel).write_bytes(data)
+                if rel.startswith("bin/"):
+                    (d / rel).chmod(0o755)
+        return populate
+    specs = [LayerSpec(f"test:{name}:{canonical_json(sorted((k, v.hex()) for k, v in content.items())).decode()}",
+                       populator(content), mount=mount, created_by=f"package {name}")
+             for name, content in files.items()]
+    return build_layers(specs, cache)
+
+
+def simple_image(cache: LayerCache, files: dict[str, dict[str, bytes]], base: BaseImage | None = None,
+                 **settings) -> Image:
+    layers = file_layers(cache, files)
+    kwargs = dict(env={"PATH": "/app/.pixi/envs/prod/bin:/bin"}, cmd=["/bin/sh"], working_dir="/app")
+    kwargs.update(settings)
+    return assemble_image(platform="linux-64", layers=layers, settings=ImageSettings(**kwargs),
+                          base=base or busybox_base(cache))
+
+
+def skopeo(*args: str) -> str:
+    exe = require_tool("skopeo")
+    out = subprocess.run([exe, "--insecure-policy", *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def umoci_unpack(layout: Path, tag: str, bundle: Path) -> subprocess.CompletedProcess:
+    exe = require_tool("umoci")
+    return subprocess.run([exe, "unpack", "--image", f"{layout}:{tag}", str(bundle)], capture_output=True, text=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalRegistry:
+    """The Debian docker-registry on 127.0.0.1:<free port>, logging every request as JSON lines."""
+
+    def __init__(self, root: Path):
+        self.exe = require_tool("docker-registry")
+        self.root = root
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.log_path = root / "registry.log"
+        root.mkdir(parents=True, exist_ok=True)
+        config = root / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log: {level: info, formatter: json, accesslog: {disabled: false}}\n"
+            f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+            f"http: {{addr: {self.host}}}\n")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([self.exe, "serve", str(config)], stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1).read()
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError(f"docker-registry did not start: {self.log_path.read_text()[-2000:]}")
+                time.sleep(0.1)
+
+    def requests(self) -> list[tuple[str, str]]:
+        """(method, path) of every request the registry has logged so far (access log lines)."""
+        self._log.flush()
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            # access log is combined-log format: ... "METHOD /path HTTP/1.1" status ...
+            if '"' in line and " HTTP/1.1\"" in line:
+                request = line.split('"')[1]
+                method, path, _ = request.split(" ", 2)
+                out.append((method, path))
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
