@@ -94,7 +94,7 @@ def free_port() -> int:
 
 
 class LocalRegistry:
-    """The Debian docker-registry on 127.0.0.1:<free port>, logging every request as JSON lines."""
+    """The Debian docker-registry on 127.0.0.1:<free port> with a throwaway config and storage."""
 
     def __init__(self, root: Path):
         self.exe = require_tool("docker-registry")
@@ -106,7 +106,7 @@ class LocalRegistry:
         config = root / "config.yml"
         config.write_text(
             "version: 0.1\n"
-            "log: {level: info, formatter: json, accesslog: {disabled: false}}\n"
+            "log: {level: warn}\n"
             f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
             f"http: {{addr: {self.host}}}\n")
         self._log = open(self.log_path, "wb")
@@ -122,18 +122,6 @@ class LocalRegistry:
                     raise RuntimeError(f"docker-registry did not start: {self.log_path.read_text()[-2000:]}")
                 time.sleep(0.1)
 
-    def requests(self) -> list[tuple[str, str]]:
-        """(method, path) of every request the registry has logged so far (access log lines)."""
-        self._log.flush()
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            # access log is combined-log format: ... "METHOD /path HTTP/1.1" status ...
-            if '"' in line and " HTTP/1.1\"" in line:
-                request = line.split('"')[1]
-                method, path, _ = request.split(" ", 2)
-                out.append((method, path))
-        return out
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -143,3 +131,90 @@ class LocalRegistry:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+class AuthProxy:
+    """A tiny HTTP proxy in front of a registry that demands a Bearer token (issued by its own
+    /token endpoint) and records every request, so tests can count what a push sent."""
+
+    TOKEN = "test-token-123"
+
+    def __init__(self, upstream: str, *, require_auth: bool = True):
+        import http.client
+        import http.server
+        import threading
+
+        self.upstream = upstream
+        self.requests: list[tuple[str, str]] = []
+        self.token_requests: list[str] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    data = b""
+                    while True:
+                        size = int(self.rfile.readline().strip(), 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return data
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _handle(self) -> None:
+                body = self._body()
+                if self.path.startswith("/token"):
+                    proxy.token_requests.append(self.path)
+                    self._reply(200, {"Content-Type": "application/json"},
+                                json.dumps({"token": AuthProxy.TOKEN}).encode())
+                    return
+                proxy.requests.append((self.command, self.path))
+                if require_auth and self.headers.get("Authorization") != f"Bearer {AuthProxy.TOKEN}":
+                    realm = f"http://{self.headers['Host']}/token"
+                    self._reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="test"',
+                                      "Content-Type": "application/json"}, b'{"errors":[]}',
+                                head=self.command == "HEAD")
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("authorization", "transfer-encoding", "content-length")}
+                headers["Content-Length"] = str(len(body))
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                out = {k: v.replace(f"http://{proxy.upstream}", f"http://{self.headers['Host']}")
+                       for k, v in resp.getheaders()
+                       if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+                conn.close()
+                self._reply(resp.status, out, data, head=self.command == "HEAD",
+                            length=resp.getheader("Content-Length"))
+
+            def _reply(self, status: int, headers: dict, data: bytes, head: bool = False, length=None) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(length if head and length else len(data)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def uploads(self) -> list[tuple[str, str]]:
+        """Requests that carry blob data: PATCH/PUT to an upload session (final PUT counts once)."""
+        return [(m, p) for m, p in self.requests if m == "PUT" and "/blobs/uploads/" in p]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
