@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_directory, atomic_write_bytes
 from ..errors import BuildError
 from ..tarwriter import DeterministicTarWriter
 
@@ -204,10 +204,19 @@ class LayerCache:
         return Layer(digest=data["digest"], diff_id=data["diff_id"], size=data["size"], path=path,
                      media_type=data.get("media_type", MEDIA_TYPE_GZIP))
 
-    def get_or_build(self, key: str, populate: Callable[[Path], None], *, mount: str = "") -> Layer:
-        """The cached layer for `key`, or: stage files with `populate(dir)`, write the layer, remember it."""
+    def kept_dir(self, key: str) -> Path:
+        """Where `get_or_build(..., keep=...)` saved the selected small files of the staging dir."""
+        return self._entry_path(key).with_suffix(".keep")
+
+    def get_or_build(self, key: str, populate: Callable[[Path], None], *, mount: str = "",
+                     keep: Callable[[str], bool] | None = None) -> Layer:
+        """The cached layer for `key`, or: stage files with `populate(dir)`, write the layer, remember it.
+
+        `keep(relative path)` selects staged files to save beside the entry (e.g. activation
+        scripts), so later steps can read them without unpacking the layer.
+        """
         found = self.lookup(key)
-        if found is not None:
+        if found is not None and (keep is None or self.kept_dir(key).is_dir()):
             self.hits += 1
             return found
         self.misses += 1
@@ -216,6 +225,14 @@ class LayerCache:
         try:
             populate(staging)
             layer = write_layer(staging, self.blob_dir, mount=mount, level=self.level)
+            if keep is not None:
+                with atomic_directory(self.kept_dir(key)) as kept:
+                    for path in sorted(staging.rglob("*")):
+                        rel = path.relative_to(staging).as_posix()
+                        if path.is_file() and not path.is_symlink() and keep(rel):
+                            (kept / rel).parent.mkdir(parents=True, exist_ok=True)
+                            shutil.copyfile(path, kept / rel)
+                            shutil.copymode(path, kept / rel)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         record = {k: v for k, v in asdict(layer).items() if k != "path"}
