@@ -82,7 +82,7 @@ def test_second_image_uploads_only_new_blobs_with_bearer_auth(tmp_path: Path, pr
 def test_chunked_upload_and_pull_as_base(tmp_path: Path, proxy: AuthProxy) -> None:
     cache = LayerCache(tmp_path / "oci")
     image = simple_image(cache, FILES)
-    with RegistryClient(proxy.host, chunk_size=1000) as client:
+    with RegistryClient(proxy.host, chunk_size=200_000) as client:
         digest, _ = push_image(image, f"{proxy.host}/chunks/app:1", client=client)
     assert digest == image.digest
     assert any(m == "PATCH" for m, _ in proxy.requests)
