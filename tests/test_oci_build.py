@@ -36,7 +36,10 @@ PREFIX = "/app/.pixi/envs/prod"
 
 
 def conda_index_json(path: Path) -> dict:
-    """info/index.json of a .conda archive (zip → info-*.tar.zst)."""
+    """info/index.json of a .conda (zip → info-*.tar.zst) or .tar.bz2 archive."""
+    if path.name.endswith(".tar.bz2"):
+        with tarfile.open(path, "r:bz2") as tar:
+            return json.load(tar.extractfile("info/index.json"))  # type: ignore[arg-type]
     with zipfile.ZipFile(path) as zf:
         name = next(n for n in zf.namelist() if n.startswith("info-"))
         raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(zf.read(name))).read()

@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Sequence
@@ -120,7 +121,8 @@ def _copy_into(staging: Path, dest: str, source: Path) -> None:
 def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
                 cache: LayerCache, base: BaseImage = SCRATCH, settings: ImageSettings | None = None,
                 wheels: Sequence[tuple[PypiRecord, Path]] = (), app_files: Sequence[tuple[str, Path]] = (),
-                max_layers: int = DEFAULT_MAX_LAYERS, created: str | None = None) -> BuildResult:
+                max_layers: int = DEFAULT_MAX_LAYERS, created: str | None = None,
+                jobs: int | None = None) -> BuildResult:
     """The whole image for an environment; layers come from `cache` when their inputs are unchanged."""
     from ..activation import activation_env, entrypoint_script
 
@@ -134,8 +136,11 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
     created = created or created_timestamp()
     hits, misses = cache.hits, cache.misses
     pkg_specs = package_layer_specs(packages, platform=platform, target_prefix=target_prefix, budget=budget)
-    layers = [(cache.get_or_build(spec.key, spec.populate, mount=spec.mount, keep=_activation_file),
-               _history(spec)) for spec, _ in pkg_specs]
+    # Layers are independent: build them in parallel (zlib and sha256 release the GIL).
+    with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
+        built = list(pool.map(lambda spec: cache.get_or_build(spec.key, spec.populate, mount=spec.mount,
+                                                              keep=_activation_file), [s for s, _ in pkg_specs]))
+    layers = [(layer, _history(spec)) for layer, (spec, _) in zip(built, pkg_specs)]
 
     # Environment layer: activation needs the union of the packages' activation files.
     import tempfile

@@ -22,6 +22,7 @@ import stat
 import struct
 import tarfile
 import tempfile
+import threading
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -181,6 +182,7 @@ class LayerCache:
         self.blob_dir = self.root / "blobs" / "sha256"
         self.hits = 0
         self.misses = 0
+        self._count_lock = threading.Lock()
 
     def _entry_path(self, key: str) -> Path:
         full = f"pixibuild-layer-v{LAYER_FORMAT_VERSION}\0gzip-{self.level}\0{key}"
@@ -217,9 +219,11 @@ class LayerCache:
         """
         found = self.lookup(key)
         if found is not None and (keep is None or self.kept_dir(key).is_dir()):
-            self.hits += 1
+            with self._count_lock:
+                self.hits += 1
             return found
-        self.misses += 1
+        with self._count_lock:
+            self.misses += 1
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="stage-", dir=self.root))
         try:
