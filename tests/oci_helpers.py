@@ -4,7 +4,7 @@ docker-registry on a free port, and wrappers around skopeo/umoci."""
 from __future__ import annotations
 
 import json
-import os
+import platform as host_platform
 import shutil
 import socket
 import subprocess
@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from conftest import require_tool
 
 from pixibuild.oci.assemble import BaseImage, LayerSpec, assemble_image, build_layers
@@ -218,3 +219,57 @@ class AuthProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def glibc_busybox_base(cache: LayerCache) -> BaseImage:
+    """busybox + the host's glibc (a dynamically linked conda binary needs a libc, like any distro base)."""
+    busybox = require_busybox()
+    if host_platform.machine() != "x86_64":
+        pytest.skip("the real corpus packages are linux-64")
+    libs = [Path("/lib64/ld-linux-x86-64.so.2")] + [Path("/lib/x86_64-linux-gnu") / n for n in
+                                                     ("libc.so.6", "libdl.so.2", "libm.so.6", "libpthread.so.0")]
+
+    def populate(d: Path) -> None:
+        (d / "bin").mkdir()
+        shutil.copyfile(busybox, d / "bin" / "busybox")
+        (d / "bin" / "busybox").chmod(0o755)
+        for name in ("sh", "env", "cat", "ls", "echo", "head", "which"):
+            (d / "bin" / name).symlink_to("busybox")
+        for lib in libs:
+            if lib.exists():
+                (d / lib.relative_to("/")).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(lib.resolve(), d / lib.relative_to("/"))
+                (d / lib.relative_to("/")).chmod(0o755)
+        for name in ("tmp", "proc", "dev", "etc"):
+            (d / name).mkdir()
+        (d / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+
+    [(layer, hist)] = build_layers([LayerSpec("test-glibc-busybox-base", populate, created_by="glibc+busybox")], cache)
+    config = {"architecture": "amd64", "os": "linux", "config": {"Env": ["PATH=/bin"]},
+              "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}, "history": [{"created_by": hist.created_by}]}
+    return BaseImage("glibc-busybox", config, (layer,))
+
+
+def run_in_rootfs(bundle: Path, command: list[str] | None = None) -> str:
+    """Run the image's process (Entrypoint + Cmd, Env, WorkingDir from umoci's runtime config)."""
+    runtime = json.loads((bundle / "config.json").read_text())
+    args = runtime["process"]["args"] if command is None else runtime["process"]["args"][:1] + command
+    env = dict(item.split("=", 1) for item in runtime["process"]["env"])
+    rootfs = bundle / "rootfs"
+    bwrap = shutil.which("bwrap")
+    if bwrap:
+        cmd = [bwrap, "--bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+               "--unshare-all", "--clearenv", "--chdir", runtime["process"]["cwd"]]
+        for k, v in env.items():
+            cmd += ["--setenv", k, v]
+        res = subprocess.run(cmd + args, capture_output=True, text=True)
+        if res.returncode == 0 or "No permissions" not in res.stderr:
+            assert res.returncode == 0, res.stderr
+            return res.stdout
+    chroot = require_tool("chroot")
+    res = subprocess.run([chroot, str(rootfs), "/bin/sh", "-c", f'cd {runtime["process"]["cwd"]} && exec "$@"',
+                          "sh", *args], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+

@@ -6,20 +6,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import platform as host_platform
-import shutil
-import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 import zstandard
-from conftest import require_corpus, require_tool
-from oci_helpers import require_busybox, umoci_unpack
+from conftest import require_corpus
+from oci_helpers import glibc_busybox_base, run_in_rootfs, umoci_unpack
 
-from pixibuild.oci.assemble import BaseImage, LayerSpec, build_layers
 from pixibuild.oci.build import build_image
 from pixibuild.oci.config import ImageSettings
 from pixibuild.oci.layer import LayerCache
@@ -65,58 +60,6 @@ def greeting(tmp: Path, version: str = "1.0") -> tuple[CondaRecord, Path]:
     ])
     path = write_package(spec, tmp / version)
     return locked_record(spec, path), path
-
-
-def glibc_busybox_base(cache: LayerCache) -> BaseImage:
-    """busybox + the host's glibc (a dynamically linked conda binary needs a libc, like any distro base)."""
-    busybox = require_busybox()
-    if host_platform.machine() != "x86_64":
-        pytest.skip("the real corpus packages are linux-64")
-    libs = [Path("/lib64/ld-linux-x86-64.so.2")] + [Path("/lib/x86_64-linux-gnu") / n for n in
-                                                     ("libc.so.6", "libdl.so.2", "libm.so.6", "libpthread.so.0")]
-
-    def populate(d: Path) -> None:
-        (d / "bin").mkdir()
-        shutil.copyfile(busybox, d / "bin" / "busybox")
-        (d / "bin" / "busybox").chmod(0o755)
-        for name in ("sh", "env", "cat", "ls", "echo", "head", "which"):
-            (d / "bin" / name).symlink_to("busybox")
-        for lib in libs:
-            if lib.exists():
-                (d / lib.relative_to("/")).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(lib.resolve(), d / lib.relative_to("/"))
-                (d / lib.relative_to("/")).chmod(0o755)
-        for name in ("tmp", "proc", "dev", "etc"):
-            (d / name).mkdir()
-        (d / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-
-    [(layer, hist)] = build_layers([LayerSpec("test-glibc-busybox-base", populate, created_by="glibc+busybox")], cache)
-    config = {"architecture": "amd64", "os": "linux", "config": {"Env": ["PATH=/bin"]},
-              "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}, "history": [{"created_by": hist.created_by}]}
-    return BaseImage("glibc-busybox", config, (layer,))
-
-
-def run_in_rootfs(bundle: Path, command: list[str] | None = None) -> str:
-    """Run the image's process (Entrypoint + Cmd, Env, WorkingDir from umoci's runtime config)."""
-    runtime = json.loads((bundle / "config.json").read_text())
-    args = runtime["process"]["args"] if command is None else runtime["process"]["args"][:1] + command
-    env = dict(item.split("=", 1) for item in runtime["process"]["env"])
-    rootfs = bundle / "rootfs"
-    bwrap = shutil.which("bwrap")
-    if bwrap:
-        cmd = [bwrap, "--bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-               "--unshare-all", "--clearenv", "--chdir", runtime["process"]["cwd"]]
-        for k, v in env.items():
-            cmd += ["--setenv", k, v]
-        res = subprocess.run(cmd + args, capture_output=True, text=True)
-        if res.returncode == 0 or "No permissions" not in res.stderr:
-            assert res.returncode == 0, res.stderr
-            return res.stdout
-    chroot = require_tool("chroot")
-    res = subprocess.run([chroot, str(rootfs), "/bin/sh", "-c", f'cd {runtime["process"]["cwd"]} && exec "$@"',
-                          "sh", *args], capture_output=True, text=True, env=env)
-    assert res.returncode == 0, res.stderr
-    return res.stdout
 
 
 @pytest.fixture

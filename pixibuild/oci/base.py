@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import BuildError, InputError
 from ..platforms import oci_platform
 from .assemble import SCRATCH, BaseImage
-from .config import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, sha256_digest)
+from .config import DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, sha256_digest
 from .layer import MEDIA_TYPE_GZIP, MEDIA_TYPE_TAR, Layer, LayerCache
 from .registry import RegistryClient, parse_reference
 
