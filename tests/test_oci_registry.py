@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from oci_helpers import AuthProxy, LocalRegistry, busybox_base, simple_image, skopeo
+from oci_helpers import AuthProxy, LocalRegistry, simple_image, skopeo
 
 from pixibuild.errors import InputError
 from pixibuild.oci.base import load_base
