@@ -1,0 +1,141 @@
+"""Activation of an installed prefix, as rattler_shell (pixi shell-hook, pixi-unpack) writes it.
+
+Order matters and matches rattler_shell: PATH, CONDA_SHLVL, CONDA_PREFIX, variables from
+`etc/conda/env_vars.d/*.json` (sorted) then `conda-meta/state` `env_vars`, then sourcing each
+`etc/conda/activate.d/*.<ext>` script in sorted order. The prefix on disk (`prefix_dir`) is only
+read; the scripts name the *logical* prefix (`target_prefix`), e.g. the path inside an image.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from .errors import InputError
+from .platforms import current_subdir, is_windows
+
+SHELLS = ("bash", "zsh", "fish", "powershell", "cmd")
+SCRIPT_EXT = {"bash": "sh", "zsh": "sh", "fish": "fish", "powershell": "ps1", "cmd": "bat"}
+"""The activate.d script kind each shell sources, and the activate.<ext> pixi-unpack writes."""
+
+
+def _join(prefix: str, rel: str, windows: bool) -> str:
+    sep = "\\" if windows else "/"
+    return prefix.rstrip("/\\") + sep + rel.replace("/", sep)
+
+
+def path_entries(target_prefix: str, platform: str) -> list[str]:
+    """Directories an activated prefix puts in front of PATH."""
+    if is_windows(platform):
+        rels = ["", "Library/mingw-w64/bin", "Library/usr/bin", "Library/bin", "Scripts", "bin"]
+        return [target_prefix.rstrip("/\\") if not r else _join(target_prefix, r, True) for r in rels]
+    return [_join(target_prefix, "bin", False)]
+
+
+def environment_variables(prefix_dir: Path) -> dict[str, str]:
+    """env_vars.d/*.json (sorted, later files win) then conda-meta/state env_vars (keys uppercased)."""
+    out: dict[str, str] = {}
+    env_dir = prefix_dir / "etc" / "conda" / "env_vars.d"
+    if env_dir.is_dir():
+        for path in sorted(env_dir.glob("*.json")):
+            data = _read_json(path)
+            if not isinstance(data, dict):
+                raise InputError(f"{path}: expected a JSON object of variables")
+            for key, value in data.items():
+                out[str(key)] = str(value)
+    state = prefix_dir / "conda-meta" / "state"
+    if state.is_file():
+        data = _read_json(state)
+        env_vars = data.get("env_vars", {}) if isinstance(data, dict) else {}
+        if isinstance(env_vars, dict):
+            for key, value in env_vars.items():
+                out[str(key).upper()] = str(value)
+    return out
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read JSON ({exc})") from None
+
+
+def activation_scripts(prefix_dir: Path, target_prefix: str, shell: str) -> list[str]:
+    """activate.d scripts for `shell`, sorted, as paths under the logical prefix."""
+    folder = prefix_dir / "etc" / "conda" / "activate.d"
+    if not folder.is_dir():
+        return []
+    windows = shell == "cmd"
+    return [_join(target_prefix, f"etc/conda/activate.d/{p.name}", windows)
+            for p in sorted(folder.glob(f"*.{SCRIPT_EXT[shell]}"))]
+
+
+def activation_env(prefix_dir: Path, target_prefix: str | None = None, platform: str | None = None,
+                   base_path: str | None = None) -> dict[str, str]:
+    """The variables activation sets (what an image config's Env needs), in activation order.
+
+    PATH is the prefix's entries followed by `base_path` when given.
+    """
+    platform = platform or current_subdir()
+    target_prefix = target_prefix or str(prefix_dir)
+    sep = ";" if is_windows(platform) else ":"
+    entries = path_entries(target_prefix, platform) + ([base_path] if base_path else [])
+    env = {"PATH": sep.join(entries), "CONDA_SHLVL": "1", "CONDA_PREFIX": target_prefix}
+    env.update(environment_variables(Path(prefix_dir)))
+    return env
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def activate_script(prefix_dir: Path, target_prefix: str | None = None, shell: str = "bash",
+                    platform: str | None = None) -> str:
+    """The activation script text for `shell` (bash, zsh, fish, powershell, cmd)."""
+    if shell not in SHELLS:
+        raise InputError(f"unknown shell {shell!r} (choose from {', '.join(SHELLS)})")
+    platform = platform or ("win-64" if shell == "cmd" else current_subdir())
+    target_prefix = target_prefix or str(prefix_dir)
+    entries = path_entries(target_prefix, platform)
+    variables = environment_variables(Path(prefix_dir))
+    scripts = activation_scripts(Path(prefix_dir), target_prefix, shell)
+    sep = ";" if is_windows(platform) else ":"
+    lines: list[str] = []
+    if shell in ("bash", "zsh"):
+        lines.append(f'export PATH="{sep.join(entries)}:${{PATH}}"')
+        lines.append("export CONDA_SHLVL=1")
+        lines.append(f"export CONDA_PREFIX={_q(target_prefix)}")
+        lines += [f"export {k}={_q(v)}" for k, v in variables.items()]
+        lines += [f". {_q(s)}" for s in scripts]
+        return "\n".join(lines) + "\n"
+    if shell == "fish":
+        lines.append(f'set -gx PATH {" ".join(_q(e) for e in entries)} $PATH')
+        lines.append('set -gx CONDA_SHLVL "1"')
+        lines.append(f"set -gx CONDA_PREFIX {_q(target_prefix)}")
+        lines += [f"set -gx {k} {_q(v)}" for k, v in variables.items()]
+        lines += [f"source {_q(s)}" for s in scripts]
+        return "\n".join(lines) + "\n"
+    if shell == "powershell":
+        def ps(v: str) -> str:
+            return "'" + v.replace("'", "''") + "'"
+        lines.append(f'$Env:PATH = {ps(sep.join(entries) + sep)} + $Env:PATH')
+        lines.append('$Env:CONDA_SHLVL = "1"')
+        lines.append(f"$Env:CONDA_PREFIX = {ps(target_prefix)}")
+        lines += [f"${{Env:{k}}} = {ps(v)}" for k, v in variables.items()]
+        lines += [f". {ps(s)}" for s in scripts]
+        return "\n".join(lines) + "\n"
+    # cmd: CRLF, like rattler_shell's activate.bat
+    lines.append("@chcp 65001 > nul")
+    lines.append(f'@SET "Path={";".join(entries)};%Path%"')
+    lines.append('@SET "CONDA_SHLVL=1"')
+    lines.append(f'@SET "CONDA_PREFIX={target_prefix}"')
+    lines += [f'@SET "{k}={v}"' for k, v in variables.items()]
+    lines += [f'@CALL "{s}"' for s in scripts]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def entrypoint_script(prefix_dir: Path, target_prefix: str | None = None) -> str:
+    """An image entrypoint: activate the prefix (POSIX sh), then `exec "$@"`."""
+    body = activate_script(prefix_dir, target_prefix, "bash", platform="linux-64")
+    return "#!/bin/sh\n" + body + 'exec "$@"\n'

@@ -1,0 +1,30 @@
+"""Print the activation script of an installed prefix (like `pixi shell-hook`), or an image entrypoint."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..activation import SHELLS, activate_script, entrypoint_script
+from ..errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--prefix", default=None, help="installed prefix (default: .pixi/envs/ENV)")
+    parser.add_argument("-e", "--environment", default="default", help="environment name (default: default)")
+    parser.add_argument("-s", "--shell", default="bash", choices=SHELLS)
+    parser.add_argument("--target-prefix", default=None,
+                        help="the path the prefix will be used at (default: its own absolute path)")
+    parser.add_argument("--entrypoint", action="store_true",
+                        help='print an image entrypoint script: activation, then exec "$@"')
+
+
+def run(args: argparse.Namespace) -> int:
+    prefix = Path(args.prefix) if args.prefix else Path(".pixi") / "envs" / args.environment
+    if not prefix.is_dir():
+        raise InputError(f"{prefix}: no installed environment here")
+    target = args.target_prefix or str(prefix.absolute())
+    text = entrypoint_script(prefix, target) if args.entrypoint else activate_script(prefix, target, args.shell)
+    sys.stdout.write(text)
+    return 0

@@ -1,0 +1,49 @@
+"""Install a pixi-pack environment.tar into OUTPUT_DIR/ENV_NAME and write an activation script (pixi-unpack compatible)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..activation import SCRIPT_EXT, SHELLS, activate_script
+from ..atomic import atomic_directory, atomic_write_bytes
+from ..install import install_environment
+from ..install.conda_meta import HISTORY_PIXI_UNPACK
+from ..install.pack_reader import PackReader, conda_packages, validate_metadata, wheels
+from ..platforms import current_subdir
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pack_file", nargs="?", default="environment.tar", metavar="PACK_FILE",
+                        help="pack tar, '-' for stdin, or an extracted pack directory (default: ./environment.tar)")
+    parser.add_argument("-o", "--output-directory", default=".", metavar="OUTPUT_DIR",
+                        help="where ENV_NAME and activate.<ext> go (default: current directory)")
+    parser.add_argument("-e", "--env-name", default="env", metavar="ENV_NAME", help="environment directory name (default: env)")
+    parser.add_argument("-s", "--shell", default="bash", choices=SHELLS, help="activation script flavour (default: bash)")
+
+
+def unpack(pack_file: str | Path, output_dir: Path, env_name: str = "env", shell: str = "bash",
+           platform: str | None = None) -> Path:
+    """Install the pack; returns the environment directory. The environment is swapped in whole."""
+    output_dir = Path(output_dir).absolute()
+    env_dir = output_dir / env_name
+    with PackReader(pack_file) as reader:
+        meta = validate_metadata(reader, platform)
+        packages = conda_packages(reader)
+        pypi = wheels(reader)
+        with atomic_directory(env_dir) as staging:
+            install_environment(packages, staging, target_prefix=str(env_dir), wheels=pypi,
+                                platform=meta["platform"], history=HISTORY_PIXI_UNPACK)
+    script = activate_script(env_dir, str(env_dir), shell, platform=meta["platform"] if shell != "cmd" else None)
+    atomic_write_bytes(output_dir / f"activate.{SCRIPT_EXT[shell]}", script.encode())
+    return env_dir
+
+
+def run(args: argparse.Namespace) -> int:
+    unpack(args.pack_file, Path(args.output_directory), args.env_name, args.shell)
+    print(f"Finished unpacking to {Path(args.output_directory).absolute()}.", file=sys.stderr)
+    return 0

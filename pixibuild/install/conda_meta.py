@@ -1,0 +1,69 @@
+"""`conda-meta/<name>-<version>-<build>.json` and `conda-meta/history`, as rattler writes them.
+
+The record is the lock's (repodata patches included) plus what linking produced: `files`,
+`paths_data` (with `sha256_in_prefix` for patched files). Written last for each package, so a
+record on disk means the package is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_bytes
+from ..records import CondaRecord
+from .link import LinkedPackage
+
+HISTORY_PIXI_UNPACK = b"// not relevant for pixi but for `conda run -p`"
+"""What pixi-unpack writes to conda-meta/history (conda run needs the file to exist)."""
+
+_OMIT_IF_EMPTY = ("constrains", "track_features", "features", "purls", "extra_depends", "flags")
+
+
+def package_record_json(record: CondaRecord) -> dict[str, Any]:
+    """rattler's PackageRecord JSON: alphabetical keys, None omitted, empty lists omitted except depends."""
+    fields: dict[str, Any] = dict(record.extra)
+    fields.update(
+        name=record.name, version=record.version, build=record.build, build_number=record.build_number,
+        depends=list(record.depends), constrains=list(record.constrains), sha256=record.sha256,
+        md5=record.md5, size=record.size, subdir=record.subdir, timestamp=record.timestamp,
+        noarch=record.noarch, license=record.license,
+    )
+    for key in ("url", "fn", "channel", "file_name"):
+        fields.pop(key, None)
+    out = {}
+    for key in sorted(fields):
+        value = fields[key]
+        if value is None or (key in _OMIT_IF_EMPTY and not value):
+            continue
+        if key == "track_features" and isinstance(value, (list, tuple)):
+            value = " ".join(value)
+        out[key] = value
+    return out
+
+
+def prefix_record_json(linked: LinkedPackage, *, requested_spec: str | None = None) -> dict[str, Any]:
+    """The full conda-meta JSON object of one linked package."""
+    record = linked.record
+    doc = package_record_json(record)
+    doc["fn"] = record.file_name
+    doc["url"] = record.url
+    doc["channel"] = record.channel
+    doc["requested_specs"] = [requested_spec] if requested_spec else []
+    paths = sorted(linked.paths, key=lambda p: p.path)
+    doc["files"] = [p.path for p in paths if p.path_type != "directory"]
+    doc["paths_data"] = {"paths_version": 1, "paths": [p.to_json() for p in paths]}
+    doc["link"] = {"type": 1}
+    return doc
+
+
+def write_prefix_record(target_dir: Path, linked: LinkedPackage) -> Path:
+    path = target_dir / "conda-meta" / f"{linked.record.dist_name}.json"
+    data = json.dumps(prefix_record_json(linked), indent=2, ensure_ascii=False).encode()
+    atomic_write_bytes(path, data, mode=0o644)
+    return path
+
+
+def write_history(target_dir: Path, text: bytes = b"") -> None:
+    atomic_write_bytes(target_dir / "conda-meta" / "history", text)

@@ -1,0 +1,183 @@
+"""Read a pixi-pack pack (tar file, stdin, or extracted directory) without extracting it.
+
+A tar file is indexed by its headers only (bodies are skipped with seeks); package archives are
+then read straight out of the tar as seekable member streams, so unpacking never writes a copy of
+the channel. Only stdin, which cannot seek, is spooled to a temporary file first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import IO, Callable
+
+from ..errors import InputError
+from ..platforms import current_subdir
+from ..records import CondaRecord, PypiRecord
+from .archive import check_member_name
+
+PACK_FORMAT_VERSION = "1"
+
+
+class PackReader:
+    """Members of a pack by name: `read(name)`, `opener(name)`, `names()`."""
+
+    def __init__(self, source: str | Path):
+        self.label = str(source)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._dir: Path | None = None
+        self._tar: tarfile.TarFile | None = None
+        self._members: dict[str, tarfile.TarInfo] = {}
+        if str(source) == "-":
+            self._tmp = tempfile.TemporaryDirectory(prefix="pixibuild-unpack-")
+            spool = Path(self._tmp.name) / "pack.tar"
+            with open(spool, "wb") as out:
+                shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+            self.label = "<stdin>"
+            self._open_tar(spool)
+        elif Path(source).is_dir():
+            self._dir = Path(source)
+        elif Path(source).is_file():
+            self._open_tar(Path(source))
+        else:
+            raise InputError(f"{source}: pack file not found")
+
+    def _open_tar(self, path: Path) -> None:
+        try:
+            self._tar = tarfile.open(path, "r:")
+            infos = self._tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InputError(f"{self.label}: not a readable pack tar ({exc})") from None
+        for info in infos:
+            name = check_member_name(self.label, info.name)
+            if info.isdir():
+                continue
+            if not info.isreg():
+                raise InputError(f"{self.label}: {name}: unexpected non-file member in pack")
+            if name in self._members:
+                raise InputError(f"{self.label}: {name}: duplicate member in pack")
+            self._members[name] = info
+
+    def names(self) -> list[str]:
+        if self._dir is not None:
+            return sorted(p.relative_to(self._dir).as_posix() for p in self._dir.rglob("*") if p.is_file())
+        return sorted(self._members)
+
+    def has(self, name: str) -> bool:
+        if self._dir is not None:
+            return (self._dir / name).is_file()
+        return name in self._members
+
+    def opener(self, name: str) -> Callable[[], IO[bytes]] | Path:
+        if self._dir is not None:
+            return self._dir / name
+        info = self._members.get(name)
+        if info is None:
+            raise InputError(f"{self.label}: {name}: missing from the pack")
+        tar = self._tar
+        assert tar is not None
+
+        def open_member() -> IO[bytes]:
+            stream = tar.extractfile(info)
+            assert stream is not None
+            return stream
+
+        return open_member
+
+    def read(self, name: str, limit: int = 256 << 20) -> bytes:
+        source = self.opener(name)
+        with (open(source, "rb") if isinstance(source, Path) else source()) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise InputError(f"{self.label}: {name}: too large")
+        return data
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> "PackReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def validate_metadata(reader: PackReader, platform: str | None = None) -> dict:
+    """pixi-pack.json: version "1" and the platform of this machine (pixi-unpack's checks)."""
+    if not reader.has("pixi-pack.json"):
+        raise InputError(f"{reader.label}: pixi-pack.json: missing (not a pixi-pack pack)")
+    try:
+        meta = json.loads(reader.read("pixi-pack.json", 1 << 20))
+    except ValueError as exc:
+        raise InputError(f"{reader.label}: pixi-pack.json: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("version"), str) or "platform" not in meta:
+        raise InputError(f"{reader.label}: pixi-pack.json: expected string 'version' and 'platform'")
+    if meta["version"] != PACK_FORMAT_VERSION:
+        raise InputError(f"Unsupported pixi-pack version: {meta['version']}")
+    if meta["platform"] != (platform or current_subdir()):
+        raise InputError(f"The pack was created for a different platform ({meta['platform']}, "
+                         f"this machine is {platform or current_subdir()})")
+    return meta
+
+
+def conda_packages(reader: PackReader) -> list[tuple[CondaRecord, Callable[[], IO[bytes]] | Path]]:
+    """Every package of every `channel/<subdir>/repodata.json`, paired with its archive in the pack."""
+    out = []
+    for name in reader.names():
+        parts = name.split("/")
+        if len(parts) != 3 or parts[0] != "channel" or parts[2] != "repodata.json":
+            continue
+        subdir = parts[1]
+        try:
+            repodata = json.loads(reader.read(name))
+        except ValueError as exc:
+            raise InputError(f"{reader.label}: {name}: not valid JSON ({exc})") from None
+        entries = {**(repodata.get("packages") or {}), **(repodata.get("packages.conda") or {})}
+        for file_name, raw in sorted(entries.items()):
+            check_member_name(reader.label, file_name)
+            if "/" in file_name:
+                raise InputError(f"{reader.label}: {name}: bad package file name {file_name!r}")
+            member = f"channel/{subdir}/{file_name}"
+            out.append((_record(reader.label, member, subdir, file_name, raw), reader.opener(member)))
+    return out
+
+
+def _record(label: str, member: str, subdir: str, file_name: str, raw: object) -> CondaRecord:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or "version" not in raw:
+        raise InputError(f"{label}: {member}: repodata record needs 'name' and 'version'")
+    core = {"name", "version", "build", "build_number", "depends", "constrains", "subdir", "md5", "sha256",
+            "size", "timestamp", "noarch", "license"}
+    depends = raw.get("depends") or []
+    constrains = raw.get("constrains") or []
+    if not isinstance(depends, list) or not isinstance(constrains, list):
+        raise InputError(f"{label}: {member}: depends/constrains must be lists")
+    return CondaRecord(
+        url=f"file://{Path(label).absolute().as_posix()}/{member}" if label != "<stdin>" else f"file:///{member}",
+        file_name=file_name, subdir=raw.get("subdir") or subdir, name=raw["name"], version=str(raw["version"]),
+        build=str(raw.get("build", "")), build_number=int(raw.get("build_number", 0)),
+        depends=tuple(depends), constrains=tuple(constrains), sha256=raw.get("sha256"), md5=raw.get("md5"),
+        size=raw.get("size"), timestamp=raw.get("timestamp"), noarch=raw.get("noarch") or None,
+        license=raw.get("license"), channel=None,
+        extra={k: v for k, v in raw.items() if k not in core},
+    )
+
+
+def wheels(reader: PackReader) -> list[tuple[PypiRecord, Callable[[], IO[bytes]] | Path]]:
+    out = []
+    for name in reader.names():
+        if name.startswith("pypi/") and name.count("/") == 1:
+            file_name = name.split("/", 1)[1]
+            if not file_name.endswith(".whl"):
+                raise InputError(f"{reader.label}: {name}: not a wheel file")
+            parts = file_name[:-4].split("-")
+            if len(parts) < 5:
+                raise InputError(f"{reader.label}: {name}: not a valid wheel file name")
+            out.append((PypiRecord(name=parts[0], version=parts[1], location=file_name), reader.opener(name)))
+    return out
