@@ -22,8 +22,8 @@ from pixibuild.oci.layout import write_image_tar, write_oci_dir
 from pixibuild.records import CondaRecord
 from pixibuild.testing.condapkg import PackageSpec, PkgFile, locked_record, write_package
 
-# Needs the installer and activation (install helper); skips only until they are merged on main.
-pytest.importorskip("pixibuild.activation", reason="pixibuild.activation not merged yet")
+
+
 
 NCURSES = ("paketo-buildpacks__conda-env-update/@32e39f0def/integration/testdata/vendored_app/vendor/noarch/"
            "ncurses-6.2-he6710b0_1.conda")

@@ -17,12 +17,17 @@ import hashlib
 import os
 import shutil
 import stat
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
+from ..activation import activation_env, entrypoint_script
 from ..errors import InputError
+from ..install import dependency_order, install_package
+from ..install.noarch import PythonLayout, environment_python_version, site_packages_override
+from ..install.wheels import install_wheels
 from ..records import CondaRecord, PypiRecord
 from .assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
 from .config import ImageSettings, canonical_json, created_timestamp, standard_labels
@@ -48,16 +53,12 @@ class BuildResult:
 
 
 def _python(records: Sequence[CondaRecord], platform: str) -> tuple[str | None, str | None]:
-    from ..install.noarch import environment_python_version, site_packages_override
-
     return environment_python_version(records), site_packages_override(records)
 
 
 def package_layer_specs(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
                         budget: int) -> list[tuple[LayerSpec, list[CondaRecord]]]:
     """One LayerSpec per package group (see grouping.py), installing its packages at `target_prefix`."""
-    from ..install import dependency_order, install_package
-
     records = [r for r, _ in packages]
     archives = {r.name: Path(p) for r, p in packages}
     python_version, site_packages = _python(records, platform)
@@ -124,8 +125,6 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
                 max_layers: int = DEFAULT_MAX_LAYERS, created: str | None = None,
                 jobs: int | None = None) -> BuildResult:
     """The whole image for an environment; layers come from `cache` when their inputs are unchanged."""
-    from ..activation import activation_env, entrypoint_script
-
     if not target_prefix.startswith("/"):
         raise InputError(f"target prefix must be absolute, got {target_prefix!r}", field="prefix")
     settings = settings or ImageSettings()
@@ -143,12 +142,12 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
     layers = [(layer, _history(spec)) for layer, (spec, _) in zip(built, pkg_specs)]
 
     # Environment layer: activation needs the union of the packages' activation files.
-    import tempfile
+    base_env = dict(item.partition("=")[::2] for item in ((base.config or {}).get("config") or {}).get("Env") or [])
     with tempfile.TemporaryDirectory(prefix="pixibuild-activation-", dir=cache.root) as tmp:
         view = _activation_view(cache, [s for s, _ in pkg_specs], Path(tmp) / "prefix")
         view.mkdir(parents=True, exist_ok=True)
         script = entrypoint_script(view, target_prefix)
-        env = activation_env(view, target_prefix, platform)
+        env = activation_env(view, target_prefix, platform, base_path=base_env.get("PATH", DEFAULT_BASE_PATH))
     records = [r for r, _ in packages]
     python_version, site_packages = _python(records, platform)
     env_key = canonical_json({"kind": "environment", "prefix": target_prefix, "platform": platform,
@@ -161,9 +160,6 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
         (prefix_dir / "conda-meta").mkdir(parents=True)
         (prefix_dir / "conda-meta" / "history").write_bytes(b"")
         if wheels:
-            from ..install.noarch import PythonLayout
-            from ..install.wheels import install_wheels
-
             if python_version is None:
                 raise InputError("PyPI wheels need a python package in the environment")
             install_wheels(list(wheels), prefix_dir, target_prefix, PythonLayout(python_version, platform, site_packages))
@@ -181,7 +177,7 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
                                           created_by="pixibuild app files: " + ", ".join(d for d, _ in app_files))],
                                cache)
 
-    settings = _with_environment(settings, env, base, target_prefix)
+    settings = _with_environment(settings, env, target_prefix)
     image = assemble_image(platform=platform, layers=layers, settings=settings, base=base, created=created)
     return BuildResult(image, layers_built=cache.misses - misses, layers_reused=cache.hits - hits,
                        package_groups=[[r.dist_name for r in group] for _, group in pkg_specs])
@@ -209,15 +205,10 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _with_environment(settings: ImageSettings, activation: dict[str, str], base: BaseImage,
-                      target_prefix: str) -> ImageSettings:
-    """Image Env = the activated environment (PATH first, CONDA_PREFIX, env_vars.d) + user env;
-    defaults: Entrypoint /entrypoint.sh, WorkingDir /app."""
-    base_env = dict(item.partition("=")[::2] for item in ((base.config or {}).get("config") or {}).get("Env") or [])
-    base_path = base_env.get("PATH", DEFAULT_BASE_PATH)
-    env = {k: v for k, v in sorted(activation.items()) if k != "PATH"}
-    env["PATH"] = f"{target_prefix.rstrip('/')}/bin:{base_path}"
-    env.setdefault("CONDA_PREFIX", target_prefix)
+def _with_environment(settings: ImageSettings, activation: dict[str, str], target_prefix: str) -> ImageSettings:
+    """Image Env = the activated environment (PATH = prefix entries + base PATH, CONDA_PREFIX,
+    env_vars.d values) + user env; defaults: Entrypoint /entrypoint.sh, WorkingDir /app."""
+    env = dict(activation)
     env.update(settings.env)
     return ImageSettings(env=env, entrypoint=settings.entrypoint if settings.entrypoint is not None else [ENTRYPOINT_PATH],
                          cmd=settings.cmd, working_dir=settings.working_dir or _project_dir(target_prefix),
