@@ -98,11 +98,9 @@ def run(args: argparse.Namespace) -> int:
     platform = args.platform or _default_platform()
     lock = read_lock(manifest.lock_path)
     env = lock.environment(env_name)
-    if platform not in env.platforms:
-        raise InputError(f"environment {env_name!r} is not locked for {platform} (locked: {', '.join(env.platforms)})",
-                         path=manifest.lock_path)
     records = env.conda_packages(platform)
     pypi = env.pypi_packages(platform)
+    subdir = env.subdir(platform)
     base_dir = Path(manifest.lock_path).parent
 
     store = Store()
@@ -112,12 +110,12 @@ def run(args: argparse.Namespace) -> int:
         wheel_paths = fetcher.fetch_all(pypi, base_dir) if pypi else []
     prefix = options.prefix or f"/app/.pixi/envs/{env_name}"
     workdir = options.workdir or "/app"
-    base = load_base(options.base, platform, cache)
+    base = load_base(options.base, subdir, cache)
     created = created_timestamp()
     labels = {**standard_labels(title=manifest.name, created=created), **options.labels}
     settings = ImageSettings(env=options.env, entrypoint=options.entrypoint, cmd=options.cmd, working_dir=workdir,
                              exposed_ports=options.expose, labels=labels, user=options.user)
-    result = build_image(list(zip(records, conda_paths)), platform=platform, target_prefix=prefix, cache=cache,
+    result = build_image(list(zip(records, conda_paths)), platform=subdir, target_prefix=prefix, cache=cache,
                          base=base, settings=settings, wheels=list(zip(pypi, wheel_paths)),
                          app_files=app_files(Path(manifest.root), options.include, workdir),
                          max_layers=options.max_layers or DEFAULT_MAX_LAYERS, created=created)

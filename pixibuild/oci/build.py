@@ -119,6 +119,20 @@ def _copy_into(staging: Path, dest: str, source: Path) -> None:
         shutil.copy2(source, target, follow_symlinks=False)
 
 
+def _named(items: Sequence[tuple[object, Path]], names: Sequence[str], links: Path) -> list:
+    """Store blobs are named by hash; the installer tells formats by file name: link them by name."""
+    out = []
+    for (record, path), name in zip(items, names):
+        path = Path(path)
+        if path.name != name:
+            link = links / str(len(out)) / name
+            link.parent.mkdir(parents=True)
+            link.symlink_to(path.resolve())
+            path = link
+        out.append((record, path))
+    return out
+
+
 def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
                 cache: LayerCache, base: BaseImage = SCRATCH, settings: ImageSettings | None = None,
                 wheels: Sequence[tuple[PypiRecord, Path]] = (), app_files: Sequence[tuple[str, Path]] = (),
@@ -133,6 +147,19 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
         raise InputError(f"{max_layers} layers are not enough: the base image alone has {len(base.layers)}",
                          field="max-layers")
     created = created or created_timestamp()
+    cache.root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pixibuild-archives-", dir=cache.root) as links:
+        packages = _named(packages, [r.file_name for r, _ in packages], Path(links) / "conda")
+        wheels = _named(wheels, [w.file_name for w, _ in wheels], Path(links) / "wheels")
+        return _build_image(packages, platform=platform, target_prefix=target_prefix, cache=cache, base=base,
+                            settings=settings, wheels=wheels, app_files=app_files, budget=budget, created=created,
+                            jobs=jobs)
+
+
+def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
+                 cache: LayerCache, base: BaseImage, settings: ImageSettings,
+                 wheels: Sequence[tuple[PypiRecord, Path]], app_files: Sequence[tuple[str, Path]], budget: int,
+                 created: str, jobs: int | None) -> BuildResult:
     hits, misses = cache.hits, cache.misses
     pkg_specs = package_layer_specs(packages, platform=platform, target_prefix=target_prefix, budget=budget)
     # Layers are independent: build them in parallel (zlib and sha256 release the GIL).
