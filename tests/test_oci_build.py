@@ -68,16 +68,21 @@ def packages(tmp_path: Path) -> list[tuple[CondaRecord, Path]]:
     return [(real_record(ncurses), ncurses), greeting(tmp_path / "pkgs")]
 
 
-def _build(packages, cache_dir: Path, **kw):
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory):
+    """Built once: the base is an input here, not what is being measured cold/warm."""
+    return glibc_busybox_base(LayerCache(tmp_path_factory.mktemp("base-cache")))
+
+
+def _build(packages, cache_dir: Path, base, **kw):
     cache = LayerCache(cache_dir)
-    base = glibc_busybox_base(cache)
     return build_image(packages, platform="linux-64", target_prefix=PREFIX, cache=cache, base=base,
                        settings=ImageSettings(cmd=["sh", "-c", "echo CP=$CONDA_PREFIX; greet; "
                                                    "infocmp -1 xterm | head -n 2; which infocmp"]), **kw)
 
 
-def test_entrypoint_activates_and_real_binary_runs(tmp_path: Path, packages) -> None:
-    result = _build(packages, tmp_path / "cache")
+def test_entrypoint_activates_and_real_binary_runs(tmp_path: Path, packages, base) -> None:
+    result = _build(packages, tmp_path / "cache", base)
     layout = write_oci_dir(result.image, tmp_path / "layout", tag="e2e:1")
     bundle = tmp_path / "bundle"
     res = umoci_unpack(layout, "1", bundle)
@@ -98,17 +103,17 @@ def test_entrypoint_activates_and_real_binary_runs(tmp_path: Path, packages) -> 
     assert env["GREETING"] == "hello-from-env-vars"
 
 
-def test_cold_warm_same_digest_and_one_package_change(tmp_path: Path, packages) -> None:
-    cold = _build(packages, tmp_path / "c1")
-    warm = _build(packages, tmp_path / "c1")
-    other_cold = _build(packages, tmp_path / "c2")
+def test_cold_warm_same_digest_and_one_package_change(tmp_path: Path, packages, base) -> None:
+    cold = _build(packages, tmp_path / "c1", base)
+    warm = _build(packages, tmp_path / "c1", base)
+    other_cold = _build(packages, tmp_path / "c2", base)
     assert cold.image.digest == warm.image.digest == other_cold.image.digest
     assert warm.layers_built == 0 and cold.layers_built >= 3
     t1, t2 = write_image_tar(cold.image, tmp_path / "1.tar"), write_image_tar(other_cold.image, tmp_path / "2.tar")
     assert t1.read_bytes() == t2.read_bytes()
 
     changed = [packages[0], greeting(tmp_path / "pkgs2", "1.1")]
-    after = _build(changed, tmp_path / "c1")
+    after = _build(changed, tmp_path / "c1", base)
     before_layers = [l.digest for l in cold.image.layers]
     after_layers = [l.digest for l in after.image.layers]
     differing = [i for i, (a, b) in enumerate(zip(before_layers, after_layers)) if a != b]

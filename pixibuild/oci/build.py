@@ -32,7 +32,7 @@ from ..records import CondaRecord, PypiRecord
 from .assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
 from .config import ImageSettings, canonical_json, created_timestamp, standard_labels
 from .grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
-from .layer import LayerCache
+from .layer import Layer, LayerCache
 from .layout import Image
 
 ENTRYPOINT_PATH = "/entrypoint.sh"
@@ -71,13 +71,22 @@ def package_layer_specs(packages: Sequence[tuple[CondaRecord, Path]], *, platfor
             key += f"\0python={python_version}\0site={site_packages}"
 
         def populate(staging: Path, ordered: list[CondaRecord] = ordered) -> None:
-            for record in ordered:
-                install_package(record, archives[record.name], staging, target_prefix=target_prefix,
-                                python_version=python_version, platform=platform, site_packages_path=site_packages)
+            with tempfile.TemporaryDirectory(prefix="pixibuild-archives-") as links:
+                named = _named([(r, archives[r.name]) for r in ordered], [r.file_name for r in ordered], Path(links))
+                for record, archive in named:
+                    install_package(record, archive, staging, target_prefix=target_prefix,
+                                    python_version=python_version, platform=platform,
+                                    site_packages_path=site_packages)
 
         names = ", ".join(r.dist_name for r in ordered)
         specs.append((LayerSpec(key, populate, mount=mount, created_by=f"pixibuild conda: {names}"), ordered))
     return specs
+
+
+def build_package_layer(spec: LayerSpec, cache: LayerCache) -> Layer:
+    """One package layer from the cache or built now (what a doit task per layer calls); its
+    activation files are kept beside the cache entry for the environment layer."""
+    return cache.get_or_build(spec.key, spec.populate, mount=spec.mount, keep=_activation_file)
 
 
 def _activation_view(cache: LayerCache, specs: Sequence[LayerSpec], view: Path) -> Path:
@@ -120,7 +129,8 @@ def _copy_into(staging: Path, dest: str, source: Path) -> None:
 
 
 def _named(items: Sequence[tuple[object, Path]], names: Sequence[str], links: Path) -> list:
-    """Store blobs are named by hash; the installer tells formats by file name: link them by name."""
+    """Store blobs are named by hash; the installer tells formats by file name: link them by name
+    (a link per item, in its own directory, so equal file names never collide)."""
     out = []
     for (record, path), name in zip(items, names):
         path = Path(path)
@@ -149,7 +159,6 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
     created = created or created_timestamp()
     cache.root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pixibuild-archives-", dir=cache.root) as links:
-        packages = _named(packages, [r.file_name for r, _ in packages], Path(links) / "conda")
         wheels = _named(wheels, [w.file_name for w, _ in wheels], Path(links) / "wheels")
         return _build_image(packages, platform=platform, target_prefix=target_prefix, cache=cache, base=base,
                             settings=settings, wheels=wheels, app_files=app_files, budget=budget, created=created,
@@ -164,8 +173,7 @@ def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str,
     pkg_specs = package_layer_specs(packages, platform=platform, target_prefix=target_prefix, budget=budget)
     # Layers are independent: build them in parallel (zlib and sha256 release the GIL).
     with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
-        built = list(pool.map(lambda spec: cache.get_or_build(spec.key, spec.populate, mount=spec.mount,
-                                                              keep=_activation_file), [s for s, _ in pkg_specs]))
+        built = list(pool.map(lambda spec: build_package_layer(spec, cache), [s for s, _ in pkg_specs]))
     layers = [(layer, _history(spec)) for layer, (spec, _) in zip(built, pkg_specs)]
 
     # Environment layer: activation needs the union of the packages' activation files.
@@ -242,4 +250,4 @@ def _with_environment(settings: ImageSettings, activation: dict[str, str], targe
                          exposed_ports=settings.exposed_ports, labels=settings.labels, user=settings.user)
 
 
-__all__ = ["BuildResult", "build_image", "package_layer_specs", "standard_labels"]
+__all__ = ["BuildResult", "build_image", "build_package_layer", "package_layer_specs", "standard_labels"]
