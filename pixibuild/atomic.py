@@ -49,9 +49,9 @@ def atomic_output(path: str | Path, *, mode: int = 0o644, fsync: bool = True) ->
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644, fsync: bool = True) -> None:
     """Small outputs (JSON, scripts) written atomically."""
-    with atomic_output(path, mode=mode) as out:
+    with atomic_output(path, mode=mode, fsync=fsync) as out:
         out.write(data)
 
 

@@ -194,7 +194,8 @@ class Fetcher:
             unique.setdefault(w.key, i)
         t0 = time.monotonic()
         before = dict(self.stats)
-        if self.progress and unique:
+        own_bar = bool(self.progress and unique and self._bar is None)  # concurrent calls share the first bar
+        if own_bar:
             self._bar = Progress(len(unique), sum(wants[i].size or 0 for i in unique.values()))
         results: dict[str, Path] = {}
         errors: list[str] = []
@@ -217,7 +218,7 @@ class Fetcher:
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         finally:
-            if self._bar is not None:
+            if own_bar and self._bar is not None:
                 self._bar.close()
                 self._bar = None
         if errors:
@@ -327,7 +328,8 @@ class Fetcher:
                 log.info("%s: %s (%s); retry %d/%d in %.2fs", w.label, self.auth.redact(str(exc)), shown,
                          attempt, c.retries, delay)
                 self._count("retries")
-                time.sleep(delay)
+                if self._stop.wait(delay):
+                    raise _Fail(f"{w.label}: interrupted") from None
         sha = h.sha256.hexdigest()
         if w.size is not None and h.size != w.size:
             log.warning("%s: lock says %d bytes but the verified file has %d", w.label, w.size, h.size)

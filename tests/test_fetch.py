@@ -283,12 +283,17 @@ def test_redirect_to_another_host_does_not_carry_credentials(channel, store, tmp
         assert not any("Authorization" in r.headers or "SECRET" in r.path for r in cdn.requests)
 
 
-def test_https_is_verified_by_default_and_a_ca_bundle_makes_it_trusted(channel, store, tmp_path):
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory):
     from conftest import require_tool
     from pixibuild.testing.http_server import self_signed_cert
 
     require_tool("openssl")
-    cert, key = self_signed_cert(tmp_path / "tls")
+    return self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+def test_https_is_verified_by_default_and_a_ca_bundle_makes_it_trusted(channel, store, tls_pair):
+    cert, key = tls_pair
     with TestServer(channel[0], tls=(cert, key), url_host="localhost") as srv:
         records = records_for(channel[1], srv.url, channel[0])
         with fetcher(store, dataclasses.replace(FAST, retries=0)) as f, \
@@ -376,12 +381,8 @@ def test_all_failures_are_reported_in_one_line(records, server, store):
         f.fetch_all(records)
 
 
-def test_https_to_http_redirect_is_refused(channel, store, tmp_path):
-    from conftest import require_tool
-    from pixibuild.testing.http_server import self_signed_cert
-
-    require_tool("openssl")
-    cert, key = self_signed_cert(tmp_path / "tls")
+def test_https_to_http_redirect_is_refused(channel, store, tls_pair):
+    cert, key = tls_pair
     with TestServer(channel[0], tls=(cert, key), url_host="localhost") as secure, TestServer(channel[0]) as plain:
         secure.add_fault("redirect", "*.conda", location=plain.url)
         records = records_for(channel[1], secure.url, channel[0])
@@ -389,3 +390,11 @@ def test_https_to_http_redirect_is_refused(channel, store, tmp_path):
         with fetcher(store, config) as f, pytest.raises(BuildError, match="redirects from https to http://"):
             f.fetch_one(records[0])
         assert plain.requests == []
+
+
+def test_redirect_loops_end_with_a_clear_error(records, server, store):
+    server.add_fault("redirect", "*.conda", location=server.url)
+    rec = alpha(records)
+    with fetcher(store) as f, pytest.raises(BuildError, match=f"{rec.dist_name}: more than 10 redirects from"):
+        f.fetch_one(rec)
+    assert server.count(rec.file_name) == 11
