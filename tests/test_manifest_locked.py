@@ -144,6 +144,9 @@ dependencies = ["flask>=3", "gunicorn; sys_platform == 'linux'"]
 [project.optional-dependencies]
 test = ["pytest"]
 
+[dependency-groups]
+docs = ["sphinx>=7"]
+
 [tool.pixi.workspace]
 channels = ["conda-forge"]
 platforms = ["linux-64"]
@@ -156,6 +159,7 @@ webapp = { path = ".", editable = true }
 
 [tool.pixi.environments]
 test = ["test"]
+docs = ["docs"]
 
 [tool.pixibuild]
 entrypoint = ["webapp"]
@@ -166,6 +170,7 @@ entrypoint = ["webapp"]
     pypi = m.pypi_dependencies("test", "linux-64")
     assert pypi["flask"] == ">=3" and pypi["pytest"] == "*" and pypi["webapp"] == {"path": ".", "editable": True}
     assert pypi["gunicorn"]["marker"] == 'sys_platform == "linux"'
+    assert m.pypi_dependencies("docs", "linux-64")["sphinx"] == ">=7"
 
 
 def test_pyproject_without_tool_pixi_is_not_a_manifest(tmp_path: Path) -> None:
