@@ -13,9 +13,9 @@ from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.layout import Image, write_oci_dir
 from pixibuild.testing.demo import write_demo
 
-# The command needs the lock reader, fetcher and installer; skips only until they are on main.
-for _module in ("pixibuild.manifest", "pixibuild.lockfile", "pixibuild.fetch", "pixibuild.activation"):
-    pytest.importorskip(_module, reason=f"{_module} not merged yet")
+
+
+
 
 
 @pytest.fixture
