@@ -4,7 +4,7 @@ rattler_lock fills fields a lock leaves out, so both readers agree on every reco
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
 
 from .platforms import KNOWN_SUBDIRS
 
@@ -18,7 +18,12 @@ _ARCH = {
     "linux-loongarch64": "loongarch64",
     "osx-64": "x86_64", "osx-arm64": "arm64",
     "win-32": "x86", "win-64": "x86_64", "win-arm64": "arm64",
-    "emscripten-wasm32": "wasm32", "wasi-wasm32": "wasm32", "zos-z": "z",
+    "emscripten-wasm32": "wasm32", "emscripten-wasm64": "wasm64", "wasi-wasm32": "wasm32", "zos-z": "z",
+    "linux-ppc": "ppc",
+    "freebsd-32": "x86", "freebsd-64": "x86_64", "freebsd-arm64": "arm64", "freebsd-ppc64": "ppc64",
+    "freebsd-ppc64le": "ppc64le",
+    "ios-arm64": "arm64", "iossimulator-arm64": "arm64", "iossimulator-64": "x86_64",
+    "android-aarch64": "aarch64", "android-armv7a": "armv7a", "android-64": "x86_64", "android-32": "x86",
 }
 PARSEABLE_SUBDIRS = frozenset(KNOWN_SUBDIRS) | frozenset(_ARCH)
 
@@ -35,47 +40,49 @@ def split_archive_name(file_name: str) -> tuple[str, str, str] | None:
     return None
 
 
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://([^/?#]*)([^?#]*)")
+
+
 def is_url(location: str) -> bool:
     """True for `scheme://...` locations (rattler's UrlOrPath::Url); paths incl. `C:\\x` are not."""
-    head, sep, _ = location.partition("://")
-    if not sep or len(head) < 2:
-        return False
-    return head[0].isalpha() and all(c.isalnum() or c in "+-." for c in head)
+    return _URL.match(location) is not None
+
+
+def _url_parts(location: str) -> tuple[str, str, str] | None:
+    """(scheme, host, path) of a URL, without query or fragment; None for a path."""
+    match = _URL.match(location)
+    return match.groups() if match else None  # type: ignore[return-value]
 
 
 def location_file_name(location: str) -> str | None:
     """Last path component of a URL or path (no query/fragment), or None for a bare directory."""
-    if is_url(location):
-        path = urlsplit(location).path
-    else:
-        path = location.replace("\\", "/")
+    parts = _url_parts(location)
+    path = parts[2] if parts else location.replace("\\", "/")
     name = path.rsplit("/", 1)[-1]
     return name or None
 
 
 def subdir_from_url(location: str) -> str | None:
     """`.../<subdir>/<archive>` → subdir, for http(s)/file URLs whose subdir is a known platform."""
-    if not is_url(location):
+    parts = _url_parts(location)
+    if parts is None or parts[0] not in ("http", "https", "file"):
         return None
-    parts = urlsplit(location)
-    if parts.scheme not in ("http", "https", "file"):
+    head, _, archive = parts[2].rpartition("/")
+    subdir = head.rpartition("/")[2]
+    if not head or split_archive_name(archive) is None:
         return None
-    segments = parts.path.split("/")
-    if len(segments) < 2 or split_archive_name(segments[-1]) is None:
-        return None
-    subdir = segments[-2]
     return subdir if subdir in PARSEABLE_SUBDIRS else None
 
 
 def channel_from_url(location: str) -> str | None:
     """The channel URL: everything before `<subdir>/<file>`, with a trailing slash (rattler's ChannelUrl)."""
-    if not is_url(location):
+    parts = _url_parts(location)
+    if parts is None:
         return None
-    parts = urlsplit(location)
-    segments = parts.path.split("/")
+    scheme, host, path = parts
+    segments = path.split("/")
     base = "/".join(segments[:-2]) if len(segments) > 2 else ""
-    netloc = parts.netloc
-    return f"{parts.scheme}://{netloc}{base}/"
+    return f"{scheme}://{host}{base}/"
 
 
 def build_number_from_build(build: str) -> int | None:
@@ -100,4 +107,4 @@ def arch_and_platform(subdir: str) -> tuple[str | None, str | None]:
     arch = _ARCH.get(subdir)
     if arch is None:
         return None, None
-    return arch, subdir.split("-", 1)[0]
+    return arch, subdir.rsplit("-", 1)[0]

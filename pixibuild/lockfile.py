@@ -4,9 +4,9 @@ Why not rattler: the library must not depend on it (it is our test oracle). Fiel
 out are derived the way rattler_lock does (see `condafilename`), so both readers give the same
 records; `tests/test_lockfile_rattler.py` checks that on every lock of the real-world corpus.
 
-YAML is read with PyYAML's *base* loader (the C one when available): every scalar stays a
-string, so a version `1.10` never turns into the float 1.1; the few integer and boolean fields
-are converted here, by name.
+YAML is read as plain strings — by `simpleyaml` (pixi's block style, fast) or else PyYAML's
+*base* loader (the C one when available): a version `1.10` never turns into the float 1.1; the
+few integer and boolean fields are converted here, by name.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import yaml
 
 from .condafilename import (arch_and_platform, build_number_from_build, channel_from_url, is_url,
                             location_file_name, noarch_from, split_archive_name, subdir_from_url)
+from . import simpleyaml
 from .errors import InputError
 from .records import CondaRecord, PypiRecord
 
@@ -609,12 +610,23 @@ def parse_lock(text: str, path: str | Path = "pixi.lock") -> LockFile:
     path = Path(path)
     ctx = _Ctx(path)
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - base loader builds no objects
+        doc = simpleyaml.load(text)  # pixi's plain block YAML, fast
+    except simpleyaml.Unsupported:
+        doc = _load_yaml(ctx, text)
+    return _from_document(ctx, doc, path)
+
+
+def _load_yaml(ctx: _Ctx, text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - base loader builds no objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ctx.error(f"invalid YAML{where}: {problem}", "yaml") from None
+
+
+def _from_document(ctx: _Ctx, doc: Any, path: Path) -> LockFile:
     if not isinstance(doc, dict):
         raise ctx.error("not a lock file (expected a YAML mapping at the top level)", "version")
     raw_version = doc.get("version")

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import networkx as nx
-
 from . import __version__
 from .platforms import current_subdir
 from .project import Project, discover_projects, load_project, project_labels
@@ -54,36 +52,55 @@ class Node:
 
 @dataclass
 class BuildGraph:
-    """Nodes by name plus the dependency DAG over them."""
+    """Nodes by name; edges are each node's `deps`. Kept as plain dicts so planning a no-op run
+    stays cheap; `to_networkx()` gives the DAG for analysis (ordering, closures, layer grouping)."""
 
-    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    _nodes: dict[str, Node] = field(default_factory=dict)
 
     def add(self, node: Node) -> Node:
         """Add a node; a node already present under the same name must have the same key."""
-        existing = self.graph.nodes.get(node.name)
+        existing = self._nodes.get(node.name)
         if existing is not None:
-            if existing["node"].key != node.key:
+            if existing.key != node.key:
                 raise ValueError(f"two different nodes named {node.name}")
-            return existing["node"]
-        self.graph.add_node(node.name, node=node)
-        for dep in node.deps:
-            self.graph.add_edge(dep, node.name)
+            return existing
+        self._nodes[node.name] = node
         return node
 
+    def has(self, name: str) -> bool:
+        return name in self._nodes
+
     def node(self, name: str) -> Node:
-        return self.graph.nodes[name]["node"]
+        return self._nodes[name]
 
     def nodes(self, kind: str | None = None) -> list[Node]:
-        out = [data["node"] for _, data in self.graph.nodes(data=True) if "node" in data]
-        return [n for n in out if kind is None or n.kind == kind]
+        return [n for n in self._nodes.values() if kind is None or n.kind == kind]
+
+    def to_networkx(self):
+        """The dependency DAG (edge dep → node), checked for unknown deps and cycles."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        for node in self._nodes.values():
+            graph.add_node(node.name)
+            for dep in node.deps:
+                if dep not in self._nodes:
+                    raise ValueError(f"{node.name} depends on unknown node {dep}")
+                graph.add_edge(dep, node.name)
+        if not nx.is_directed_acyclic_graph(graph):
+            raise ValueError(f"dependency cycle: {nx.find_cycle(graph)}")
+        return graph
 
     def closure(self, names: Iterable[str]) -> list[str]:
         """`names` and everything they depend on, in an order that respects dependencies."""
+        import networkx as nx
+
+        graph = self.to_networkx()
         wanted: set[str] = set()
         for name in names:
             wanted.add(name)
-            wanted |= nx.ancestors(self.graph, name)
-        return [n for n in nx.topological_sort(self.graph) if n in wanted]
+            wanted |= nx.ancestors(graph, name)
+        return [n for n in nx.topological_sort(graph) if n in wanted]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from pixibuild.plan import Workspace, load_workspace
 
 from .doit_tasks import doit_config, task_creators
-from .graph import DEFAULT_KINDS, build_graph
+from .graph import build_graph
 
 
 def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = None,
@@ -29,8 +29,6 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     if root.is_file():
         root = root.parent
     ws = load_workspace(root, store_root=store_root, build_dir=build_dir)
-    if kinds is None:
-        kinds = _kinds_from_settings(ws)
     graph = build_graph(ws, kinds)
     namespace: dict[str, Any] = dict(task_creators(ws, graph))
     default = [k for k in ("pack", "image", "unpack") if f"task_{k}" in namespace]
@@ -38,14 +36,6 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     namespace["PIXIBUILD_WORKSPACE"] = ws
     namespace["PIXIBUILD_GRAPH"] = graph
     return namespace
-
-
-def _kinds_from_settings(ws: Workspace) -> tuple[str, ...]:
-    """Outputs to build: `[tool.pixibuild] outputs = [...]` of any project, else packs only."""
-    kinds: set[str] = set()
-    for project in ws.projects.values():
-        kinds.update(project.settings.get("outputs", DEFAULT_KINDS))
-    return tuple(sorted(kinds)) or DEFAULT_KINDS
 
 
 __all__ = ["workspace_tasks", "build_graph"]

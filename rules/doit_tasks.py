@@ -37,13 +37,15 @@ def _run(ws: Workspace, node: Node) -> TaskFailed | None:
 
 def to_task(ws: Workspace, node: Node) -> dict[str, Any]:
     """The doit task dict of a node. Up-to-date = our content-key stamp (not mtimes, and not
-    doit's database, which is only a cache); task_dep orders it after its inputs."""
+    doit's database, which is only a cache), decided once when the graph is loaded: a plain bool
+    spares doit a signature inspection per task, and nothing makes a node current mid-run except
+    its own action. task_dep orders it after its inputs."""
     kind, _, sub = node.name.partition(":")
     return {
         "name": sub,
         "doc": node.doc,
         "actions": [functools.partial(_run, ws, node)],
-        "uptodate": [functools.partial(is_up_to_date, ws, node)],
+        "uptodate": [is_up_to_date(ws, node)],
         "targets": [str(p) for p in node.outputs],
         "task_dep": list(node.deps),
         "verbosity": 1,

@@ -51,6 +51,14 @@ def tree(root: Path) -> dict[str, tuple]:
     return out
 
 
+def without_empty_clobber_dirs(t: dict[str, tuple]) -> dict[str, tuple]:
+    """rattler first links a clobbering file under __clobbers__/<pkg>/ and moves it back when that
+    package wins, leaving empty directories behind; we never create them. Compare without those."""
+    files = [p for p, v in t.items() if v[0] != "dir"]
+    return {p: v for p, v in t.items()
+            if not (p.startswith("__clobbers__") and v[0] == "dir" and not any(f.startswith(p + "/") for f in files))}
+
+
 def tree_diff(a: dict[str, tuple], b: dict[str, tuple], limit: int = 10) -> list[str]:
     diffs = []
     for key in sorted(set(a) | set(b)):

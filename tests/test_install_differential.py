@@ -14,7 +14,8 @@ import pytest
 
 pytest.importorskip("rattler")
 
-from install_oracle import our_install, python_stub, rattler_install, tree, tree_diff  # noqa: E402
+from install_oracle import (  # noqa: E402
+    our_install, python_stub, rattler_install, tree, tree_diff, without_empty_clobber_dirs)
 
 from conftest import require_corpus  # noqa: E402
 from pixibuild.testing.condapkg import PackageSpec, PkgFile, write_package  # noqa: E402
@@ -66,7 +67,7 @@ def test_generated_packages_identical_to_rattler(tmp_path: Path, fmt: str, prefi
     rattler_prefix = tmp_path / ("r" + (LONG if prefix_kind == "long" else ""))
     rattler_install(archives, rattler_prefix, tmp_path / "cache", "linux-64")
     report = our_install(archives, tmp_path / "ours", "linux-64", target_prefix=str(rattler_prefix))
-    ours, theirs = tree(tmp_path / "ours"), _without_empty_clobber_dirs(tree(rattler_prefix))
+    ours, theirs = tree(tmp_path / "ours"), without_empty_clobber_dirs(tree(rattler_prefix))
     assert tree_diff(theirs, ours, 20) == []
     # the tree exercises what it claims to
     assert ours["lib/libtool.so"] == ("link", "libtool.so.2")
@@ -78,14 +79,6 @@ def test_generated_packages_identical_to_rattler(tmp_path: Path, fmt: str, prefi
         assert ours["bin/tool"][2].startswith(b"#!/usr/bin/env perl -w\n")
         assert ours["bin/pytool"][2].startswith(b"#!/bin/sh\n'''exec' ")
     _compare_conda_meta(rattler_prefix, tmp_path / "ours")
-
-
-def _without_empty_clobber_dirs(t: dict) -> dict:
-    """rattler first links a clobbering file under __clobbers__/<pkg>/ and moves it back when that
-    package wins, leaving empty directories behind; we never create them. Compare without those."""
-    files = [p for p, v in t.items() if v[0] != "dir"]
-    return {p: v for p, v in t.items()
-            if not (p.startswith("__clobbers__") and v[0] == "dir" and not any(f.startswith(p + "/") for f in files))}
 
 
 # Fields we deliberately write differently from rattler (see _compare_conda_meta).
@@ -157,7 +150,8 @@ def test_every_corpus_package_identical_to_rattler(tmp_path: Path) -> None:
         elif known == "rattler-rejects":
             assert rerr and oerr is None, path.name
         elif rerr or oerr:
-            if not (rerr and oerr):
+            # Both must refuse (corrupt/LFS-missing/invalid test archives), ours with a clear InputError.
+            if not (rerr and oerr and oerr.startswith("InputError")):
                 failures.append(f"{row['file']}: rattler={rerr} ours={oerr}")
             rejected_both += 1
         else:
@@ -168,7 +162,7 @@ def test_every_corpus_package_identical_to_rattler(tmp_path: Path) -> None:
         shutil.rmtree(theirs, ignore_errors=True)
         shutil.rmtree(ours, ignore_errors=True)
     assert failures == []
-    assert compared > 400
+    assert compared >= 300 and rejected_both < 100, (compared, rejected_both)
 
 
 def _ncurses() -> Path:
@@ -195,3 +189,49 @@ def test_ncurses_binary_finds_terminfo_at_new_prefix(tmp_path: Path, prefix_tail
     assert "xterm" in xterm.stdout
     cols = subprocess.run([str(prefix / "bin/tput"), "-T", "vt100", "cols"], env=env, capture_output=True, text=True)
     assert cols.returncode == 0 and cols.stdout.strip() == "80", cols.stderr
+
+
+CLOBBER = "conda__rattler/test-data/clobber"
+FILE_CLOBBER_GROUPS = {
+    "same-file": [f"{CLOBBER}/clobber-{i}-0.1.0-h4616a5c_0.tar.bz2" for i in (1, 2, 3)],
+    "nested": [f"{CLOBBER}/clobber-nested-{i}-0.1.0-h4616a5c_0.tar.bz2" for i in (1, 2, 3)],
+    "conda-a-b": ["conda__conda/tests/data/test-recipes/noarch/clobber-a-1.0-0.conda",
+                  "conda__conda/tests/data/test-recipes/noarch/clobber-b-1.0-0.conda"],
+}
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("group", sorted(FILE_CLOBBER_GROUPS))
+def test_rattler_clobber_packages_identical(tmp_path: Path, group: str) -> None:
+    """rattler's own clobbering test packages: same winner, same __clobbers__ layout, same conda-meta."""
+    pkgs = require_corpus("pkgs")
+    archives = [pkgs / f for f in FILE_CLOBBER_GROUPS[group]]
+    rattler_install(archives, tmp_path / "r", tmp_path / "cache", "linux-64")
+    report = our_install(list(reversed(archives)), tmp_path / "o", "linux-64", target_prefix=str(tmp_path / "r"))
+    assert report.clobbered
+    assert tree_diff(without_empty_clobber_dirs(tree(tmp_path / "r")), tree(tmp_path / "o")) == []
+    _compare_conda_meta(tmp_path / "r", tmp_path / "o")
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("names", [("fd-1", "fd-2", "fd-3"), ("fd-rev-1", "fd-rev-2", "fd-rev-3"),
+                                   ("fd-1", "fd-2-conflicting")])
+def test_file_directory_clobbers_are_deterministic(tmp_path: Path, names: tuple[str, ...]) -> None:
+    """A file in one package where another has a directory. rattler's outcome varies from run to run
+    here (observed with py-rattler 0.28: the file or the directory wins at random), so there is no
+    oracle: we check our rule — the later package in rattler's topological order wins, the others
+    move to __clobbers__ — and that input order does not matter."""
+    import itertools
+
+    pkgs = require_corpus("pkgs")
+    archives = [pkgs / f"{CLOBBER}/clobber-{n}-0.1.0-h4616a5c_0.conda" for n in names]
+    trees = []
+    for i, perm in enumerate(itertools.permutations(archives)):
+        report = our_install(list(perm), tmp_path / f"o{i}", "linux-64", target_prefix="/env")
+        trees.append(tree(tmp_path / f"o{i}"))
+    assert all(t == trees[0] for t in trees)
+    winner = report.packages[-1].record.name
+    assert all(p.startswith(f"__clobbers__/{n}/") for p in trees[0] if p.startswith("__clobbers__/") and
+               trees[0][p][0] == "file" for n in [p.split("/")[1]])
+    assert not any(p.startswith(f"__clobbers__/{winner}/") for p in trees[0])
+    assert set(report.clobbered.values()) <= {r.record.name for r in report.packages}

@@ -106,3 +106,39 @@ def test_deleted_output_is_rebuilt_alone(built) -> None:
     run = run_doit(root, "pack:webapp:prod:linux-aarch64", env=env)
     assert run.executed == ["pack:webapp:prod:linux-aarch64"]
     assert tar.read_bytes() == data
+
+
+def test_images_and_unpack_targets_are_built(built) -> None:
+    root, _, _, cold = built
+    assert sorted(_kind(cold.executed, "image")) == [
+        "image:webapp:default:linux-64", "image:webapp:default:linux-aarch64",
+        "image:webapp:prod:linux-64", "image:webapp:prod:linux-aarch64"]
+    assert sorted(_kind(cold.executed, "unpack")) == ["unpack:webapp:default:linux-64", "unpack:webapp:prod:linux-64"]
+    layers = _kind(cold.executed, "layer")
+    assert len(layers) == len(set(layers)) > 0
+    out = root / "build" / "webapp" / "prod" / "linux-64"
+    import subprocess
+
+    run = subprocess.run(["bash", "-c", f". {out}/activate.sh && hello"], capture_output=True, text=True)
+    assert run.returncode == 0 and f"prefix: {out}/env" in run.stdout, run.stderr
+
+
+def test_one_changed_package_in_an_imaged_project(built) -> None:
+    """tzdata-demo (noarch) bumped in webapp: its fetch/verify, webapp's lock check, the default
+    env's index/pack/image on both platforms, one layer per platform, and the host unpack."""
+    root, projects, env, _ = built
+    prod_image = root / "build" / "webapp" / "prod" / "linux-64" / "image.tar"
+    before = prod_image.read_bytes()
+    record = bump_package(projects["webapp"], "tzdata-demo", tag="2")
+    run = run_doit(root, "-n", "2", env=env)
+    assert run.returncode == 0, run.output
+    rid = record.sha256[:16]
+    non_layer = sorted(n for n in run.executed if not n.startswith("layer:"))
+    assert non_layer == sorted([
+        f"fetch:{rid}", f"verify:{rid}", "lock:webapp",
+        "index:webapp:default:linux-64", "index:webapp:default:linux-aarch64",
+        "pack:webapp:default:linux-64", "pack:webapp:default:linux-aarch64",
+        "image:webapp:default:linux-64", "image:webapp:default:linux-aarch64",
+        "unpack:webapp:default:linux-64"])
+    assert len(_kind(run.executed, "layer")) == 2
+    assert prod_image.read_bytes() == before

@@ -313,7 +313,11 @@ Source = Union[Path, Callable[[], IO[bytes]]]
 
 
 def open_source(source: Source) -> IO[bytes]:
-    return open(source, "rb") if isinstance(source, Path) else source()
+    try:
+        return open(source, "rb") if isinstance(source, Path) else source()
+    except OSError as exc:
+        name = source.name if isinstance(source, Path) else "archive"
+        raise InputError(f"{name}: cannot open ({exc.strerror or exc})") from None
 
 
 class CondaArchive:

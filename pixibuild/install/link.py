@@ -111,6 +111,11 @@ class PrefixDir:
             raise InputError(f"{package}: {rel}: is a file, cannot hold files of this package")
         self._dirs.add(rel)
 
+    def forget_dirs(self, rel: str) -> None:
+        """`rel` (and everything below) was removed: stop trusting the directory cache for it."""
+        inside = rel + "/"
+        self._dirs = {d for d in self._dirs if d != rel and not d.startswith(inside)}
+
     def prepare(self, package: str, rel: str) -> tuple[str, bool]:
         """Ready `rel` for a new file or symlink: parents made, an existing file removed.
 
@@ -235,17 +240,40 @@ class PackageLinker:
         self._write_file(member.name, entry, full, rel, member.fileobj, member.mode, member.size)
 
     def _claim(self, rel: str) -> None:
-        """A path an earlier package installed: move its file aside (`__clobbers__/<pkg>/<path>`)."""
-        previous = self.owners.get(rel)
-        if previous is None:
-            return
-        name, linked = previous
-        aside = f"{CLOBBERS_DIR}/{name}/{rel}"
+        """Make room for `rel` when earlier packages installed conflicting paths (rattler semantics:
+        the later package wins, the earlier files move to `__clobbers__/<pkg>/<path>`).
+
+        Conflicts are the same path, a file where `rel` needs a parent directory, or files under a
+        directory where `rel` is to be a file.
+        """
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            ancestor = "/".join(parts[:depth])
+            if ancestor in self.owners:
+                full = self.prefix.path(ancestor)
+                if not full.is_symlink() and not full.is_dir():
+                    self._move_aside(ancestor)
+        if rel in self.owners:
+            self._move_aside(rel)
+        full = self.prefix.path(rel)
+        if full.is_dir() and not full.is_symlink():
+            inside = rel + "/"
+            for path in sorted(p for p in self.owners if p.startswith(inside)):
+                self._move_aside(path)
+            for dirpath, _, _ in sorted(os.walk(full, topdown=False), key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    raise InputError(f"{self.label}: {rel}: a non-empty directory is installed at this path") from None
+            self.prefix.forget_dirs(rel)
+
+    def _move_aside(self, path: str) -> None:
+        name, linked = self.owners.pop(path)
+        aside = f"{CLOBBERS_DIR}/{name}/{path}"
         self.prefix.ensure_dir(self.label, posixpath.dirname(aside))
-        os.replace(self.prefix.path(rel), self.prefix.path(aside))
-        linked.original_path, linked.path = rel, aside
-        self.clobbered.append(rel)
-        del self.owners[rel]
+        os.replace(self.prefix.path(path), self.prefix.path(aside))
+        linked.original_path, linked.path = path, aside
+        self.clobbered.append(path)
 
     def _own(self, linked: LinkedPath) -> LinkedPath:
         self.owners[linked.path] = (self.record.name, linked)

@@ -126,8 +126,12 @@ tzdata-demo = "*"
 default = {{ features = ["dev"], solve-group = "prod" }}
 prod = {{ features = [], solve-group = "prod" }}
 
+[tool.pixibuild]
+outputs = ["pack", "image", "unpack"]
+
 [tool.pixibuild.image]
 cmd = ["hello"]
+include = ["app/**"]
 expose = [8000]
 labels = {{ "org.opencontainers.image.title" = "webapp" }}
 """

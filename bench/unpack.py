@@ -1,0 +1,167 @@
+"""Benchmark: install the same conda packages with pixibuild and with rattler.install (py-rattler).
+
+Each install runs in a fresh subprocess (cold: rattler gets an empty package cache, as pixi-unpack
+does), and reports wall time and peak RSS; the ratio ours/rattler is printed (goal: <= 1.0).
+
+    .venv/bin/python bench/unpack.py                 # corpus packages (linux-64 + noarch) + generated
+    .venv/bin/python bench/unpack.py --repeat 5 --generated-only --files 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+CORPUS = Path(os.environ.get("PIXIBUILD_SHARED", REPO.parent / "shared")) / "corpus" / "pkgs"
+
+
+def _corpus_archives() -> list[Path]:
+    """Real linux-64/noarch-generic packages from the corpus that install cleanly (one per name)."""
+    from pixibuild.install.archive import read_info
+
+    chosen: dict[str, Path] = {}
+    index = CORPUS / "INDEX.tsv"
+    if not index.exists():
+        return []
+    with open(index, newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row["dup_of"] != "-" or row["subdir"] not in ("linux-64", "noarch") or row["noarch"] == "python":
+                continue
+            path = CORPUS / row["file"]
+            if row["name"] in chosen or not path.name.endswith((".conda", ".tar.bz2")):
+                continue
+            if _installs_cleanly(path):
+                chosen[row["name"]] = path
+    return sorted(chosen.values())
+
+
+def _installs_cleanly(path: Path) -> bool:
+    """Both installers accept the package on its own (the corpus holds deliberately broken ones)."""
+    import rattler
+
+    from pixibuild.install import install_environment
+    from pixibuild.install.archive import record_from_archive
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            install_environment([(record_from_archive(path), path)], Path(tmp) / "o", platform="linux-64")
+
+            async def go() -> None:
+                record = await rattler.RepoDataRecord.from_package_archive(path)
+                await rattler.install([record], Path(tmp) / "r", cache_dir=Path(tmp) / "c", show_progress=False)
+
+            asyncio.run(go())
+        except Exception:
+            return False
+    return True
+
+
+def _generated(out: Path, n_packages: int, files: int) -> list[Path]:
+    from pixibuild.testing.condapkg import PackageSpec, PkgFile, write_package
+
+    rng = __import__("random").Random(42)
+    archives = []
+    per = max(1, files // n_packages)
+    for i in range(n_packages):
+        pkg_files = []
+        for j in range(per):
+            size = int(rng.lognormvariate(8, 2)) % (4 << 20)
+            data = bytes(rng.getrandbits(8) for _ in range(min(size, 2048))) * (size // 2048 + 1)
+            data = data[:size]
+            kind = j % 10
+            if kind == 0:
+                pkg_files.append(PkgFile(f"lib/p{i}/f{j}.so", b"\x7fELF\0@PREFIX@/lib\0" + data, 0o755, prefix="binary"))
+            elif kind == 1:
+                pkg_files.append(PkgFile(f"bin/p{i}-{j}", b"#!@PREFIX@/bin/sh\n" + data.hex()[:2000].encode(), 0o755,
+                                         prefix="text"))
+            elif kind == 2:
+                pkg_files.append(PkgFile(f"lib/p{i}/l{j}.so", symlink=f"f{j - 2}.so"))
+            else:
+                pkg_files.append(PkgFile(f"share/p{i}/d{j}.dat", data))
+        fmt = ".conda" if i % 4 else ".tar.bz2"
+        archives.append(write_package(PackageSpec(f"gen{i}", files=pkg_files), out, fmt))
+    return archives
+
+
+def _run_one(tool: str, archives: list[Path], work: Path) -> dict:
+    start = time.perf_counter()
+    if tool == "ours":
+        from pixibuild.install import install_environment
+        from pixibuild.install.archive import record_from_archive
+
+        install_environment([(record_from_archive(p), p) for p in archives], work / "prefix", platform="linux-64")
+    else:
+        import rattler
+
+        async def go() -> None:
+            records = [await rattler.RepoDataRecord.from_package_archive(p) for p in archives]
+            await rattler.install(records, work / "prefix", cache_dir=work / "cache", show_progress=False)
+
+        asyncio.run(go())
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def _measure(tool: str, archives: list[Path], repeat: int) -> tuple[float, int]:
+    times, rss = [], []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-") as tmp:
+            listing = Path(tmp) / "archives.json"
+            listing.write_text(json.dumps([str(p) for p in archives]))
+            out = subprocess.run([sys.executable, __file__, "--run", tool, "--list", str(listing), "--work", tmp],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise SystemExit(f"{tool} failed:\n{out.stderr[-2000:]}")
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            times.append(result["seconds"])
+            rss.append(result["maxrss_kib"])
+    return statistics.median(times), max(rss)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--generated-only", action="store_true")
+    parser.add_argument("--packages", type=int, default=30)
+    parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument("--run", choices=["ours", "rattler"], help=argparse.SUPPRESS)
+    parser.add_argument("--list", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        archives = [Path(p) for p in json.loads(Path(args.list).read_text())]
+        print(json.dumps(_run_one(args.run, archives, Path(args.work))), flush=True)
+        os._exit(0)  # py-rattler's runtime threads can crash interpreter finalization; skip it
+    with tempfile.TemporaryDirectory(prefix="bench-unpack-") as tmp:
+        sets = {"generated": _generated(Path(tmp) / "gen", args.packages, args.files)}
+        if not args.generated_only:
+            corpus = _corpus_archives()
+            if corpus:
+                sets["corpus"] = corpus
+        for name, archives in sets.items():
+            size = sum(p.stat().st_size for p in archives)
+            ours_t, ours_rss = _measure("ours", archives, args.repeat)
+            rat_t, rat_rss = _measure("rattler", archives, args.repeat)
+            print(f"{name}: {len(archives)} packages, {size / 1e6:.1f} MB archives")
+            print(f"  pixibuild : {ours_t:7.3f} s  peak RSS {ours_rss / 1024:6.1f} MiB")
+            print(f"  rattler   : {rat_t:7.3f} s  peak RSS {rat_rss / 1024:6.1f} MiB")
+            print(f"  ratio time {ours_t / rat_t:.2f}x   ratio RSS {ours_rss / rat_rss:.2f}x   (ours/rattler)",
+                  flush=True)
+    os._exit(0)  # see above: py-rattler and interpreter finalization
+
+
+if __name__ == "__main__":
+    main()
