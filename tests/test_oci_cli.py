@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 from oci_helpers import glibc_busybox_base, run_in_rootfs, skopeo, umoci_unpack
 
 from pixibuild.cli import main
@@ -13,9 +15,9 @@ from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.layout import Image, write_oci_dir
 from pixibuild.testing.demo import write_demo
 
-# The command needs the lock reader, fetcher and installer; skips only until they are on main.
-for _module in ("pixibuild.manifest", "pixibuild.lockfile", "pixibuild.fetch", "pixibuild.activation"):
-    pytest.importorskip(_module, reason=f"{_module} not merged yet")
+
+
+
 
 
 @pytest.fixture
@@ -50,6 +52,9 @@ def test_image_command_builds_runs_and_is_reproducible(tmp_path: Path, demo, bas
     assert config["config"]["ExposedPorts"] == {"8000/tcp": {}}
     assert config["config"]["Labels"]["org.opencontainers.image.title"] == "webapp"
     assert config["config"]["Labels"]["extra"] == "yes"
+    validate = subprocess.run([require_tool("oci-image-tool"), "validate", "--type", "image", str(layout)],
+                              capture_output=True, text=True)
+    assert validate.returncode == 0, validate.stdout + validate.stderr
     bundle = tmp_path / "bundle"
     res = umoci_unpack(layout, "1", bundle)
     assert res.returncode == 0, res.stderr

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..platforms import KNOWN_SUBDIRS
 from ..oci.options import ImageOptions, apply_cli, manifest_image_options
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest_path", nargs="?", default=None, metavar="MANIFEST_PATH",
-                        help="pixi.toml / pyproject.toml or its directory (default: current directory)")
-    parser.add_argument("-e", "--environment", default="default", help="environment to put in the image")
-    parser.add_argument("-p", "--platform", default=None,
-                        help="target conda platform, e.g. linux-64, linux-aarch64 (default: this machine's linux "
-                             "platform, else linux-64)")
+    from .pack import add_network_arguments, add_target_arguments
+
+    add_target_arguments(parser)
     parser.add_argument("--base", default=None, metavar="REF",
                         help="base image: scratch, oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, or a "
                              "registry reference (default: scratch)")
@@ -49,13 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="total layer budget including the base image (default: 100)")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="layer cache directory (default: <store root>/oci)")
-
-
-def _default_platform() -> str:
-    from ..platforms import current_subdir
-
-    here = current_subdir()
-    return here if here.startswith("linux-") else "linux-64"
+    add_network_arguments(parser)
 
 
 def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, Path]]:
@@ -75,10 +66,16 @@ def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, 
     return sorted((d, p) for d, p in found.items() if not any(d.startswith(x + "/") for x in dirs))
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..fetch import Fetcher
+def _subdir(project, env: str, platform: str) -> str:
+    """The conda subdir of a (possibly custom-named, lock v7) platform."""
+    if platform in KNOWN_SUBDIRS:
+        return platform
     from ..lockfile import read_lock
-    from ..manifest import find_manifest, read_manifest
+
+    return read_lock(project.lock_path).environment(env).subdir(platform)
+
+
+def run(args: argparse.Namespace) -> int:
     from ..oci.base import load_base
     from ..oci.build import build_image
     from ..oci.config import ImageSettings, created_timestamp, standard_labels
@@ -86,41 +83,35 @@ def run(args: argparse.Namespace) -> int:
     from ..oci.layer import LayerCache
     from ..oci.layout import write_image_tar, write_oci_dir
     from ..oci.registry import push_image
-    from ..store import Store
+    from ..project import load_project
+    from .pack import make_fetcher, manifest_arg
 
-    manifest = read_manifest(find_manifest(Path(args.manifest_path or ".")))
-    env_name = args.environment
-    options: ImageOptions = apply_cli(manifest_image_options(manifest.tool, env_name,
-                                                             where=f"{manifest.path}: tool.pixibuild"), args)
+    project = load_project(manifest_arg(args))
+    env_name, platform = args.environment, args.platform
+    options: ImageOptions = apply_cli(manifest_image_options(project.settings, env_name,
+                                                             where=f"{project.manifest.path}: tool.pixibuild"), args)
     if not (options.output or options.oci_dir or options.push):
         raise InputError("nothing to write: give -o FILE, --oci-dir DIR or --push REF "
                          "(or output/oci-dir/push in [tool.pixibuild.image])")
-    platform = args.platform or _default_platform()
-    lock = read_lock(manifest.lock_path)
-    env = lock.environment(env_name)
-    records = env.conda_packages(platform)
-    pypi = env.pypi_packages(platform)
-    subdir = env.subdir(platform)
-    base_dir = Path(manifest.lock_path).parent
-
-    store = Store()
-    cache = LayerCache(Path(args.cache_dir) if args.cache_dir else None)
-    with Fetcher(store) as fetcher:
-        conda_paths = fetcher.fetch_all(records, base_dir)
-        wheel_paths = fetcher.fetch_all(pypi, base_dir) if pypi else []
+    target = project.target(env_name, platform)
+    subdir = _subdir(project, env_name, platform)
+    with make_fetcher(args, project.root) as fetcher:
+        cache = LayerCache(Path(args.cache_dir) if args.cache_dir else Path(fetcher.store.root) / "oci")
+        lock_dir = project.lock_path.parent
+        conda = list(zip(target.conda, fetcher.fetch_all(target.conda, lock_dir)))
+        wheels = list(zip(target.pypi, fetcher.fetch_all(target.pypi, lock_dir))) if target.pypi else []
     prefix = options.prefix or f"/app/.pixi/envs/{env_name}"
     workdir = options.workdir or "/app"
     base = load_base(options.base, subdir, cache)
     created = created_timestamp()
-    labels = {**standard_labels(title=manifest.name, created=created), **options.labels}
+    labels = {**standard_labels(title=project.name, created=created), **options.labels}
     settings = ImageSettings(env=options.env, entrypoint=options.entrypoint, cmd=options.cmd, working_dir=workdir,
                              exposed_ports=options.expose, labels=labels, user=options.user)
-    result = build_image(list(zip(records, conda_paths)), platform=subdir, target_prefix=prefix, cache=cache,
-                         base=base, settings=settings, wheels=list(zip(pypi, wheel_paths)),
-                         app_files=app_files(Path(manifest.root), options.include, workdir),
+    result = build_image(conda, platform=subdir, target_prefix=prefix, cache=cache, base=base, settings=settings,
+                         wheels=wheels, app_files=app_files(project.root, options.include, workdir),
                          max_layers=options.max_layers or DEFAULT_MAX_LAYERS, created=created)
     image = result.image
-    tag = options.tag or f"{(manifest.name or 'pixi-image').lower()}:{env_name}"
+    tag = options.tag or f"{project.name.lower()}:{env_name}"
     if options.output:
         write_image_tar(image, Path(options.output), tag=tag)
     if options.oci_dir:
@@ -129,5 +120,5 @@ def run(args: argparse.Namespace) -> int:
         push_image(image, options.push)
     if not getattr(args, "quiet", False):
         print(f"{image.digest}  {len(image.layers)} layers ({result.layers_built} built, "
-              f"{result.layers_reused} reused)", file=sys.stdout)
+              f"{result.layers_reused} reused)")
     return 0
