@@ -77,3 +77,16 @@ class PypiRecord:
     @property
     def is_wheel(self) -> bool:
         return self.file_name.endswith(".whl")
+
+
+def record_digest(record: CondaRecord | PypiRecord) -> str:
+    """sha256 of every field of a record, canonically serialised: the content key of anything
+    built from it (a repodata patch changes it; re-ordering a lock does not)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    fields = dataclasses.asdict(record)
+    fields["__type__"] = type(record).__name__
+    data = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()

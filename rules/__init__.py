@@ -1,1 +1,41 @@
-"""The doit rule set over the pixibuild library (installed as `pixibuild.rules`)."""
+"""pixibuild's doit rule set: one rule per node kind (lock, fetch, verify, index, pack, unpack,
+layer, image), each a thin declaration over library functions in `pixibuild/`.
+
+A monorepo's whole `dodo.py`:
+
+    from pixibuild.rules import workspace_tasks
+    globals().update(workspace_tasks(__file__))
+
+Installed from a wheel this package is importable as `pixibuild.rules` (it lives in the repository's
+top-level `rules/` folder; pyproject maps it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from pixibuild.plan import Workspace, load_workspace
+
+from .doit_tasks import doit_config, task_creators
+from .graph import build_graph
+
+
+def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = None,
+                    store_root: str | Path | None = None, build_dir: str | Path | None = None) -> dict[str, Any]:
+    """A dodo namespace (DOIT_CONFIG + task creators) for the workspace at `root` (a directory,
+    or a dodo.py path whose directory is used)."""
+    root = Path(root)
+    if root.is_file():
+        root = root.parent
+    ws = load_workspace(root, store_root=store_root, build_dir=build_dir)
+    graph = build_graph(ws, kinds)
+    namespace: dict[str, Any] = dict(task_creators(ws, graph))
+    default = [k for k in ("pack", "image", "unpack") if f"task_{k}" in namespace]
+    namespace["DOIT_CONFIG"] = doit_config(ws, default)
+    namespace["PIXIBUILD_WORKSPACE"] = ws
+    namespace["PIXIBUILD_GRAPH"] = graph
+    return namespace
+
+
+__all__ = ["workspace_tasks", "build_graph"]

@@ -83,11 +83,9 @@ def _entries(contents: PackContents) -> list[_Entry]:
 
 
 def _mode(entry: _Entry) -> int:
-    if entry.is_dir:
-        return 0o755
-    if entry.source is not None and entry.source.stat().st_mode & 0o100:
-        return 0o755
-    return 0o644
+    """0755 for directories, 0644 for files: package and wheel files are data, and taking the
+    mode from the store blob would make the archive depend on how the blob got there."""
+    return 0o755 if entry.is_dir else 0o644
 
 
 def write_tar(contents: PackContents, out: BinaryIO, *, mtime: int | None = None) -> int:

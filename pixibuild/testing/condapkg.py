@@ -105,7 +105,10 @@ def _payload(spec: PackageSpec) -> list[tuple[PkgFile, bytes]]:
     out = []
     for f in spec.files:
         data = f.content
-        if f.prefix:
+        placeholder = _placeholder_for(spec, f).encode()
+        if f.prefix == "binary" and PREFIX_TOKEN not in data and placeholder in data:
+            pass  # compiled with the placeholder already in place (a real binary cannot grow)
+        elif f.prefix:
             if PREFIX_TOKEN not in data:
                 raise ValueError(f"{spec.name}: {f.path}: prefix={f.prefix} but no {PREFIX_TOKEN!r} in content")
             data = data.replace(PREFIX_TOKEN, _placeholder_for(spec, f).encode())
@@ -221,7 +224,8 @@ def repodata_record(spec: PackageSpec, path: Path) -> dict:
 def write_channel(specs: Iterable[tuple[PackageSpec, str]], channel_dir: Path) -> dict[str, Path]:
     """Write packages (spec, format) under `channel_dir/<subdir>/` plus each subdir's repodata.json.
 
-    Returns file name → path. Every subdir gets a repodata.json and `noarch/` always exists, as
+    Returns file name → path (a name used in two subdirs maps to the last one written: look such
+    packages up as `channel_dir/<subdir>/<file name>`). Every subdir gets a repodata.json and `noarch/` always exists, as
     conda clients expect.
     """
     by_subdir: dict[str, dict[str, dict]] = {"noarch": {}}

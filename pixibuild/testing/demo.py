@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ..records import CondaRecord
-from .condapkg import PREFIX_TOKEN, PackageSpec, PkgFile, locked_record, write_channel
+from .condapkg import PLACEHOLDER, PREFIX_TOKEN, PackageSpec, PkgFile, locked_record, write_channel
 from .lockwriter import write_lock
 
 PLATFORMS = ("linux-64", "linux-aarch64")
@@ -36,6 +36,13 @@ int main(void) {
 }
 """
 
+PYTHON_STANDIN = b"""#!/bin/sh
+# demo stand-in for CPython: the host's python3 with this environment's site-packages importable
+# (an absolute path: `python3` on PATH would be this very script once the env is activated)
+here=$(cd "$(dirname "$0")/.." && pwd)
+PYTHONPATH="$here/lib/python3.12/site-packages${PYTHONPATH:+:$PYTHONPATH}" exec /usr/bin/python3 "$@"
+"""
+
 HELLO_SH = b"""#!/bin/sh
 # Stand-in for the compiled binary on platforms we cannot compile for here.
 cat "@PREFIX@/share/hello/greeting.txt"
@@ -50,7 +57,9 @@ def compile_hello() -> bytes | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp, "hello.c"), Path(tmp, "hello")
-        src.write_text(HELLO_C)
+        # The binary must be built with the full-length placeholder, as conda-build does: the
+        # installer overwrites it in place, NUL-padded, without moving any other byte.
+        src.write_text(HELLO_C.replace(PREFIX_TOKEN.decode(), PLACEHOLDER))
         result = subprocess.run([gcc, "-Os", "-static", "-s", "-o", str(out), str(src)],
                                 capture_output=True)
         if result.returncode != 0:
@@ -72,7 +81,7 @@ def _specs(platform: str, hello_binary: bytes | None) -> list[tuple[PackageSpec,
         (PackageSpec("hello", "1.0.0", "h5d6e7f8_1", build_number=1, subdir=platform,
                      depends=("libgreet >=2.1,<3", "__glibc >=2.17"), files=[hello_file]), ".tar.bz2"),
         (PackageSpec("python", "3.12.1", "h0_0_cpython", subdir=platform,
-                     files=[PkgFile("bin/python3.12", b'#!/bin/sh\n# demo stand-in for CPython\nexec python3 "$@"\n', 0o755),
+                     files=[PkgFile("bin/python3.12", PYTHON_STANDIN, 0o755),
                             PkgFile("bin/python", symlink="python3.12"),
                             PkgFile("bin/python3", symlink="python3.12"),
                             PkgFile("lib/python3.12/os.py", b"# stand-in\n")]), ".conda"),
@@ -117,8 +126,12 @@ tzdata-demo = "*"
 default = {{ features = ["dev"], solve-group = "prod" }}
 prod = {{ features = [], solve-group = "prod" }}
 
+[tool.pixibuild]
+outputs = ["pack", "image", "unpack"]
+
 [tool.pixibuild.image]
 cmd = ["hello"]
+include = ["app/**"]
 expose = [8000]
 labels = {{ "org.opencontainers.image.title" = "webapp" }}
 """
@@ -145,10 +158,10 @@ def write_demo(root: Path) -> dict[str, Path]:
     for platform in PLATFORMS:
         specs += _specs(platform, hello_binary)
     channel = root / "channel"
-    files = write_channel(specs, channel)
+    write_channel(specs, channel)
     records: dict[str, dict[str, CondaRecord]] = {}
     for spec, fmt in specs:
-        path = files[f"{spec.dist_name}{fmt}"]
+        path = channel / spec.subdir / f"{spec.dist_name}{fmt}"  # same file name in several subdirs
         records.setdefault(spec.subdir, {})[spec.name] = locked_record(spec, path)
 
     def env(platform: str, names: list[str]) -> list[CondaRecord]:

@@ -60,3 +60,37 @@ def write_workspace(root: Path, *, n_packages: int = 1000, n_projects: int = 20,
                    channels=[channel_url])
         projects.append(project)
     return projects
+
+
+def bump_package(project_dir: Path, name: str, *, tag: str = "1") -> CondaRecord:
+    """Rebuild package `name` with new content (build number +1, build string suffixed `tag`)
+    into the channel it came from, and point `project_dir`'s lock at it — "one package changed in
+    one lock", as in a real dependency bump. Other projects' locks are untouched."""
+    import yaml
+
+    from .condapkg import write_package
+    from .lockwriter import _conda_entry
+
+    lock_path = project_dir / "pixi.lock"
+    doc = yaml.safe_load(lock_path.read_text())
+    entry = next(p for p in doc["packages"] if "conda" in p and p.get("name", _name_from_url(p["conda"])) == name)
+    old_url = entry["conda"]
+    channel_subdir = Path(old_url.removeprefix("file://")).parent
+    spec = PackageSpec(name, str(entry["version"]), f"{entry['build']}_{tag}", build_number=int(entry.get("build_number", 0)) + 1,
+                       subdir=entry.get("subdir", channel_subdir.name), depends=tuple(entry.get("depends", ())),
+                       files=[PkgFile(f"lib/{name}/bumped-{tag}.txt", f"{name} rebuilt ({tag})\n".encode())])
+    path = write_package(spec, channel_subdir, ".conda")
+    record = locked_record(spec, path)
+    new_entry = _conda_entry(record)
+    doc["packages"][doc["packages"].index(entry)] = new_entry
+    for env in doc["environments"].values():
+        for rows in env["packages"].values():
+            for row in rows:
+                if row.get("conda") == old_url:
+                    row["conda"] = record.url
+    lock_path.write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=10_000))
+    return record
+
+
+def _name_from_url(url: str) -> str:
+    return url.rsplit("/", 1)[-1].rsplit("-", 2)[0]

@@ -1,0 +1,109 @@
+"""Download and verify every package of a locked environment into the global package store.
+
+`pixibuild fetch [PATH] -e ENV -p PLATFORM`: PATH is a project directory, its manifest (pixi.toml /
+pyproject.toml) or its pixi.lock. Conda archives and PyPI distributions are fetched once per machine into
+the content-addressed store ($PIXIBUILD_CACHE_DIR, else the XDG cache), verified against the lock's sha256
+(else md5). Network settings come from pixi's config files; credentials from --auth-file /
+$RATTLER_AUTH_FILE / ~/.netrc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..errors import InputError
+from ..fetch import Fetcher, Record
+from ..netconfig import NetConfig
+from ..platforms import current_subdir
+from ..records import CondaRecord, PypiRecord
+from ..store import Store
+
+COMMAND_NAME = "fetch"
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", nargs="?", default=".", metavar="MANIFEST_PATH",
+                        help="project directory, pixi.toml/pyproject.toml or pixi.lock (default: .)")
+    parser.add_argument("-e", "--environment", default="default", help="locked environment (default: default)")
+    parser.add_argument("-p", "--platform", action="append", default=None,
+                        help="platform to fetch, repeatable (default: this machine's)")
+    parser.add_argument("--all-platforms", action="store_true", help="every platform the environment locks")
+    parser.add_argument("-j", "--jobs", type=int, default=None,
+                        help="parallel downloads (default: pixi config concurrency.downloads, else 16)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="package store (default: $PIXIBUILD_CACHE_DIR, else the XDG cache dir)")
+    parser.add_argument("--auth-file", type=Path, default=None,
+                        help="rattler credentials JSON (default: $RATTLER_AUTH_FILE)")
+    parser.add_argument("--config", type=Path, action="append", default=None,
+                        help="pixi config.toml to use instead of pixi's default locations, repeatable")
+    parser.add_argument("--ca-bundle", type=Path, default=None, help="PEM file of extra CAs to trust")
+    parser.add_argument("--tls-no-verify", action="store_true",
+                        help="DANGEROUS: do not verify TLS certificates (never implied by a config file)")
+    parser.add_argument("--verify-cache", action="store_true",
+                        help="re-hash store blobs this environment uses; refetch any that are corrupt")
+    parser.add_argument("--no-pypi", action="store_true", help="skip PyPI distributions")
+
+
+def lock_path_for(path: Path) -> Path:
+    """pixi keeps `pixi.lock` beside the manifest: accept the directory, the manifest or the lock."""
+    if path.is_dir():
+        lock = path / "pixi.lock"
+    elif path.name.endswith(".lock"):
+        lock = path
+    elif path.exists():
+        lock = path.parent / "pixi.lock"
+    else:
+        raise InputError("no such file or directory", path=path)
+    if not lock.is_file():
+        raise InputError("no pixi.lock here (run `pixi lock` first)", path=lock)
+    return lock
+
+
+def _fetchable(record: Record, base_dir: Path) -> bool:
+    """Source packages and local source trees are built, not downloaded."""
+    if isinstance(record, CondaRecord):
+        return not record.is_source
+    if record.editable:
+        return False
+    return not (record.is_path and "://" not in record.location and (base_dir / record.location).is_dir())
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..lockfile import read_lock  # the lock reader lives in its own module (lock helper)
+
+    lock_path = lock_path_for(Path(args.path))
+    env = read_lock(lock_path).environment(args.environment)
+    platforms = list(env.platforms) if args.all_platforms else (args.platform or [current_subdir()])
+    base_dir = lock_path.parent
+    records: list[Record] = []
+    skipped: list[str] = []
+    for platform in platforms:
+        packages: list[Record] = [*env.conda_packages(platform)]
+        if not args.no_pypi:
+            packages += env.pypi_packages(platform)
+        for record in packages:
+            if _fetchable(record, base_dir):
+                records.append(record)
+            else:
+                skipped.append(record.dist_name if isinstance(record, CondaRecord) else record.name)
+    if skipped:
+        log.info("not fetched (built from source): %s", ", ".join(sorted(set(skipped))))
+    config = NetConfig.load(args.config, project_root=base_dir, ca_bundle=args.ca_bundle,
+                            auth_file=args.auth_file, concurrency=args.jobs,
+                            allow_tls_no_verify=args.tls_no_verify)
+    store = Store(args.cache_dir)
+    try:
+        with Fetcher(store, config, verify_cache=args.verify_cache) as fetcher:
+            paths = fetcher.fetch_all(records, base_dir)
+            stats = fetcher.stats
+    finally:
+        store.close()
+    unique = len(set(paths))
+    n_pypi = sum(isinstance(r, PypiRecord) for r in records)
+    print(f"{unique} packages ({len(records) - n_pypi} conda, {n_pypi} pypi records; {', '.join(platforms)}) "
+          f"verified in {store.root}: {stats['downloaded']} downloaded, {stats['cached']} already there, "
+          f"{stats['local']} local")
+    return 0

@@ -1,0 +1,124 @@
+"""Build a reproducible OCI/Docker image of an environment (no daemon), with per-package layers.
+
+Settings come from `[tool.pixibuild.image]` / `[tool.pixibuild.image.<env>]` in the manifest,
+overridden by flags. Outputs: `-o FILE` (one tar that is both an OCI layout and a docker-archive),
+`--oci-dir DIR` (OCI layout directory), `--push REF` (registry; plain http for localhost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..errors import InputError
+from ..platforms import KNOWN_SUBDIRS
+from ..oci.options import ImageOptions, apply_cli, manifest_image_options
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .pack import add_network_arguments, add_target_arguments
+
+    add_target_arguments(parser)
+    parser.add_argument("--base", default=None, metavar="REF",
+                        help="base image: scratch, oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, or a "
+                             "registry reference (default: scratch)")
+    parser.add_argument("--tag", default=None, metavar="NAME:TAG", help="image name for the tar/layout index")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE", help="write an OCI + docker-archive tar")
+    parser.add_argument("--oci-dir", default=None, metavar="DIR", help="write an OCI image layout directory")
+    parser.add_argument("--push", default=None, metavar="REF", help="push to a registry (HOST/REPO:TAG)")
+    parser.add_argument("--cmd", default=None, metavar="CMD", help="default command (shell words or JSON array)")
+    parser.add_argument("--entrypoint", default=None, metavar="CMD",
+                        help="entrypoint (default: /entrypoint.sh, which activates the environment then exec's CMD)")
+    parser.add_argument("--expose", action="append", default=None, metavar="PORT", help="PORT[/tcp|udp] (repeat)")
+    parser.add_argument("--label", action="append", default=None, metavar="K=V", help="image label (repeat)")
+    parser.add_argument("--env", dest="env_var", action="append", default=None, metavar="K=V",
+                        help="extra environment variable (repeat)")
+    parser.add_argument("--include", action="append", default=None, metavar="GLOB",
+                        help="project files to copy into the app layer, relative to the project root (repeat)")
+    parser.add_argument("--prefix", default=None, metavar="PATH",
+                        help="where the environment lives in the image (default: /app/.pixi/envs/ENV)")
+    parser.add_argument("--workdir", default=None, metavar="PATH", help="working directory (default: /app)")
+    parser.add_argument("--user", default=None, help="user to run as")
+    parser.add_argument("--max-layers", type=int, default=None, metavar="N",
+                        help="total layer budget including the base image (default: 100)")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="layer cache directory (default: <store root>/oci)")
+    add_network_arguments(parser)
+
+
+def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, Path]]:
+    """(destination in image, source) for each file matching the globs, under the working dir."""
+    found: dict[str, Path] = {}
+    for pattern in patterns:
+        matches = sorted(root.glob(pattern))
+        if not matches:
+            raise InputError(f"--include {pattern!r} matches nothing under {root}", field="include")
+        for path in matches:
+            rel = path.relative_to(root).as_posix()
+            if rel.startswith(".pixi/") or rel == ".pixi":
+                continue
+            found[f"{workdir.rstrip('/')}/{rel}"] = path
+    # a directory match covers its files: drop entries inside an included directory
+    dirs = [d for d, p in found.items() if p.is_dir()]
+    return sorted((d, p) for d, p in found.items() if not any(d.startswith(x + "/") for x in dirs))
+
+
+def _subdir(project, env: str, platform: str) -> str:
+    """The conda subdir of a (possibly custom-named, lock v7) platform."""
+    if platform in KNOWN_SUBDIRS:
+        return platform
+    from ..lockfile import read_lock
+
+    return read_lock(project.lock_path).environment(env).subdir(platform)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..oci.base import load_base
+    from ..oci.build import build_image
+    from ..oci.config import ImageSettings, created_timestamp, standard_labels
+    from ..oci.grouping import DEFAULT_MAX_LAYERS
+    from ..oci.layer import LayerCache
+    from ..oci.layout import write_image_tar, write_oci_dir
+    from ..oci.registry import push_image
+    from ..project import load_project
+    from .pack import make_fetcher, manifest_arg
+
+    project = load_project(manifest_arg(args))
+    env_name, platform = args.environment, args.platform
+    options: ImageOptions = apply_cli(manifest_image_options(project.settings, env_name,
+                                                             where=f"{project.manifest.path}: tool.pixibuild"), args)
+    if not (options.output or options.oci_dir or options.push):
+        raise InputError("nothing to write: give -o FILE, --oci-dir DIR or --push REF "
+                         "(or output/oci-dir/push in [tool.pixibuild.image])")
+    target = project.target(env_name, platform)
+    subdir = _subdir(project, env_name, platform)
+    with make_fetcher(args, project.root) as fetcher:
+        cache = LayerCache(Path(args.cache_dir) if args.cache_dir else Path(fetcher.store.root) / "oci")
+        lock_dir = project.lock_path.parent
+        conda = list(zip(target.conda, fetcher.fetch_all(target.conda, lock_dir)))
+        wheels = list(zip(target.pypi, fetcher.fetch_all(target.pypi, lock_dir))) if target.pypi else []
+    prefix = options.prefix or f"/app/.pixi/envs/{env_name}"
+    workdir = options.workdir or "/app"
+    base = load_base(options.base, subdir, cache)
+    created = created_timestamp()
+    labels = {**standard_labels(title=project.name, created=created), **options.labels}
+    settings = ImageSettings(env=options.env, entrypoint=options.entrypoint, cmd=options.cmd, working_dir=workdir,
+                             exposed_ports=options.expose, labels=labels, user=options.user)
+    result = build_image(conda, platform=subdir, target_prefix=prefix, cache=cache, base=base, settings=settings,
+                         wheels=wheels, app_files=app_files(project.root, options.include, workdir),
+                         max_layers=options.max_layers or DEFAULT_MAX_LAYERS, created=created)
+    image = result.image
+    tag = options.tag or f"{project.name.lower()}:{env_name}"
+    if options.output:
+        write_image_tar(image, Path(options.output), tag=tag)
+    if options.oci_dir:
+        write_oci_dir(image, Path(options.oci_dir), tag=tag)
+    if options.push:
+        push_image(image, options.push)
+    if not getattr(args, "quiet", False):
+        print(f"{image.digest}  {len(image.layers)} layers ({result.layers_built} built, "
+              f"{result.layers_reused} reused)")
+    return 0

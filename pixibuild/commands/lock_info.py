@@ -1,0 +1,75 @@
+"""Show the packages a pixi.lock pins for one environment and platform.
+
+`pixibuild lock-info [MANIFEST_PATH] -e ENV -p PLATFORM [--json] [--locked]`: name, version,
+build, url and sha256 per package, conda packages first, then PyPI. MANIFEST_PATH is a pixi.toml /
+pyproject.toml or the directory holding it (default: the current directory); the lock is the
+`pixi.lock` next to it. With `--locked` the lock must also satisfy the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from ..lockfile import DEFAULT_ENVIRONMENT, read_lock
+from ..locked import check_locked
+from ..manifest import find_manifest, read_manifest
+from ..platforms import current_subdir
+
+COMMAND_NAME = "lock-info"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest_path", nargs="?", type=Path, default=None, metavar="MANIFEST_PATH",
+                        help="pixi.toml, pyproject.toml or their directory (default: current directory)")
+    parser.add_argument("--manifest-file", "--manifest-path", dest="manifest_file", type=Path, default=None,
+                        help="alias for MANIFEST_PATH")
+    parser.add_argument("-e", "--environment", default=DEFAULT_ENVIRONMENT, help="environment (default: default)")
+    parser.add_argument("-p", "--platform", default=None,
+                        help="platform name in the lock (default: this machine's subdir)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--locked", action="store_true",
+                        help="fail unless the lock satisfies the manifest (like `pixi install --locked`)")
+
+
+def manifest_argument(args: argparse.Namespace) -> Path | None:
+    """The manifest path from the positional argument or `--manifest-file` (not both)."""
+    if args.manifest_path is not None and args.manifest_file is not None \
+            and args.manifest_path != args.manifest_file:
+        raise InputError("give the manifest either as MANIFEST_PATH or --manifest-file, not both",
+                         field="--manifest-file")
+    return args.manifest_file if args.manifest_file is not None else args.manifest_path
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest_path = find_manifest(manifest_argument(args))
+    lock_path = manifest_path.parent / "pixi.lock"
+    lock = read_lock(lock_path)
+    platform = args.platform or current_subdir()
+    env = lock.environment(args.environment)
+    conda = env.conda_packages(platform)
+    pypi = env.pypi_packages(platform)
+    if args.locked:
+        check_locked(read_manifest(manifest_path), lock, args.environment, platform)
+
+    rows = [{"kind": "conda", "name": r.name, "version": r.version, "build": r.build, "url": r.url,
+             "sha256": r.sha256, "source": r.is_source} for r in conda]
+    rows += [{"kind": "pypi", "name": r.name, "version": r.version, "build": "", "url": r.location,
+              "sha256": r.sha256, "editable": r.editable} for r in pypi]
+    out = sys.stdout
+    if args.json:
+        json.dump({"lock": str(lock_path), "lock_version": lock.version, "environment": args.environment,
+                   "platform": platform, "subdir": env.subdir(platform), "channels": env.channels,
+                   "packages": rows}, out, indent=2, sort_keys=True)
+        out.write("\n")
+        return 0
+    out.write(f"# {lock_path} (v{lock.version}) environment {args.environment}, platform {platform}: "
+              f"{len(conda)} conda, {len(pypi)} pypi\n")
+    widths = [max([len(str(row[key])) for row in rows] + [len(key)]) for key in ("name", "version", "build")]
+    for row in rows:
+        out.write(f"{row['name']:<{widths[0]}}  {row['version']:<{widths[1]}}  {row['build']:<{widths[2]}}  "
+                  f"{row['url']}  {row['sha256'] or '-'}\n")
+    return 0

@@ -1,0 +1,97 @@
+"""Pack an environment into a pixi-pack compatible, byte-reproducible environment.tar."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..fetch import Fetcher
+from ..netconfig import NetConfig
+from ..pack.archive import PackContents
+from ..pack.build import PackOutput, check_packable, select_pypi, write_pack
+from ..pack.inject import inject_files, check_dependencies
+from ..platforms import current_subdir
+from ..project import load_project
+from ..store import Store
+
+log = logging.getLogger(__name__)
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """MANIFEST_PATH / -e / -p exactly as pixi-pack spells them (shared by fetch, pack, image)."""
+    parser.add_argument("manifest", nargs="?", metavar="MANIFEST_PATH", default=None,
+                        help="pixi.toml, pyproject.toml or a directory holding one (default: .)")
+    parser.add_argument("--manifest-file", "--manifest-path", dest="manifest_file", metavar="MANIFEST_PATH",
+                        help="alias of MANIFEST_PATH")
+    parser.add_argument("-e", "--environment", default="default", help="environment (default: default)")
+    parser.add_argument("-p", "--platform", default=current_subdir(), help="platform (default: this machine's)")
+
+
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--use-cache", metavar="DIR", help="package store to use (default: the global store)")
+    parser.add_argument("-c", "--config", metavar="CONFIG", help="pixi config file ([mirrors], concurrency, TLS)")
+    parser.add_argument("--auth-file", metavar="FILE", help="rattler credentials JSON (else $RATTLER_AUTH_FILE)")
+    parser.add_argument("--ca-bundle", metavar="FILE", help="extra CA certificates (PEM) to trust")
+    parser.add_argument("-j", "--jobs", type=int, default=None, help="parallel downloads")
+
+
+def manifest_arg(args: argparse.Namespace) -> str:
+    return args.manifest_file or args.manifest or "."
+
+
+def make_fetcher(args: argparse.Namespace, project_root: Path) -> Fetcher:
+    """The fetcher the CLI flags describe: store, pixi config, credentials, parallelism."""
+    config = NetConfig.load([args.config] if args.config else None, project_root=project_root,
+                            ca_bundle=args.ca_bundle, auth_file=args.auth_file)
+    store = Store(args.use_cache) if args.use_cache else Store()
+    return Fetcher(store, config=config, jobs=args.jobs)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_target_arguments(parser)
+    parser.add_argument("-o", "--output-file", default=None,
+                        help="output file, '-' for stdout (default: environment.tar, or environment/ "
+                             "with --directory-only)")
+    parser.add_argument("--directory-only", action="store_true", help="write a directory instead of a tar")
+    parser.add_argument("--inject", action="append", default=[], metavar="FILE",
+                        help="add a .conda/.tar.bz2/.whl to the pack (repeatable)")
+    parser.add_argument("--ignore-pypi-non-wheel", "--ignore-pypi-errors", action="store_true",
+                        help="skip sdist/git/editable pypi entries instead of failing")
+    parser.add_argument("--locked", action="store_true", help="fail if the lock does not satisfy the manifest")
+    add_network_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    project = load_project(manifest_arg(args))
+    target = project.target(args.environment, args.platform)
+    if args.locked:
+        from ..locked import check_locked
+        from ..lockfile import read_lock
+
+        check_locked(project.manifest, read_lock(project.lock_path), args.environment, args.platform)
+    check_packable(target.conda, project.lock_path)
+    wheels = select_pypi(target.pypi, ignore_non_wheel=args.ignore_pypi_non_wheel, lock_path=project.lock_path)
+    with make_fetcher(args, project.root) as fetcher:
+        base = project.lock_path.parent
+        conda = list(zip(target.conda, fetcher.fetch_all(target.conda, base)))
+        wheel_pairs = list(zip(wheels, fetcher.fetch_all(wheels, base)))
+        if args.inject:
+            extra_conda, extra_wheels = inject_files([Path(p) for p in args.inject], fetcher.store, args.platform)
+            conda = _replace(conda, extra_conda)
+            wheel_pairs = _replace(wheel_pairs, extra_wheels)
+            check_dependencies([r for r, _ in conda])
+    output = args.output_file or ("environment" if args.directory_only else "environment.tar")
+    size = write_pack(PackContents(platform=args.platform, conda=conda, wheels=wheel_pairs),
+                      PackOutput(output, directory_only=args.directory_only))
+    if output != "-":
+        log.warning("packed %d conda packages and %d wheels into %s%s", len(conda), len(wheel_pairs), output,
+                    f" ({size / 1e6:.1f} MB)" if size else "")
+    return 0
+
+
+def _replace(pairs: list, extra: list) -> list:
+    """Injected packages replace locked ones of the same name (pixi-pack keeps both; a channel
+    with two builds of one name would let the solver pick either, so we keep the injected one)."""
+    names = {r.name for r, _ in extra}
+    return [p for p in pairs if p[0].name not in names] + list(extra)

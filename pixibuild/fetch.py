@@ -1,0 +1,455 @@
+"""Fetch every package a lock pins into the store, verified, in parallel, at most once per machine.
+
+Downloads stream to a dot-named partial file beside the final blob while sha256 and md5 are computed;
+only bytes whose hash matches the lock are renamed into place. Connection errors, 5xx/429 answers and
+truncated bodies are retried with exponential backoff, resuming with an HTTP Range request when the
+server allows it (also across runs: the partial file survives a crash). A response larger than the size
+the lock declares is cut off there. Mirrors are tried in order; credentials are chosen per request host,
+so redirects to another host never carry them; every URL in a log or error is redacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence, TextIO, Union
+from urllib.parse import unquote, urljoin, urlsplit
+from urllib.request import url2pathname
+
+import httpx
+
+from .auth import AuthStore, redact_url, storage_key
+from .errors import BuildError, InputError, PixibuildError
+from .netconfig import NetConfig
+from .records import CondaRecord, PypiRecord
+from .store import CHUNK, Hasher, Store, check_md5, check_sha256, compare
+
+log = logging.getLogger(__name__)
+# httpx logs every request URL at INFO; a lock URL may carry a conda token (`/t/<token>/`) and a redirect
+# target may carry a signed query. Our own messages are redacted, theirs are not: keep them quiet.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+Record = Union[CondaRecord, PypiRecord]
+MAX_REDIRECTS = 10
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What one record asks for, independent of its kind."""
+
+    label: str
+    location: str
+    sha256: str | None
+    md5: str | None
+    size: int | None
+    is_path: bool
+
+    @property
+    def key(self) -> str:
+        """Identity for de-duplication: the content hash when known, else the credential-free URL."""
+        return self.sha256 or storage_key(self.location)
+
+
+def wanted(record: Record) -> Wanted:
+    """Normalize a lock record; malformed hashes are input errors naming the package."""
+    if isinstance(record, CondaRecord):
+        if record.is_source:
+            raise InputError("is a source package (built from a recipe), there is no archive to fetch",
+                             field=record.dist_name)
+        label, location, size = record.dist_name, record.url, record.size
+    else:
+        if record.editable:
+            raise InputError("is an editable install of a local source tree, there is no file to fetch",
+                             field=f"{record.name} {record.version} (pypi)")
+        label, location, size = f"{record.name} {record.version} (pypi)", record.location, None
+    sha256 = check_sha256(record.sha256, what=f"{label}: sha256") if record.sha256 else None
+    md5 = check_md5(record.md5, what=f"{label}: md5") if record.md5 else None
+    return Wanted(label, location, sha256, md5, size, record.is_path)
+
+
+def local_path(location: str, base_dir: Path) -> Path | None:
+    """The file a `file://` URL or (lock-relative) path names, or None for a network URL."""
+    parts = urlsplit(location)
+    if parts.scheme == "file":
+        return Path(url2pathname(unquote(parts.path)))
+    if parts.scheme in ("http", "https"):
+        return None
+    if len(parts.scheme) > 1:
+        raise InputError(f"unsupported URL scheme {parts.scheme!r}", field=redact_url(location))
+    path = Path(location)
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+class _Retry(Exception):
+    """Transient: try the same URL again (after backoff), resuming if possible."""
+
+
+class _Fail(Exception):
+    """This URL will not work: try the next mirror, if any."""
+
+
+class Progress:
+    """One status line on a terminal (packages and bytes), redrawn at most ~10 times a second."""
+
+    def __init__(self, packages: int, total_bytes: int, stream: TextIO | None = None):
+        self.packages, self.total_bytes = packages, total_bytes
+        self.done = self.cached = self.bytes = 0
+        self.stream = stream or sys.stderr
+        self._lock = threading.Lock()
+        self._t0 = self._last = time.monotonic()
+
+    def add_bytes(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+            self._draw()
+
+    def finished(self, cached: bool) -> None:
+        with self._lock:
+            self.done += 1
+            self.cached += cached
+            self._draw(force=self.done == self.packages)
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        rate = self.bytes / max(now - self._t0, 1e-6) / 1e6
+        total = f"/{self.total_bytes / 1e6:.1f}" if self.total_bytes else ""
+        self.stream.write(f"\rfetch: {self.done}/{self.packages} packages ({self.cached} in store)  "
+                          f"{self.bytes / 1e6:.1f}{total} MB  {rate:.1f} MB/s\x1b[K")
+        self.stream.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._draw(force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class Fetcher:
+    """Thread-safe: records in, verified store paths out. Use as a context manager or call `close()`."""
+
+    def __init__(self, store: Store | None = None, config: NetConfig | None = None, jobs: int | None = None,
+                 progress: bool | None = None, *, auth: AuthStore | None = None, verify_cache: bool = False):
+        self.store = store if store is not None else Store()
+        self.config = config or NetConfig()
+        self.auth = auth if auth is not None else AuthStore.load(self.config.auth_file)
+        self.jobs = max(1, jobs or self.config.downloads)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.verify_cache = verify_cache
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+        self._verified: set[str] = set()
+        self._bar: Progress | None = None
+        self._stop = threading.Event()
+        self.stats = {"downloaded": 0, "cached": 0, "local": 0, "bytes": 0, "retries": 0}
+        self._stats_lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> "Fetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    @property
+    def client(self) -> httpx.Client:
+        with self._client_lock:
+            if self._client is None:
+                c = self.config
+                self._client = httpx.Client(
+                    verify=c.ssl_verify(), follow_redirects=False,
+                    timeout=httpx.Timeout(c.read_timeout, connect=c.connect_timeout),
+                    limits=httpx.Limits(max_connections=self.jobs, max_keepalive_connections=self.jobs),
+                    headers={"User-Agent": "pixibuild", "Accept-Encoding": "identity"})
+            return self._client
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self.stats[name] += n
+
+    # -- public API ----------------------------------------------------------------------------
+    def fetch_all(self, records: Iterable[Record], base_dir: str | Path = ".") -> list[Path]:
+        """Store paths for `records`, in order. Duplicates are fetched once; all failures are reported."""
+        records = list(records)
+        wants = [wanted(r) for r in records]
+        unique: dict[str, int] = {}
+        for i, w in enumerate(wants):
+            unique.setdefault(w.key, i)
+        t0 = time.monotonic()
+        before = dict(self.stats)
+        own_bar = bool(self.progress and unique and self._bar is None)  # concurrent calls share the first bar
+        if own_bar:
+            self._bar = Progress(len(unique), sum(wants[i].size or 0 for i in unique.values()))
+        results: dict[str, Path] = {}
+        errors: list[str] = []
+        pool = ThreadPoolExecutor(max_workers=min(self.jobs, max(1, len(unique))), thread_name_prefix="fetch")
+        try:
+            futures = {key: pool.submit(self._fetch_wanted, wants[i], Path(base_dir)) for key, i in unique.items()}
+            try:
+                for key, future in futures.items():
+                    try:
+                        results[key] = future.result()
+                    except PixibuildError as exc:
+                        errors.append(str(exc))
+                    except Exception as exc:  # a bug or an OS error: still one line, still redacted
+                        errors.append(self.auth.redact(f"{wants[unique[key]].label}: {type(exc).__name__}: {exc}"))
+            except BaseException:
+                # Ctrl-C: stop queued work and make running downloads bail out at their next chunk (their
+                # partial files stay, so the next run resumes them).
+                self._stop.set()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            if own_bar and self._bar is not None:
+                self._bar.close()
+                self._bar = None
+        if errors:
+            more = f" (and {len(errors) - 1} more failed)" if len(errors) > 1 else ""
+            for extra in errors[1:]:
+                log.error("%s", extra)
+            raise BuildError(errors[0] + more)
+        s = {k: v - before[k] for k, v in self.stats.items()}
+        log.info("fetched %d packages: %d downloaded (%.1f MB), %d from store, %d local, in %.2fs",
+                 len(unique), s["downloaded"], s["bytes"] / 1e6, s["cached"], s["local"], time.monotonic() - t0)
+        return [results[w.key] for w in wants]
+
+    def fetch_one(self, record: Record, base_dir: str | Path = ".") -> Path:
+        """The verified store path of one record (downloading or ingesting it if needed)."""
+        return self._fetch_wanted(wanted(record), Path(base_dir))
+
+    # -- one package ---------------------------------------------------------------------------
+    def _fetch_wanted(self, w: Wanted, base_dir: Path) -> Path:
+        path = self._from_store(w)
+        cached = path is not None
+        if path is None:
+            local = local_path(w.location, base_dir)
+            if local is not None:
+                if local.is_dir():
+                    raise InputError(f"{local} is a source directory, not a package file to fetch",
+                                     field=w.label)
+                if not local.is_file():
+                    raise BuildError(f"{w.label}: local package file not found: {local}")
+                path = self.store.ingest_file(local, w.sha256, w.md5, label=w.label)
+                self._count("local")
+            else:
+                path = self._download(w)
+                self._count("downloaded")
+        else:
+            self._count("cached")
+        if self._bar is not None:
+            self._bar.finished(cached=cached)
+        return path
+
+    def _from_store(self, w: Wanted) -> Path | None:
+        sha256, size = w.sha256, w.size
+        if sha256 is None:
+            known = self.store.recall(w.location)
+            if not known or (w.md5 and known.get("md5") != w.md5):
+                return None
+            sha256, size = known["sha256"], known.get("size")
+        if not self.store.has(sha256, size):
+            return None
+        if self.verify_cache and sha256 not in self._verified:
+            with self.store.lock(sha256):
+                if not self.store.verify_blob(sha256):
+                    log.warning("%s: store blob %s is corrupt; fetching it again", w.label, sha256)
+                    self.store.remove(sha256)
+                    return None
+            self._verified.add(sha256)
+        return self.store.blob_path(sha256)
+
+    def _download(self, w: Wanted) -> Path:
+        candidates = self.config.mirror_urls(w.location)
+        failures = []
+        for n, url in enumerate(candidates):
+            try:
+                return self._download_from(w, url)
+            except _Fail as exc:
+                failures.append(str(exc))
+                if n + 1 < len(candidates):
+                    log.warning("%s; trying the next mirror", exc)
+        if len(failures) == 1:
+            raise BuildError(failures[0])
+        raise BuildError(f"{w.label}: every mirror failed: " + "; ".join(failures))
+
+    def _download_from(self, w: Wanted, url: str) -> Path:
+        shown = redact_url(url)
+        lock_key = w.sha256 or "url-" + hashlib.sha256(storage_key(url).encode()).hexdigest()
+        with self.store.lock(lock_key):
+            if w.sha256 and self.store.has(w.sha256, w.size):
+                return self.store.blob_path(w.sha256)  # another process or thread got it meanwhile
+            partial = self.store.partial_path(w.sha256) if w.sha256 else self.store.new_temp()
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                return self._download_locked(w, url, shown, partial)
+            except BaseException:
+                if not w.sha256:  # anonymous temp files cannot be resumed: never leave them behind
+                    partial.unlink(missing_ok=True)
+                raise
+
+    def _download_locked(self, w: Wanted, url: str, shown: str, partial: Path) -> Path:
+        c = self.config
+        attempt = 0
+        while True:
+            try:
+                h, etag, resumed = self._stream(w, url, shown, partial)
+                bad = compare(h, w.sha256, w.md5, w.size)
+                if bad is None:
+                    break
+                partial.unlink(missing_ok=True)
+                if resumed:  # a stale partial from another source: start over once
+                    raise _Retry(f"{bad.algorithm} mismatch after resuming")
+                raise _Fail(f"{w.label}: {bad.algorithm} mismatch for {shown}: expected {bad.expected}, "
+                            f"got {bad.actual}")
+            except _Retry as exc:
+                attempt += 1
+                if attempt > c.retries:
+                    raise _Fail(f"{w.label}: {self.auth.redact(str(exc))} ({shown}, gave up after "
+                                f"{attempt} attempts)") from None
+                delay = min(c.max_backoff, c.backoff * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
+                log.info("%s: %s (%s); retry %d/%d in %.2fs", w.label, self.auth.redact(str(exc)), shown,
+                         attempt, c.retries, delay)
+                self._count("retries")
+                if self._stop.wait(delay):
+                    raise _Fail(f"{w.label}: interrupted") from None
+        sha = h.sha256.hexdigest()
+        if w.size is not None and h.size != w.size:
+            log.warning("%s: lock says %d bytes but the verified file has %d", w.label, w.size, h.size)
+        if w.sha256:
+            blob = self.store.commit(partial, sha)
+        else:
+            with self.store.lock(sha):
+                if self.store.has(sha, h.size):
+                    partial.unlink(missing_ok=True)
+                    blob = self.store.blob_path(sha)
+                else:
+                    blob = self.store.commit(partial, sha)
+        self.store.remember(w.location, sha, h.size, md5=h.md5.hexdigest(), etag=etag)
+        self._count("bytes", h.size)
+        return blob
+
+    def _stream(self, w: Wanted, url: str, shown: str, partial: Path) -> tuple[Hasher, str | None, bool]:
+        """One GET into `partial` (appending after what is there, with Range): (hasher, ETag, resumed)."""
+        h = Hasher()
+        have = partial.stat().st_size if partial.exists() else 0
+        if have and w.size is not None and have >= w.size:
+            partial.unlink()
+            have = 0
+        if have:
+            with open(partial, "rb") as f:
+                h.update_from_file(f)
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        try:
+            response = self._open(url, headers, w, shown)
+        except httpx.TransportError as exc:
+            raise _Retry(f"{type(exc).__name__}: {exc}") from None
+        resumed = False
+        try:
+            status = response.status_code
+            if status == 206 and have:
+                start = _content_range_start(response.headers.get("content-range"))
+                if start != have:
+                    partial.unlink(missing_ok=True)
+                    raise _Retry(f"server resumed at byte {start}, expected {have}")
+                resumed = True
+            elif status == 200:
+                if have:
+                    log.debug("%s: server ignored the Range request; downloading from the start", w.label)
+                    h, have = Hasher(), 0
+                    partial.unlink(missing_ok=True)
+            elif status == 416:
+                partial.unlink(missing_ok=True)
+                raise _Retry("HTTP 416 (range not satisfiable)")
+            elif status >= 500 or status == 429:
+                raise _Retry(f"HTTP {status}")
+            elif status in (401, 403):
+                hint = "credentials were sent and refused" if _had_auth(response) else \
+                    "no credentials for this host (use --auth-file, $RATTLER_AUTH_FILE or ~/.netrc)"
+                raise _Fail(f"{w.label}: HTTP {status} from {shown}: {hint}")
+            else:
+                raise _Fail(f"{w.label}: HTTP {status} from {shown}")
+            declared = response.headers.get("content-length")
+            expected_total = have + int(declared) if declared and declared.isdigit() else None
+            if w.size is not None and expected_total is not None and expected_total > w.size:
+                partial.unlink(missing_ok=True)
+                raise _Fail(f"{w.label}: {shown} announces {expected_total} bytes but the lock declares "
+                            f"{w.size}; refusing to download it")
+            try:
+                with open(partial, "ab") as out:
+                    for chunk in response.iter_bytes():  # as received: a cut keeps what arrived
+                        if self._stop.is_set():
+                            raise _Fail(f"{w.label}: interrupted")
+                        if w.size is not None and h.size + len(chunk) > w.size:
+                            out.close()
+                            partial.unlink(missing_ok=True)
+                            raise _Fail(f"{w.label}: {shown} sent more than the {w.size} bytes the lock "
+                                        f"declares; stopped there")
+                        out.write(chunk)
+                        h.update(chunk)
+                        if self._bar is not None:
+                            self._bar.add_bytes(len(chunk))
+            except httpx.TransportError as exc:
+                raise _Retry(f"{type(exc).__name__} after {h.size} bytes: {exc}") from None
+            if expected_total is not None and h.size < expected_total:
+                raise _Retry(f"truncated: {h.size} of {expected_total} bytes")
+            if w.size is not None and h.size < w.size:
+                raise _Retry(f"truncated: {h.size} of {w.size} bytes")
+            return h, response.headers.get("etag"), resumed
+        finally:
+            response.close()
+
+    def _open(self, url: str, headers: dict[str, str], w: Wanted, shown: str) -> httpx.Response:
+        """GET with redirects followed by hand, so credentials are re-chosen for each host."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            request_url, auth_headers = self.auth.authenticate(url)
+            request = self.client.build_request("GET", request_url, headers={**headers, **auth_headers})
+            response = self.client.send(request, stream=True)
+            location = response.headers.get("location")
+            if response.status_code in (301, 302, 303, 307, 308) and location:
+                response.close()
+                target = urljoin(request_url, location)
+                if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
+                    raise _Fail(f"{w.label}: {shown} redirects from https to {redact_url(target)}; refused")
+                log.debug("%s: redirected to %s", w.label, redact_url(target))
+                url = target
+                continue
+            return response
+        raise _Fail(f"{w.label}: more than {MAX_REDIRECTS} redirects from {shown}")
+
+
+def _had_auth(response: httpx.Response) -> bool:
+    req = response.request
+    return "authorization" in req.headers or "/t/" in req.url.path
+
+
+def _content_range_start(value: str | None) -> int | None:
+    # "bytes 100-199/200"
+    if not value or not value.startswith("bytes "):
+        return None
+    first = value[6:].split("-", 1)[0]
+    return int(first) if first.isdigit() else None
+
+
+def fetch(records: Sequence[Record], store: Store | None = None, *, base_dir: str | Path = ".",
+          **kw) -> list[Path]:
+    """Fetch `records` into `store` with a one-off Fetcher (see `Fetcher` for keyword arguments)."""
+    with Fetcher(store, **kw) as fetcher:
+        return fetcher.fetch_all(records, base_dir)

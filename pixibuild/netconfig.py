@@ -1,0 +1,174 @@
+"""Network settings from pixi's configuration files: mirrors, download concurrency, TLS and auth file.
+
+Read the same files pixi reads (later ones override earlier ones):
+`/etc/pixi/config.toml`, `$XDG_CONFIG_HOME/pixi/config.toml` (or `~/.config/pixi/config.toml`),
+`$PIXI_HOME/config.toml` (or `~/.pixi/config.toml`), `<project>/.pixi/config.toml`.
+
+Keys used: `[mirrors]` (`"https://conda.anaconda.org/conda-forge" = ["https://m1/cf", "https://m2/cf"]`,
+a URL-prefix rewrite, mirrors tried in order), `[concurrency] downloads`, `authentication-override-file`,
+`tls-no-verify`, and the pixibuild extension `tls-ca-bundle` (a PEM file of extra trusted CAs).
+
+TLS verification is always on unless the *caller* passes `allow_tls_no_verify=True` (the CLI's explicit
+`--tls-no-verify`): a config file alone cannot silently turn it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 16
+"""Parallel downloads when the config says nothing: enough to hide latency to a CDN, few enough not to
+trip rate limits (pixi's own default is 50 for a single client; we usually run beside other nodes)."""
+
+
+def default_config_files(project_root: Path | None = None) -> list[Path]:
+    """pixi's config locations, lowest priority first (missing files are skipped by `load`)."""
+    home = Path.home()
+    files = [Path("/etc/pixi/config.toml")]
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    files.append(Path(xdg) / "pixi" / "config.toml" if xdg else home / ".config" / "pixi" / "config.toml")
+    pixi_home = os.environ.get("PIXI_HOME")
+    files.append(Path(pixi_home) / "config.toml" if pixi_home else home / ".pixi" / "config.toml")
+    if project_root is not None:
+        files.append(Path(project_root) / ".pixi" / "config.toml")
+    return files
+
+
+def _get(table: Mapping[str, Any], *names: str) -> Any:
+    """pixi accepts kebab-case and (older) snake_case keys."""
+    for name in names:
+        if name in table:
+            return table[name]
+    return None
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Everything the fetcher needs to know about the network, independent of where it came from."""
+
+    mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    concurrency: int | None = None
+    ca_bundle: Path | None = None
+    tls_verify: bool = True
+    auth_file: Path | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 4
+    """Extra attempts per URL after the first, on connection errors, 5xx/429 and truncated bodies."""
+    backoff: float = 0.5
+    """First retry delay in seconds; doubles each attempt (capped at `max_backoff`)."""
+    max_backoff: float = 8.0
+    sources: tuple[Path, ...] = ()
+
+    @property
+    def downloads(self) -> int:
+        return self.concurrency or DEFAULT_CONCURRENCY
+
+    def mirror_urls(self, url: str) -> list[str]:
+        """URLs to try for `url`, in order: the longest matching mirror prefix's mirrors, else `url`."""
+        best = None
+        for prefix in self.mirrors:
+            norm = prefix.rstrip("/") + "/"
+            if url.startswith(norm) and (best is None or len(norm) > len(best[0])):
+                best = (norm, prefix)
+        if best is None:
+            return [url]
+        rest = url[len(best[0]):]
+        return [m.rstrip("/") + "/" + rest for m in self.mirrors[best[1]]] or [url]
+
+    def ssl_verify(self) -> ssl.SSLContext | bool:
+        """What httpx gets as `verify`: a context with the CA bundle added, True, or False (explicit only)."""
+        if not self.tls_verify:
+            return False
+        if self.ca_bundle is None:
+            return True
+        import certifi  # httpx's own default trust store; the bundle is added to it, not replacing it
+
+        ctx = ssl.create_default_context(cafile=certifi.where())
+        try:
+            ctx.load_verify_locations(cafile=str(self.ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise InputError(f"cannot load CA bundle: {exc}", path=self.ca_bundle) from None
+        return ctx
+
+    @classmethod
+    def load(cls, files: Iterable[str | Path] | None = None, *, project_root: Path | None = None,
+             ca_bundle: str | Path | None = None, auth_file: str | Path | None = None,
+             concurrency: int | None = None, allow_tls_no_verify: bool = False,
+             **overrides: Any) -> "NetConfig":
+        """Merge config files (default: pixi's locations) then explicit arguments (the CLI's flags)."""
+        paths = [Path(p) for p in files] if files is not None else default_config_files(project_root)
+        merged: dict[str, Any] = {"mirrors": {}}
+        sources = []
+        for path in paths:
+            if not path.is_file():
+                if files is not None:
+                    raise InputError("config file not found", path=path)
+                continue
+            sources.append(path)
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise InputError(f"cannot parse pixi config: {exc}", path=path) from None
+            _merge(merged, data, path)
+        tls_no_verify = merged.get("tls_no_verify", False)
+        if tls_no_verify and not allow_tls_no_verify:
+            raise InputError("tls-no-verify = true is refused: TLS verification can only be disabled with "
+                             "the explicit --tls-no-verify flag", path=merged["tls_no_verify_source"],
+                             field="tls-no-verify")
+        if allow_tls_no_verify:
+            log.warning("TLS certificate verification is DISABLED (--tls-no-verify)")
+        ca = Path(ca_bundle) if ca_bundle else merged.get("ca_bundle")
+        if ca is None and os.environ.get("PIXIBUILD_CA_BUNDLE"):
+            ca = Path(os.environ["PIXIBUILD_CA_BUNDLE"])
+        if ca is not None and not Path(ca).is_file():
+            raise InputError("CA bundle not found", path=ca)
+        conc = concurrency or merged.get("concurrency")
+        if conc is not None and (not isinstance(conc, int) or conc < 1):
+            raise InputError(f"must be a positive integer, got {conc!r}", field="concurrency.downloads")
+        return cls(mirrors=merged["mirrors"], concurrency=conc, ca_bundle=Path(ca) if ca else None,
+                   tls_verify=not allow_tls_no_verify,
+                   auth_file=Path(auth_file) if auth_file else merged.get("auth_file"),
+                   sources=tuple(sources), **overrides)
+
+
+def _merge(merged: dict[str, Any], data: Mapping[str, Any], path: Path) -> None:
+    mirrors = data.get("mirrors")
+    if mirrors is not None:
+        if not isinstance(mirrors, Mapping):
+            raise InputError("[mirrors] must be a table of URL prefix → list of mirror URLs", path=path,
+                             field="mirrors")
+        for prefix, urls in mirrors.items():
+            if isinstance(urls, str) or not isinstance(urls, Sequence) or not all(isinstance(u, str) for u in urls):
+                raise InputError("must be a list of mirror URLs", path=path, field=f"mirrors.{prefix}")
+            merged["mirrors"][str(prefix)] = tuple(urls)
+    concurrency = data.get("concurrency")
+    if isinstance(concurrency, Mapping) and "downloads" in concurrency:
+        merged["concurrency"] = concurrency["downloads"]
+    value = _get(data, "tls-no-verify", "tls_no_verify")
+    if value is not None:
+        if not isinstance(value, bool):
+            raise InputError("must be true or false", path=path, field="tls-no-verify")
+        merged["tls_no_verify"] = value
+        merged["tls_no_verify_source"] = path
+    ca = _get(data, "tls-ca-bundle", "tls_ca_bundle")
+    if ca is not None:
+        merged["ca_bundle"] = (path.parent / str(ca)).resolve()
+    auth = _get(data, "authentication-override-file", "authentication_override_file")
+    if auth is not None:
+        merged["auth_file"] = Path(str(auth)).expanduser()

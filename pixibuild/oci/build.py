@@ -1,0 +1,253 @@
+"""Packages → image: per-package (group) layers, one environment-wide layer, an optional app layer.
+
+Each package layer is content-addressed by its packages' sha256s, the target prefix, platform,
+python version (for noarch python) and LAYER_FORMAT_VERSION: it is built once with the
+installer's `install_package` into a staging dir and then served from the layer cache, so a
+one-package change rebuilds one layer (plus the env layer if activation changed, and the
+config/manifest). The doit rules call `package_layer_specs`/`LayerCache.get_or_build` per layer
+and `build_image` for the rest; the CLI calls `build_image`.
+
+Layer order, base-most first: base image layers, package layers (most depended-on first), the
+environment layer (`conda-meta/history`, PyPI wheels, `/entrypoint.sh`), the app layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from ..activation import activation_env, entrypoint_script
+from ..errors import InputError
+from ..install import dependency_order, install_package
+from ..install.noarch import PythonLayout, environment_python_version, site_packages_override
+from ..install.wheels import install_wheels
+from ..records import CondaRecord, PypiRecord
+from .assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
+from .config import ImageSettings, canonical_json, created_timestamp, standard_labels
+from .grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
+from .layer import Layer, LayerCache
+from .layout import Image
+
+ENTRYPOINT_PATH = "/entrypoint.sh"
+DEFAULT_BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _activation_file(rel: str) -> bool:
+    """Files a package layer keeps beside its cache entry: what activation reads."""
+    return rel.startswith(("etc/conda/activate.d/", "etc/conda/env_vars.d/")) or rel == "conda-meta/state"
+
+
+@dataclass
+class BuildResult:
+    image: Image
+    layers_built: int
+    layers_reused: int
+    package_groups: list[list[str]] = field(default_factory=list)
+
+
+def _python(records: Sequence[CondaRecord], platform: str) -> tuple[str | None, str | None]:
+    return environment_python_version(records), site_packages_override(records)
+
+
+def package_layer_specs(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
+                        budget: int) -> list[tuple[LayerSpec, list[CondaRecord]]]:
+    """One LayerSpec per package group (see grouping.py), installing its packages at `target_prefix`."""
+    records = [r for r, _ in packages]
+    archives = {r.name: Path(p) for r, p in packages}
+    python_version, site_packages = _python(records, platform)
+    mount = target_prefix.strip("/")
+    specs = []
+    for group in group_packages(records, budget):
+        ordered = dependency_order(group)
+        key = layer_key(group, target_prefix) + f"\0platform={platform}"
+        if any(r.noarch == "python" for r in group):
+            key += f"\0python={python_version}\0site={site_packages}"
+
+        def populate(staging: Path, ordered: list[CondaRecord] = ordered) -> None:
+            with tempfile.TemporaryDirectory(prefix="pixibuild-archives-") as links:
+                named = _named([(r, archives[r.name]) for r in ordered], [r.file_name for r in ordered], Path(links))
+                for record, archive in named:
+                    install_package(record, archive, staging, target_prefix=target_prefix,
+                                    python_version=python_version, platform=platform,
+                                    site_packages_path=site_packages)
+
+        names = ", ".join(r.dist_name for r in ordered)
+        specs.append((LayerSpec(key, populate, mount=mount, created_by=f"pixibuild conda: {names}"), ordered))
+    return specs
+
+
+def build_package_layer(spec: LayerSpec, cache: LayerCache) -> Layer:
+    """One package layer from the cache or built now (what a doit task per layer calls); its
+    activation files are kept beside the cache entry for the environment layer."""
+    return cache.get_or_build(spec.key, spec.populate, mount=spec.mount, keep=_activation_file)
+
+
+def _activation_view(cache: LayerCache, specs: Sequence[LayerSpec], view: Path) -> Path:
+    """A directory with the union of the package layers' activation files (layer order: upper wins)."""
+    for spec in specs:
+        kept = cache.kept_dir(spec.key)
+        for path in sorted(kept.rglob("*")):
+            if path.is_file():
+                target = view / path.relative_to(kept)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+    return view
+
+
+def _tree_digest(sources: Sequence[tuple[str, Path]]) -> str:
+    """Content hash of app files (path, mode bit, bytes), for the app layer's cache key."""
+    h = hashlib.sha256()
+    for dest, source in sources:
+        for path in [source] if source.is_file() else sorted(p for p in source.rglob("*")):
+            rel = dest if path == source else f"{dest}/{path.relative_to(source).as_posix()}"
+            st = path.lstat()
+            h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{bool(st.st_mode & 0o111)}\0".encode())
+            if path.is_symlink():
+                h.update(os.readlink(path).encode())
+            elif path.is_file():
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+def _copy_into(staging: Path, dest: str, source: Path) -> None:
+    target = staging / dest.strip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+    else:
+        shutil.copy2(source, target, follow_symlinks=False)
+
+
+def _named(items: Sequence[tuple[object, Path]], names: Sequence[str], links: Path) -> list:
+    """Store blobs are named by hash; the installer tells formats by file name: link them by name
+    (a link per item, in its own directory, so equal file names never collide)."""
+    out = []
+    for (record, path), name in zip(items, names):
+        path = Path(path)
+        if path.name != name:
+            link = links / str(len(out)) / name
+            link.parent.mkdir(parents=True)
+            link.symlink_to(path.resolve())
+            path = link
+        out.append((record, path))
+    return out
+
+
+def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
+                cache: LayerCache, base: BaseImage = SCRATCH, settings: ImageSettings | None = None,
+                wheels: Sequence[tuple[PypiRecord, Path]] = (), app_files: Sequence[tuple[str, Path]] = (),
+                max_layers: int = DEFAULT_MAX_LAYERS, created: str | None = None,
+                jobs: int | None = None) -> BuildResult:
+    """The whole image for an environment; layers come from `cache` when their inputs are unchanged."""
+    if not target_prefix.startswith("/"):
+        raise InputError(f"target prefix must be absolute, got {target_prefix!r}", field="prefix")
+    settings = settings or ImageSettings()
+    budget = max_layers - len(base.layers) - 1 - (1 if app_files else 0)
+    if budget < 1:
+        raise InputError(f"{max_layers} layers are not enough: the base image alone has {len(base.layers)}",
+                         field="max-layers")
+    created = created or created_timestamp()
+    cache.root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pixibuild-archives-", dir=cache.root) as links:
+        wheels = _named(wheels, [w.file_name for w, _ in wheels], Path(links) / "wheels")
+        return _build_image(packages, platform=platform, target_prefix=target_prefix, cache=cache, base=base,
+                            settings=settings, wheels=wheels, app_files=app_files, budget=budget, created=created,
+                            jobs=jobs)
+
+
+def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
+                 cache: LayerCache, base: BaseImage, settings: ImageSettings,
+                 wheels: Sequence[tuple[PypiRecord, Path]], app_files: Sequence[tuple[str, Path]], budget: int,
+                 created: str, jobs: int | None) -> BuildResult:
+    hits, misses = cache.hits, cache.misses
+    pkg_specs = package_layer_specs(packages, platform=platform, target_prefix=target_prefix, budget=budget)
+    # Layers are independent: build them in parallel (zlib and sha256 release the GIL).
+    with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
+        built = list(pool.map(lambda spec: build_package_layer(spec, cache), [s for s, _ in pkg_specs]))
+    layers = [(layer, _history(spec)) for layer, (spec, _) in zip(built, pkg_specs)]
+
+    # Environment layer: activation needs the union of the packages' activation files.
+    base_env = dict(item.partition("=")[::2] for item in ((base.config or {}).get("config") or {}).get("Env") or [])
+    with tempfile.TemporaryDirectory(prefix="pixibuild-activation-", dir=cache.root) as tmp:
+        view = _activation_view(cache, [s for s, _ in pkg_specs], Path(tmp) / "prefix")
+        view.mkdir(parents=True, exist_ok=True)
+        script = entrypoint_script(view, target_prefix)
+        env = activation_env(view, target_prefix, platform, base_path=base_env.get("PATH", DEFAULT_BASE_PATH))
+    records = [r for r, _ in packages]
+    python_version, site_packages = _python(records, platform)
+    env_key = canonical_json({"kind": "environment", "prefix": target_prefix, "platform": platform,
+                              "entrypoint": script, "python": python_version, "site": site_packages,
+                              "wheels": sorted(f"{w.name}={w.sha256 or _file_sha256(p)}" for w, p in wheels)}).decode()
+    mount = target_prefix.strip("/")
+
+    def populate_env(staging: Path) -> None:
+        prefix_dir = staging / mount
+        (prefix_dir / "conda-meta").mkdir(parents=True)
+        (prefix_dir / "conda-meta" / "history").write_bytes(b"")
+        if wheels:
+            if python_version is None:
+                raise InputError("PyPI wheels need a python package in the environment")
+            install_wheels(list(wheels), prefix_dir, target_prefix, PythonLayout(python_version, platform, site_packages))
+        entry = staging / ENTRYPOINT_PATH.lstrip("/")
+        entry.write_text(script)
+        entry.chmod(0o755)
+
+    [env_layer] = build_layers([LayerSpec(env_key, populate_env, created_by="pixibuild environment: "
+                                          "conda-meta/history, wheels, entrypoint")], cache)
+    layers.append(env_layer)
+
+    if app_files:
+        app_key = f"app\0{_tree_digest(app_files)}"
+        layers += build_layers([LayerSpec(app_key, lambda d: [_copy_into(d, dst, src) for dst, src in app_files],
+                                          created_by="pixibuild app files: " + ", ".join(d for d, _ in app_files))],
+                               cache)
+
+    settings = _with_environment(settings, env, target_prefix)
+    image = assemble_image(platform=platform, layers=layers, settings=settings, base=base, created=created)
+    return BuildResult(image, layers_built=cache.misses - misses, layers_reused=cache.hits - hits,
+                       package_groups=[[r.dist_name for r in group] for _, group in pkg_specs])
+
+
+def _project_dir(target_prefix: str) -> str:
+    """/app for /app/.pixi/envs/<env> (where pixi puts envs relative to the project), else /."""
+    parts = PurePosixPath(target_prefix).parts
+    if len(parts) >= 4 and parts[-3:-1] == (".pixi", "envs"):
+        return str(PurePosixPath(*parts[:-3]))
+    return "/"
+
+
+def _history(spec: LayerSpec):
+    from .config import HistoryEntry
+
+    return HistoryEntry(created_by=spec.created_by, comment=spec.comment)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _with_environment(settings: ImageSettings, activation: dict[str, str], target_prefix: str) -> ImageSettings:
+    """Image Env = the activated environment (PATH = prefix entries + base PATH, CONDA_PREFIX,
+    env_vars.d values) + user env; defaults: Entrypoint /entrypoint.sh, WorkingDir /app."""
+    env = dict(activation)
+    env.update(settings.env)
+    return ImageSettings(env=env, entrypoint=settings.entrypoint if settings.entrypoint is not None else [ENTRYPOINT_PATH],
+                         cmd=settings.cmd, working_dir=settings.working_dir or _project_dir(target_prefix),
+                         exposed_ports=settings.exposed_ports, labels=settings.labels, user=settings.user)
+
+
+__all__ = ["BuildResult", "build_image", "build_package_layer", "package_layer_specs", "standard_labels"]

@@ -1,0 +1,68 @@
+"""`pixibuild pack` end to end: one target's locked records → verified blobs → environment.tar.
+
+The same functions back the doit rules (index and archive nodes); this module only sequences them
+for the one-shot command.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..atomic import atomic_directory, atomic_output
+from ..errors import InputError
+from ..records import CondaRecord, PypiRecord
+from .archive import PackContents, write_directory, write_tar
+
+log = logging.getLogger(__name__)
+
+
+def select_pypi(records: Sequence[PypiRecord], *, ignore_non_wheel: bool, lock_path: Path | str) -> list[PypiRecord]:
+    """Wheels only: pixi-pack can ship nothing else (sdists and git checkouts would need a build)."""
+    wheels = []
+    for record in records:
+        if record.is_wheel and not record.editable:
+            wheels.append(record)
+            continue
+        what = "an editable install" if record.editable else "not a wheel"
+        if ignore_non_wheel:
+            log.warning("skipping pypi package %s (%s): %s", record.name, record.location, what)
+            continue
+        raise InputError(f"pypi package '{record.name}' ({record.location}) is {what}; "
+                         "only wheels can be packed (pass --ignore-pypi-non-wheel to skip it)",
+                         path=lock_path, field="pypi")
+    return wheels
+
+
+def check_packable(records: Sequence[CondaRecord], lock_path: Path | str) -> None:
+    """Source packages are recipes, not archives: they cannot go into a pack."""
+    for record in records:
+        if record.is_source:
+            raise InputError(f"conda package '{record.name}' is a source package ({record.url}); "
+                             "build it first, then pack the built archive", path=lock_path, field="conda")
+
+
+@dataclass(frozen=True)
+class PackOutput:
+    """Where the archive goes: a file, '-' for stdout, or a directory (`--directory-only`)."""
+
+    path: str
+    directory_only: bool = False
+
+
+def write_pack(contents: PackContents, output: PackOutput) -> int:
+    """Write atomically: a crash leaves the previous output (or nothing) under the final name."""
+    if output.directory_only:
+        with atomic_directory(output.path) as tmp:
+            write_directory(contents, tmp)
+        return 0
+    if output.path == "-":
+        out = sys.stdout.buffer
+        size = write_tar(contents, out)
+        out.flush()
+        return size
+    with atomic_output(output.path) as out:
+        return write_tar(contents, out)

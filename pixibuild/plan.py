@@ -1,0 +1,185 @@
+"""The build graph: every node keyed by the hash of its inputs (Nix-style), independent of doit.
+
+Node names are the task names users type (`pack:prod:linux-64`, or `pack:<project>:prod:linux-64`
+in a monorepo). Nodes that several targets share — a package's fetch and verify, a package's image
+layer — are keyed by content only, so they exist once however many projects ask for them.
+
+The graph is a networkx DiGraph (edge = "must run before"); `rules/` turns it into doit tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from . import __version__
+from .platforms import current_subdir
+from .project import Project, discover_projects, load_project, project_labels
+from .records import CondaRecord, PypiRecord
+
+GRAPH_FORMAT = 1
+"""Bumped when an action's output format changes, so every key changes with it."""
+
+KINDS = ("fetch", "verify", "index", "pack", "unpack", "layer", "image")
+
+
+def content_key(*parts: Any) -> str:
+    """sha256 of the canonical JSON of `parts`, salted with our version and graph format."""
+    data = json.dumps([__version__, GRAPH_FORMAT, *parts], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+@dataclass
+class Node:
+    """One unit of work: `action()` turns inputs (summarised by `key`) into `outputs`."""
+
+    name: str
+    kind: str
+    key: str
+    action: Callable[[], Any]
+    outputs: tuple[Path, ...] = ()
+    deps: tuple[str, ...] = ()
+    doc: str = ""
+    present: Callable[[], bool] | None = None
+    """Extra up-to-date predicate for outputs that live outside the build dir (store blobs)."""
+    target: tuple[str, ...] = ()
+    """(project label, env, platform) for target nodes; empty for shared nodes."""
+
+
+@dataclass
+class BuildGraph:
+    """Nodes by name; edges are each node's `deps`. Kept as plain dicts so planning a no-op run
+    stays cheap; `to_networkx()` gives the DAG for analysis (ordering, closures, layer grouping)."""
+
+    _nodes: dict[str, Node] = field(default_factory=dict)
+
+    def add(self, node: Node) -> Node:
+        """Add a node; a node already present under the same name must have the same key."""
+        existing = self._nodes.get(node.name)
+        if existing is not None:
+            if existing.key != node.key:
+                raise ValueError(f"two different nodes named {node.name}")
+            return existing
+        self._nodes[node.name] = node
+        return node
+
+    def has(self, name: str) -> bool:
+        return name in self._nodes
+
+    def node(self, name: str) -> Node:
+        return self._nodes[name]
+
+    def nodes(self, kind: str | None = None) -> list[Node]:
+        return [n for n in self._nodes.values() if kind is None or n.kind == kind]
+
+    def to_networkx(self):
+        """The dependency DAG (edge dep → node), checked for unknown deps and cycles."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        for node in self._nodes.values():
+            graph.add_node(node.name)
+            for dep in node.deps:
+                if dep not in self._nodes:
+                    raise ValueError(f"{node.name} depends on unknown node {dep}")
+                graph.add_edge(dep, node.name)
+        if not nx.is_directed_acyclic_graph(graph):
+            raise ValueError(f"dependency cycle: {nx.find_cycle(graph)}")
+        return graph
+
+    def closure(self, names: Iterable[str]) -> list[str]:
+        """`names` and everything they depend on, in an order that respects dependencies."""
+        import networkx as nx
+
+        graph = self.to_networkx()
+        wanted: set[str] = set()
+        for name in names:
+            wanted.add(name)
+            wanted |= nx.ancestors(graph, name)
+        return [n for n in nx.topological_sort(graph) if n in wanted]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where things go: the shared store, and the build dir for outputs and doit's database."""
+
+    root: Path
+    store_root: Path
+    build_dir: Path
+    projects: dict[str, Project]
+    single: bool
+    """One project: task names omit the project label."""
+
+
+def default_build_dir(root: Path) -> Path:
+    return Path(os.environ.get("PIXIBUILD_BUILD_DIR") or (root / "build"))
+
+
+def load_workspace(root: str | Path, *, store_root: str | Path | None = None,
+                   build_dir: str | Path | None = None) -> Workspace:
+    """A single project (root has a manifest) or a monorepo (projects found below root)."""
+    from .store import default_store_root
+
+    root = Path(root).resolve()
+    if (root / "pixi.lock").exists():
+        project_dirs = [root]
+    else:
+        project_dirs = discover_projects(root)
+    projects = [load_project(d) for d in project_dirs]
+    labels = project_labels(projects, root)
+    return Workspace(root=root, store_root=Path(store_root) if store_root else default_store_root(),
+                     build_dir=Path(build_dir) if build_dir else default_build_dir(root),
+                     projects=labels, single=len(labels) == 1 and project_dirs == [root])
+
+
+def record_id(record: CondaRecord | PypiRecord) -> str:
+    """Short id of a package's bytes: its sha256 (or a hash of URL+md5 when the lock has none)."""
+    if record.sha256:
+        return record.sha256[:16]
+    location = getattr(record, "url", None) or getattr(record, "location", "")
+    return hashlib.sha256(f"{location}|{record.md5}".encode()).hexdigest()[:16]
+
+
+def target_name(ws: Workspace, kind: str, label: str, env: str, platform: str) -> str:
+    """`kind:env:platform` for a single project, `kind:project:env:platform` in a monorepo."""
+    return f"{kind}:{env}:{platform}" if ws.single else f"{kind}:{label}:{env}:{platform}"
+
+
+def target_dir(ws: Workspace, label: str, env: str, platform: str) -> Path:
+    """`build/<env>/<platform>/` (single project) or `build/<project>/<env>/<platform>/`."""
+    return ws.build_dir / env / platform if ws.single else ws.build_dir / label / env / platform
+
+
+def stamp_path(ws: Workspace, node: Node) -> Path:
+    """Where a node's key is recorded once its action succeeded (the source of truth for
+    up-to-date checks: doit's own database is only a cache and may be lost in a crash)."""
+    safe = hashlib.sha256(node.name.encode()).hexdigest()[:24]
+    return ws.build_dir / ".stamps" / node.kind / safe
+
+
+def is_up_to_date(ws: Workspace, node: Node) -> bool:
+    """Outputs present, store outputs present, and the recorded key equals the current key."""
+    if node.present is not None and not node.present():
+        return False
+    if any(not p.exists() for p in node.outputs):
+        return False
+    try:
+        return stamp_path(ws, node).read_text() == node.key
+    except OSError:
+        return False
+
+
+def run_node(ws: Workspace, node: Node) -> None:
+    """Run the action, then record its key (atomically): a crash in between only means a rerun."""
+    from .atomic import atomic_write_bytes
+
+    node.action()
+    atomic_write_bytes(stamp_path(ws, node), node.key.encode(), fsync=False)
+
+
+def host_platform() -> str:
+    return current_subdir()

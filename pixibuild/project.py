@@ -1,0 +1,179 @@
+"""A pixi project as the build sees it: its manifest, its lock, and the (environment, platform)
+targets to build. Every command and the doit rule set start here, so they agree on what a
+project is and which packages a target contains."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from . import __version__
+from .atomic import atomic_write_bytes
+from .errors import InputError
+from .lockfile import read_lock
+from .manifest import Manifest, find_manifest, read_manifest
+from .records import CondaRecord, PypiRecord, record_digest
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What one (environment, platform) target contains, in lock order."""
+
+    env: str
+    platform: str
+    conda: tuple[CondaRecord, ...]
+    pypi: tuple[PypiRecord, ...]
+    channels: tuple[str, ...] = ()
+    conda_digests: tuple[str, ...] = ()
+    """`record_digest` of each conda record (computed once per lock content, then cached)."""
+    pypi_digests: tuple[str, ...] = ()
+
+
+@dataclass
+class Project:
+    """A manifest and its lock, with the lock's contents resolved per target."""
+
+    manifest: Manifest
+    lock_path: Path
+    lock_sha256: str
+    resolved: dict[tuple[str, str], Resolved] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name or self.manifest.root.name
+
+    @property
+    def root(self) -> Path:
+        return self.manifest.root
+
+    @property
+    def settings(self) -> dict:
+        """The `[tool.pixibuild]` table (which targets to build, image settings)."""
+        return dict(self.manifest.tool or {})
+
+    def environments(self) -> list[str]:
+        return sorted({env for env, _ in self.resolved})
+
+    def platforms(self, env: str) -> list[str]:
+        return sorted(p for e, p in self.resolved if e == env)
+
+    def target(self, env: str, platform: str) -> Resolved:
+        """The locked packages of one target, or a one-line error naming what exists."""
+        if (env, platform) in self.resolved:
+            return self.resolved[(env, platform)]
+        envs = self.environments()
+        if env not in envs:
+            raise InputError(f"environment '{env}' is not in the lock (available: {', '.join(envs)})",
+                             path=self.lock_path, field="environments")
+        raise InputError(f"platform '{platform}' is not locked for environment '{env}' "
+                         f"(available: {', '.join(self.platforms(env))})", path=self.lock_path, field="platforms")
+
+    def targets(self) -> list[tuple[str, str]]:
+        """All locked (env, platform) pairs, narrowed by `[tool.pixibuild] environments/platforms`."""
+        wanted_envs = self.settings.get("environments")
+        wanted_platforms = self.settings.get("platforms")
+        out = []
+        for env, platform in sorted(self.resolved):
+            if wanted_envs is not None and env not in wanted_envs:
+                continue
+            if wanted_platforms is not None and platform not in wanted_platforms:
+                continue
+            out.append((env, platform))
+        return out
+
+
+def _resolve_lock(lock_path: Path) -> dict[tuple[str, str], Resolved]:
+    lock = read_lock(lock_path)
+    out: dict[tuple[str, str], Resolved] = {}
+    for env_name, env in lock.environments.items():
+        for platform in env.platforms:
+            conda = tuple(env.conda_packages(platform))
+            pypi = tuple(env.pypi_packages(platform))
+            out[(env_name, platform)] = Resolved(
+                env=env_name, platform=platform, conda=conda, pypi=pypi, channels=tuple(env.channels),
+                conda_digests=tuple(record_digest(r) for r in conda),
+                pypi_digests=tuple(record_digest(r) for r in pypi))
+    return out
+
+
+def _cache_dir() -> Path | None:
+    value = os.environ.get("PIXIBUILD_LOCK_CACHE")
+    if value == "0":
+        return None
+    if value:
+        return Path(value)
+    from .store import default_store_root  # the store decides where the global cache lives
+
+    return default_store_root() / "lock-cache"
+
+
+def resolve_lock(lock_path: Path) -> tuple[str, dict[tuple[str, str], Resolved]]:
+    """Parse a lock once per content: the parsed records are cached by the lock's sha256 (and our
+    version), so planning a 20-project monorepo does not re-parse YAML on every no-op run."""
+    try:
+        data = lock_path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("lock file not found (run `pixi lock` first)", path=lock_path) from None
+    digest = hashlib.sha256(data).hexdigest()
+    cache = _cache_dir()
+    entry = cache / f"{digest}-{__version__}.pickle" if cache else None
+    if entry is not None and entry.is_file():
+        try:
+            with open(entry, "rb") as fh:
+                cached = pickle.load(fh)
+            if isinstance(cached, dict):
+                return digest, cached
+        except Exception:  # a damaged cache entry is only a cache miss
+            pass
+    resolved = _resolve_lock(lock_path)
+    if entry is not None:
+        try:
+            atomic_write_bytes(entry, pickle.dumps(resolved, protocol=pickle.HIGHEST_PROTOCOL), fsync=False)
+        except OSError:
+            pass
+    return digest, resolved
+
+
+def load_project(path: str | Path = ".") -> Project:
+    """A project from a manifest file or a directory holding one (pixi.toml or pyproject.toml)."""
+    manifest = read_manifest(find_manifest(Path(path)))
+    lock_path = manifest.lock_path
+    digest, resolved = resolve_lock(lock_path)
+    return Project(manifest=manifest, lock_path=lock_path, lock_sha256=digest, resolved=resolved)
+
+
+_SKIP_DIRS = {".git", ".pixi", ".venv", "node_modules", "build", "__pycache__", "cache", "channel"}
+
+
+def discover_projects(root: Path) -> list[Path]:
+    """Every directory under `root` with a pixi manifest and a pixi.lock (a monorepo's projects)."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+        if "pixi.lock" not in filenames:
+            continue
+        if "pixi.toml" in filenames or "pyproject.toml" in filenames:
+            found.append(Path(dirpath))
+    return sorted(found)
+
+
+def project_labels(projects: Iterable[Project], root: Path) -> dict[str, Project]:
+    """Task-name label per project: its manifest name, or its path relative to `root` when two
+    projects share a name. Labels never contain ':' (doit's separator)."""
+    projects = list(projects)
+    names = [p.name for p in projects]
+    out: dict[str, Project] = {}
+    for project in projects:
+        label = project.name
+        if names.count(label) > 1:
+            try:
+                label = project.root.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                label = project.root.as_posix()
+        label = label.replace(":", "_") or "root"
+        out[label] = project
+    return out

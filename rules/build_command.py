@@ -1,0 +1,26 @@
+"""Run the build graph without a dodo.py: `pixibuild build [TASK…] [-C DIR] [-n JOBS]`."""
+
+from __future__ import annotations
+
+import argparse
+
+COMMAND_NAME = "build"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("tasks", nargs="*", metavar="TASK",
+                        help="task names, e.g. pack:prod:linux-64 (default: every pack/image/unpack)")
+    parser.add_argument("-C", "--directory", default=".", help="workspace root (project dir or monorepo root)")
+    parser.add_argument("-n", "--jobs", type=int, default=1, help="parallel tasks (threads)")
+    parser.add_argument("--list", action="store_true", help="list the tasks instead of running them")
+
+
+def run(args: argparse.Namespace) -> int:
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from . import workspace_tasks
+
+    namespace = workspace_tasks(args.directory)
+    argv = ["list", "--all"] if args.list else ["run", "-n", str(args.jobs), "-P", "thread", *args.tasks]
+    return int(DoitMain(ModuleTaskLoader(namespace)).run(argv))

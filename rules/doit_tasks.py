@@ -1,0 +1,93 @@
+"""Turn a BuildGraph into doit task creators: one `task_<kind>` per node kind, whose subtasks are
+the nodes (`pack:prod:linux-64` = basename `pack`, name `prod:linux-64`), so `doit pack` builds all
+packs and `doit list` shows every target with its doc."""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from pathlib import Path
+from typing import Any, Callable
+
+from doit.exceptions import TaskFailed
+
+from pixibuild.errors import PixibuildError
+from pixibuild.plan import BuildGraph, Node, Workspace, is_up_to_date, run_node
+
+KIND_DOCS = {
+    "lock": "check each lock satisfies its manifest (like `pixi install --locked`)",
+    "fetch": "download a package into the shared store (once per machine)",
+    "verify": "re-hash a stored package against the lock",
+    "index": "write channel/<subdir>/repodata.json for a target",
+    "pack": "build a pixi-pack environment.tar",
+    "unpack": "install a target into build/…/env (this machine's platform)",
+    "layer": "build one image layer (a package at the image prefix)",
+    "image": "build an OCI/Docker image tar",
+}
+
+
+def _run(ws: Workspace, node: Node) -> TaskFailed | None:
+    """A node's action as a doit python-action: our errors become one-line task failures."""
+    try:
+        run_node(ws, node)
+    except PixibuildError as exc:
+        return TaskFailed(f"{node.name}: {exc}")
+    return None
+
+
+def to_task(ws: Workspace, node: Node) -> dict[str, Any]:
+    """The doit task dict of a node. Up-to-date = our content-key stamp (not mtimes, and not
+    doit's database, which is only a cache), decided once when the graph is loaded: a plain bool
+    spares doit a signature inspection per task, and nothing makes a node current mid-run except
+    its own action. task_dep orders it after its inputs."""
+    kind, _, sub = node.name.partition(":")
+    return {
+        "name": sub,
+        "doc": node.doc,
+        "actions": [functools.partial(_run, ws, node)],
+        "uptodate": [is_up_to_date(ws, node)],
+        "targets": [str(p) for p in node.outputs],
+        "task_dep": list(node.deps),
+        "verbosity": 1,
+    }
+
+
+def task_creators(ws: Workspace, graph: BuildGraph) -> dict[str, Callable[[], Any]]:
+    """`{"task_pack": creator, ...}` for a dodo namespace."""
+    by_kind: dict[str, list[Node]] = {}
+    for node in graph.nodes():
+        by_kind.setdefault(node.kind, []).append(node)
+    creators: dict[str, Callable[[], Any]] = {}
+    for kind, nodes in by_kind.items():
+        def creator(nodes: list[Node] = nodes) -> Any:
+            for node in sorted(nodes, key=lambda n: n.name):
+                yield to_task(ws, node)
+        creator.__doc__ = KIND_DOCS.get(kind, kind)
+        creators[f"task_{kind}"] = creator
+    return creators
+
+
+def dep_file(ws: Workspace) -> Path:
+    """doit's database in the build dir; a damaged one (crash mid-write) is set aside, since our
+    stamps, not this file, decide what is up to date."""
+    path = ws.build_dir / ".doit.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        try:
+            with sqlite3.connect(path) as conn:
+                ok = conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        except sqlite3.DatabaseError:
+            ok = False
+        if not ok:
+            path.rename(path.with_suffix(".db.corrupt"))
+    return path
+
+
+def doit_config(ws: Workspace, default_tasks: list[str]) -> dict[str, Any]:
+    return {
+        "dep_file": str(dep_file(ws)),
+        "backend": "sqlite3",
+        "default_tasks": default_tasks,
+        "verbosity": 1,
+        "par_type": "thread",
+    }

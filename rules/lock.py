@@ -1,0 +1,30 @@
+"""lock rule: check once per project that the lock satisfies the manifest (`pixi install --locked`)."""
+
+from __future__ import annotations
+
+import functools
+
+from pixibuild.locked import check_locked
+from pixibuild.manifest import read_manifest
+from pixibuild.plan import BuildGraph, Node, Workspace, content_key
+from pixibuild.project import Project
+
+
+def _check(manifest_path: str, lock_path: str, targets: list[tuple[str, str]]) -> None:
+    from pixibuild.lockfile import read_lock
+
+    manifest, lock = read_manifest(manifest_path), read_lock(lock_path)
+    for env, platform in targets:
+        check_locked(manifest, lock, env, platform)
+
+
+def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project) -> str:
+    """Inputs: the lock's sha256 and the hash of the manifest sections that decide what is locked
+    (so editing `[tasks]` or another tool's table reruns nothing). No outputs but its stamp."""
+    name = f"lock:{label}" if not ws.single else "lock:check"
+    key = content_key("lock", project.lock_sha256,
+                      [project.manifest.section_hash(env, platform) for env, platform in project.targets()])
+    graph.add(Node(name=name, kind="lock", key=key, doc=f"check {project.lock_path} satisfies its manifest",
+                   action=functools.partial(_check, str(project.manifest.path), str(project.lock_path),
+                                            project.targets())))
+    return name

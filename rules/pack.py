@@ -1,0 +1,55 @@
+"""index and archive rules: repodata.json from the lock's records, then environment.tar."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from pixibuild import steps
+from pixibuild.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
+from pixibuild.project import Project, Resolved
+from pixibuild.records import CondaRecord
+
+from . import fetch
+
+
+def _index(records: Sequence[CondaRecord], index_dir: str) -> None:
+    shutil.rmtree(index_dir, ignore_errors=True)
+    steps.index(records, index_dir)
+
+
+def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, target: Resolved,
+            deps: Sequence[str] = ()) -> str:
+    """Declare index:… and pack:… for one target; returns the pack node name.
+
+    index — inputs: the conda record digests; output: `<target dir>/index/<subdir>/repodata.json`.
+    pack  — inputs: index key, platform, record and wheel digests, SOURCE_DATE_EPOCH;
+            output: `<target dir>/environment.tar`; action: `steps.archive`.
+    """
+    env, platform = target.env, target.platform
+    out_dir = target_dir(ws, label, env, platform)
+    wheels = [(w, d) for w, d in zip(target.pypi, target.pypi_digests) if w.is_wheel and not w.editable]
+    verify_nodes = [fetch.declare(graph, ws, project, r, d) for r, d in zip(target.conda, target.conda_digests)]
+    verify_nodes += [fetch.declare(graph, ws, project, w, d) for w, d in wheels]
+    index_dir = out_dir / "index"
+    index_key = content_key("index", sorted(target.conda_digests))
+    index_name = target_name(ws, "index", label, env, platform)
+    subdirs = sorted({r.subdir for r in target.conda})
+    graph.add(Node(name=index_name, kind="index", key=index_key, deps=tuple(deps),
+                   outputs=tuple(index_dir / s / "repodata.json" for s in subdirs),
+                   doc=f"repodata.json for {label} {env} {platform}", target=(label, env, platform),
+                   action=functools.partial(_index, list(target.conda), str(index_dir))))
+    pack_key = content_key("pack", index_key, platform, sorted(target.conda_digests), sorted(d for _, d in wheels),
+                           os.environ.get("SOURCE_DATE_EPOCH"))
+    tar = out_dir / "environment.tar"
+    name = target_name(ws, "pack", label, env, platform)
+    graph.add(Node(name=name, kind="pack", key=pack_key, outputs=(tar,),
+                   deps=(index_name, *dict.fromkeys(verify_nodes)), target=(label, env, platform),
+                   doc=f"pixi-pack archive of {label}, env {env}, {platform}",
+                   action=functools.partial(steps.archive, platform, list(target.conda), [w for w, _ in wheels],
+                                            str(project.lock_path.parent), str(ws.store_root),
+                                            str(index_dir), str(tar))))
+    return name

@@ -1,0 +1,125 @@
+"""Lock reader details the corpus differential test does not pin down on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pixibuild.errors import InputError
+from pixibuild.lockfile import parse_lock, read_lock
+
+V6 = """\
+version: 6
+environments:
+  default:
+    channels:
+    - url: https://conda.anaconda.org/conda-forge/
+    packages:
+      linux-64:
+      - conda: https://conda.anaconda.org/conda-forge/noarch/six-1.10-pyhd8ed1ab_0.conda
+      - conda: ../local/linux-64/tool-2.0-h1_3.tar.bz2
+      - conda: ../recipes/mypkg
+        name: mypkg
+      - pypi: ./src
+packages:
+- conda: https://conda.anaconda.org/conda-forge/noarch/six-1.10-pyhd8ed1ab_0.conda
+  sha256: aa
+  timestamp: 1700000000
+- conda: ../local/linux-64/tool-2.0-h1_3.tar.bz2
+  subdir: linux-64
+  size: 12
+- conda: ../recipes/mypkg
+  name: mypkg
+  version: '0.1'
+  build: h0
+  subdir: linux-64
+- pypi: ./src
+  name: src
+  version: '2.10'
+  sha256: bb
+  editable: true
+"""
+
+
+def test_fields_derived_like_rattler() -> None:
+    env = parse_lock(V6).environment("default")
+    records = {r.name: r for r in env.conda_packages("linux-64")}
+    six, tool, mypkg = records["six"], records["tool"], records["mypkg"]
+    assert (six.version, six.build, six.build_number, six.subdir, six.noarch) == ("1.10", "pyhd8ed1ab_0", 0,
+                                                                                 "noarch", "python")
+    assert six.timestamp == 1_700_000_000_000  # seconds in the lock, milliseconds in the record
+    assert six.channel == "https://conda.anaconda.org/conda-forge/" and not six.is_path
+    assert (tool.version, tool.build, tool.build_number, tool.is_path, tool.channel) == ("2.0", "h1_3", 3, True, None)
+    assert tool.extra["arch"] == "x86_64" and tool.extra["platform"] == "linux"
+    assert mypkg.is_source and mypkg.is_path and mypkg.file_name == ""
+    (src,) = env.pypi_packages("linux-64")
+    assert (src.version, src.editable, src.is_path, src.sha256) == ("2.10", True, True, None)
+    assert src.extra["source_tree_sha256"] == "bb"  # a directory's hash is not a file hash
+
+
+def test_flow_style_yaml_falls_back_to_pyyaml() -> None:
+    block = parse_lock(V6)
+    flow = parse_lock(yaml.safe_dump(yaml.load(V6, Loader=yaml.BaseLoader), default_flow_style=True))
+    assert block.environment("default").conda_packages("linux-64") == flow.environment("default").conda_packages("linux-64")
+
+
+def test_v7_custom_platform_names() -> None:
+    text = """\
+version: 7
+platforms:
+- name: linux-64-cuda
+  subdir: linux-64
+  virtual-packages: [__cuda=12]
+environments:
+  default:
+    channels: [{url: 'https://conda.anaconda.org/conda-forge/'}]
+    packages:
+      linux-64-cuda:
+      - conda: https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3-h0_0.conda
+      - conda_source: app[1234abcd] @ .
+packages:
+- conda: https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3-h0_0.conda
+- conda_source: app[1234abcd] @ .
+  variants: {target_platform: linux-64}
+"""
+    lock = parse_lock(text)
+    env = lock.environment("default")
+    assert env.platforms == ["linux-64-cuda"] and env.subdir("linux-64-cuda") == "linux-64"
+    assert lock.platforms["linux-64-cuda"].virtual_packages == ("__cuda=12",)
+    app = [r for r in env.conda_packages("linux-64-cuda") if r.is_source][0]
+    assert (app.name, app.url, app.subdir, app.version) == ("app", ".", "linux-64", "")
+    with pytest.raises(InputError, match="not declared in the top-level `platforms`"):
+        parse_lock(text.replace("      linux-64-cuda:", "      osx-64:"))
+
+
+@pytest.mark.parametrize("text,field", [
+    ("", "version"), ("- 1\n", "version"), ("version: 6\n", "environments"),
+    ("version: 6\nenvironments: {default: {channels: [], packages: {linux-64: [{conda: x}]}}}\npackages: []\n",
+     "environments.default.packages.linux-64[0]"),
+    ("version: 3\nmetadata: {channels: []}\npackage: [{platform: linux-64, manager: npm, url: u}]\n",
+     "package[0].manager"),
+])
+def test_structural_errors_name_the_field(text: str, field: str) -> None:
+    with pytest.raises(InputError) as error:
+        parse_lock(text, "x/pixi.lock")
+    assert str(error.value).startswith(f"x/pixi.lock: {field}: ")
+
+
+def test_missing_lock_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="lock file not found"):
+        read_lock(tmp_path / "pixi.lock")
+
+
+def test_subdir_tables_match_rattler() -> None:
+    rattler = pytest.importorskip("rattler")
+    from pixibuild.condafilename import PARSEABLE_SUBDIRS, arch_and_platform
+
+    subdir_type = getattr(rattler, "Subdir", None) or rattler.Platform  # Platform: deprecated name
+    platforms = {str(p) for p in subdir_type.all()}
+    assert platforms <= PARSEABLE_SUBDIRS | {"unknown"}
+    for subdir in sorted(platforms - {"unknown"}):
+        p = subdir_type(subdir)
+        expected = (str(p.arch) if p.arch else None, p.only_platform)
+        assert arch_and_platform(subdir) == expected, subdir

@@ -1,0 +1,144 @@
+"""The doit rule set on the embedded demo monorepo: counts of executed actions, not times."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pixibuild.testing.demo import write_demo
+from pixibuild.testing.doitrun import run_doit, write_dodo
+from pixibuild.testing.synthetic import bump_package
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """The demo workspace after one cold `doit` run (shared by the tests of this module, in order)."""
+    root = tmp_path_factory.mktemp("ws")
+    projects = write_demo(root)
+    write_dodo(root)
+    env = {"PIXIBUILD_CACHE_DIR": str(root / "store"), "PIXIBUILD_BUILD_DIR": str(root / "build")}
+    cold = run_doit(root, "-n", "2", env=env)
+    assert cold.returncode == 0, cold.output
+    return root, projects, env, cold
+
+
+def _kind(names: list[str], kind: str) -> list[str]:
+    return [n for n in names if n.startswith(kind + ":")]
+
+
+def test_task_names_and_list(built) -> None:
+    root, _, env, _ = built
+    listing = run_doit(root, "list", env=env)
+    assert listing.returncode == 0, listing.output
+    for name in ("pack", "fetch", "verify", "index", "lock"):
+        assert any(line.split()[0] == name for line in listing.output.splitlines()), listing.output
+    full = run_doit(root, "list", "--all", env=env).output.split()
+    assert "pack:webapp:prod:linux-64" in full and "pack:worker:default:linux-64" in full
+    assert "pack:webapp:default:linux-aarch64" in full
+
+
+def test_cold_run_fetches_each_shared_package_once(built) -> None:
+    root, _, _, cold = built
+    fetches = _kind(cold.executed, "fetch")
+    assert len(fetches) == len(set(fetches))
+    blobs = list((root / "store" / "blobs" / "sha256").glob("*/*"))
+    # one fetch per distinct package, however many projects/platforms/envs use it
+    assert len(fetches) == len(blobs)
+    assert sorted(_kind(cold.executed, "pack")) == [
+        "pack:webapp:default:linux-64", "pack:webapp:default:linux-aarch64",
+        "pack:webapp:prod:linux-64", "pack:webapp:prod:linux-aarch64", "pack:worker:default:linux-64"]
+    for label, env, platform in [("webapp", "prod", "linux-64"), ("worker", "default", "linux-64")]:
+        assert (root / "build" / label / env / platform / "environment.tar").stat().st_size > 10_000
+
+
+def test_noop_runs_no_action(built) -> None:
+    root, _, env, _ = built
+    noop = run_doit(root, "-n", "2", env=env)
+    assert noop.returncode == 0, noop.output
+    assert noop.executed == []
+    assert len(noop.up_to_date) > 20
+
+
+def test_unrelated_manifest_edit_reruns_nothing(built) -> None:
+    root, projects, env, _ = built
+    manifest = projects["webapp"] / "pixi.toml"
+    manifest.write_text(manifest.read_text() + '\n[tasks]\nserve = "hello"\n')
+    run = run_doit(root, env=env)
+    assert run.returncode == 0, run.output
+    assert run.executed == []
+
+
+def test_lost_doit_database_reruns_nothing(built) -> None:
+    """Our content-key stamps decide; doit's database is only a cache (crash-safe)."""
+    root, _, env, _ = built
+    for db in (root / "build").glob(".doit.db*"):
+        db.unlink()
+    run = run_doit(root, env=env)
+    assert run.returncode == 0, run.output
+    assert run.executed == []
+    (root / "build" / ".doit.db").write_bytes(b"garbage, as if a crash tore the file")
+    run = run_doit(root, env=env)
+    assert run.returncode == 0, run.output
+    assert run.executed == []
+
+
+def test_one_changed_package_reruns_exactly_its_nodes(built) -> None:
+    root, projects, env, _ = built
+    tar = root / "build" / "webapp" / "prod" / "linux-64" / "environment.tar"
+    before = tar.read_bytes()
+    record = bump_package(projects["worker"], "tzdata-demo")
+    run = run_doit(root, "-n", "2", env=env)
+    assert run.returncode == 0, run.output
+    rid = record.sha256[:16]
+    assert sorted(run.executed) == sorted([
+        f"fetch:{rid}", f"verify:{rid}", "lock:worker",
+        "index:worker:default:linux-64", "pack:worker:default:linux-64"])
+    assert tar.read_bytes() == before
+
+
+def test_deleted_output_is_rebuilt_alone(built) -> None:
+    root, _, env, _ = built
+    tar = root / "build" / "webapp" / "prod" / "linux-aarch64" / "environment.tar"
+    data = tar.read_bytes()
+    tar.unlink()
+    run = run_doit(root, "pack:webapp:prod:linux-aarch64", env=env)
+    assert run.executed == ["pack:webapp:prod:linux-aarch64"]
+    assert tar.read_bytes() == data
+
+
+def test_images_and_unpack_targets_are_built(built) -> None:
+    root, _, _, cold = built
+    assert sorted(_kind(cold.executed, "image")) == [
+        "image:webapp:default:linux-64", "image:webapp:default:linux-aarch64",
+        "image:webapp:prod:linux-64", "image:webapp:prod:linux-aarch64"]
+    assert sorted(_kind(cold.executed, "unpack")) == ["unpack:webapp:default:linux-64", "unpack:webapp:prod:linux-64"]
+    layers = _kind(cold.executed, "layer")
+    assert len(layers) == len(set(layers)) > 0
+    out = root / "build" / "webapp" / "prod" / "linux-64"
+    import subprocess
+
+    run = subprocess.run(["bash", "-c", f". {out}/activate.sh && hello"], capture_output=True, text=True)
+    assert run.returncode == 0 and f"prefix: {out}/env" in run.stdout, run.stderr
+
+
+def test_one_changed_package_in_an_imaged_project(built) -> None:
+    """tzdata-demo (noarch) bumped in webapp: its fetch/verify, webapp's lock check, the default
+    env's index/pack/image on both platforms, one layer per platform, and the host unpack."""
+    root, projects, env, _ = built
+    prod_image = root / "build" / "webapp" / "prod" / "linux-64" / "image.tar"
+    before = prod_image.read_bytes()
+    record = bump_package(projects["webapp"], "tzdata-demo", tag="2")
+    run = run_doit(root, "-n", "2", env=env)
+    assert run.returncode == 0, run.output
+    rid = record.sha256[:16]
+    non_layer = sorted(n for n in run.executed if not n.startswith("layer:"))
+    assert non_layer == sorted([
+        f"fetch:{rid}", f"verify:{rid}", "lock:webapp",
+        "index:webapp:default:linux-64", "index:webapp:default:linux-aarch64",
+        "pack:webapp:default:linux-64", "pack:webapp:default:linux-aarch64",
+        "image:webapp:default:linux-64", "image:webapp:default:linux-aarch64",
+        "unpack:webapp:default:linux-64"])
+    assert len(_kind(run.executed, "layer")) == 2
+    assert prod_image.read_bytes() == before
