@@ -99,3 +99,16 @@ def test_push_second_environment_uploads_only_its_new_package(tmp_path: Path, de
     finally:
         proxy.stop()
         registry.stop()
+
+
+def test_cross_platform_image_for_aarch64(tmp_path: Path, demo, store_dir) -> None:
+    """Nothing runs at build time, so an arm64 image builds on any host (scratch base)."""
+    layout = tmp_path / "arm"
+    assert main(["image", str(demo["webapp"]), "-e", "prod", "-p", "linux-aarch64", "--oci-dir", str(layout),
+                 "--tag", "webapp:arm", "--cache-dir", str(tmp_path / "c")]) == 0
+    info = json.loads(skopeo("inspect", f"oci:{layout}:arm"))
+    assert (info["Architecture"], info["Os"]) == ("arm64", "linux")
+    config = json.loads(skopeo("inspect", "--config", f"oci:{layout}:arm"))
+    assert config["variant"] == "v8"
+    index = json.loads((layout / "index.json").read_text())
+    assert index["manifests"][0]["platform"] == {"architecture": "arm64", "os": "linux", "variant": "v8"}
