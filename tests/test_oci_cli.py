@@ -78,6 +78,13 @@ def test_image_command_errors_are_one_line(tmp_path: Path, demo, capsys, store_d
     err = capsys.readouterr().err
     assert "nope" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.tar").exists()
+    for flags, message in ((["--push", "BAD REF"], "invalid image reference"),
+                           (["--base", str(tmp_path / "missing.tar"), "-o", str(tmp_path / "x.tar")], "not found"),
+                           (["--label", "novalue", "-o", str(tmp_path / "x.tar")], "--label")):
+        assert main(["image", str(demo["webapp"]), "-e", "prod", "-p", "linux-64", *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.tar").exists()
 
 
 def test_push_second_environment_uploads_only_its_new_package(tmp_path: Path, demo, store_dir) -> None:

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from ..oci.grouping import DEFAULT_MAX_LAYERS
     from ..oci.layer import LayerCache
     from ..oci.layout import write_image_tar, write_oci_dir
-    from ..oci.registry import push_image
+    from ..oci.registry import parse_reference, push_image
     from ..project import load_project
     from .pack import make_fetcher, manifest_arg
 
@@ -93,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     if not (options.output or options.oci_dir or options.push):
         raise InputError("nothing to write: give -o FILE, --oci-dir DIR or --push REF "
                          "(or output/oci-dir/push in [tool.pixibuild.image])")
+    if options.push:
+        parse_reference(options.push)  # a bad reference fails before any work
+    if options.tag:
+        parse_reference(options.tag)
     target = project.target(env_name, platform)
     subdir = _subdir(project, env_name, platform)
     with make_fetcher(args, project.root) as fetcher:
