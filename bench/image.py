@@ -120,10 +120,15 @@ def main() -> None:
         if swap:
             name, alt = swap
             changed = [(r, p) if r.name != name else (real_record(alt), alt) for r, p in packages]
-            t_change, after = timed(lambda: build(changed))
-            differing = sum(a.digest != b.digest for a, b in zip(cold.image.layers, after.image.layers))
-            print(f"one-package change ({name}: {chosen[name].name} -> {alt.name}): {t_change:.2f} s, "
-                  f"{after.layers_built} layers rebuilt, {differing} of {len(after.image.layers)} layer digests differ")
+            for max_layers in (None, 8):
+                kw = {"max_layers": max_layers} if max_layers else {}
+                before = build_image(packages, platform="linux-64", target_prefix=PREFIX, cache=cache, **kw)
+                t_change, after = timed(lambda: build_image(changed, platform="linux-64", target_prefix=PREFIX,
+                                                            cache=cache, **kw))
+                differing = sum(a.digest != b.digest for a, b in zip(before.image.layers, after.image.layers))
+                print(f"one-package change ({name}: {chosen[name].name} -> {alt.name}), "
+                      f"max_layers={max_layers or 'default'}: {t_change:.2f} s, {after.layers_built} layers rebuilt, "
+                      f"{differing} of {len(after.image.layers)} layer digests differ")
         else:
             print("one-package change: no alternative build in the corpus")
         shutil.rmtree(tmp / "env", ignore_errors=True)
