@@ -38,6 +38,15 @@ def ours(path: Path) -> int:
                for env in lock.environments.values() for p in env.platforms)
 
 
+def ours_pyyaml_only(path: Path) -> int:
+    """Our reader with the fast YAML path disabled (PyYAML's C base loader for everything)."""
+    from pixibuild import lockfile
+
+    ctx = lockfile._Ctx(path)
+    lock = lockfile._from_document(ctx, lockfile._load_yaml(ctx, path.read_text()), path)
+    return sum(len(env.conda_packages(p)) for env in lock.environments.values() for p in env.platforms)
+
+
 def theirs(path: Path) -> int:
     import rattler
 
@@ -55,6 +64,8 @@ def main() -> None:
     n_ours = ours(path)
     t_ours = best_of(args.runs, lambda: ours(path))
     print(f"pixibuild: {t_ours * 1000:8.1f} ms  ({n_ours} package entries over all environments/platforms)")
+    t_slow = best_of(args.runs, lambda: ours_pyyaml_only(path))
+    print(f"pixibuild, PyYAML only: {t_slow * 1000:8.1f} ms  (fast YAML path off)")
     try:
         n_theirs = theirs(path)
     except ImportError:

@@ -41,7 +41,7 @@ def _corpus_archives() -> list[Path]:
             if row["dup_of"] != "-" or row["subdir"] not in ("linux-64", "noarch") or row["noarch"] == "python":
                 continue
             path = CORPUS / row["file"]
-            if row["name"] in chosen or not path.name.endswith((".conda", ".tar.bz2")):
+            if row["name"] in chosen or row["name"].startswith("clobber") or not path.name.endswith((".conda", ".tar.bz2")):
                 continue
             if _installs_cleanly(path):
                 chosen[row["name"]] = path

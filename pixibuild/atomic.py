@@ -24,6 +24,41 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _temp_prefix(path: Path) -> str:
+    """`.<name>.<pid>.`: the pid lets a later run tell a crashed writer's leftovers from a live one's."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temp files/dirs beside `path` left by writers that were killed (their pid is gone)."""
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return
+    head = f".{path.name}."
+    for sibling in siblings:
+        name = sibling.name
+        if not name.startswith(head) or not name.endswith((".part", ".old")):
+            continue
+        pid = name[len(head):].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    sibling.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path, *, mode: int = 0o644, fsync: bool = True) -> Iterator[BinaryIO]:
     """Open a temp file beside `path`; on success flush, fsync and rename it to `path`.
@@ -32,7 +67,8 @@ def atomic_output(path: str | Path, *, mode: int = 0o644, fsync: bool = True) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
@@ -63,11 +99,12 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".part", dir=path.parent))
     try:
         yield tmp
         if path.exists() or path.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
             os.rename(path, old / "x")
             os.rename(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

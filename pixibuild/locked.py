@@ -111,6 +111,56 @@ def _conda_spec_text(spec: Any, name: str, manifest: Manifest) -> str:
     raise InputError(f"invalid dependency spec {spec!r}", path=manifest.path, field=f"dependencies.{name}")
 
 
+_SYS_PLATFORM = {"linux": ("linux", "Linux", "posix"), "osx": ("darwin", "Darwin", "posix"),
+                 "win": ("win32", "Windows", "nt")}
+_MACHINE = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le", "osx-64": "x86_64",
+            "osx-arm64": "arm64", "win-64": "AMD64", "win-arm64": "ARM64"}
+
+
+def _marker_environment(conda: list[CondaRecord], extra: str) -> dict[str, str] | None:
+    """PEP 508 marker variables of the locked environment (python from the lock, platform from
+    the packages' subdir); None when the lock has no python to evaluate markers against."""
+    python = next((r for r in conda if r.name == "python"), None)
+    if python is None:
+        return None
+    subdir = next((r.subdir for r in conda if r.subdir != "noarch"), python.subdir)
+    sys_platform, system, os_name = _SYS_PLATFORM.get(subdir.split("-")[0], ("linux", "Linux", "posix"))
+    major_minor = ".".join(python.version.split(".")[:2])
+    return {"python_version": major_minor, "python_full_version": python.version, "os_name": os_name,
+            "sys_platform": sys_platform, "platform_system": system,
+            "platform_machine": _MACHINE.get(subdir, ""), "implementation_name": "cpython",
+            "platform_python_implementation": "CPython", "platform_release": "", "platform_version": "",
+            "implementation_version": python.version, "extra": extra}
+
+
+def _extra_problems(record: PypiRecord, extras: list[str], by_name: dict, from_conda: dict,
+                    conda: list[CondaRecord], manifest: Manifest) -> list[str]:
+    """Requirements an extra adds (`ipython ; extra == 'jupyter'`) must be locked too."""
+    from packaging.markers import UndefinedEnvironmentName
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    problems = []
+    for extra in extras:
+        environment = _marker_environment(conda, extra)
+        if environment is None:
+            return []
+        for text in record.requires_dist:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue  # rattler would not have written it; nothing we can check
+            if req.marker is None or "extra" not in str(req.marker):
+                continue
+            try:
+                needed = req.marker.evaluate(environment)
+            except UndefinedEnvironmentName:
+                continue
+            key = normalize_pypi_name(req.name)
+            if needed and key not in by_name and key not in from_conda:
+                problems.append(f"missing pypi package {req.name} (needed by {record.name}[{extra}])")
+    return problems
+
+
 def _pypi_problems(deps: dict[str, Any], records: list[PypiRecord], conda: list[CondaRecord],
                    manifest: Manifest) -> list[str]:
     by_name = {normalize_pypi_name(r.name): r for r in records}
@@ -130,6 +180,8 @@ def _pypi_problems(deps: dict[str, Any], records: list[PypiRecord], conda: list[
                 continue  # provided by a conda package (pixi's PyPI-conda mapping)
             problems.append(f"missing pypi package {name}")
             continue
+        if isinstance(spec, dict) and spec.get("extras"):
+            problems += _extra_problems(record, list(spec["extras"]), by_name, from_conda, conda, manifest)
         if isinstance(spec, dict) and any(k in spec for k in _SOURCE_KEYS):
             continue
         text = spec if isinstance(spec, str) else str(spec.get("version", "*")) if isinstance(spec, dict) else None

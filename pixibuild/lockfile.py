@@ -11,7 +11,7 @@ few integer and boolean fields are converted here, by name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -212,12 +212,11 @@ def _conda_record(ctx: _Ctx, entry: dict, location: str, *, version_format: int,
                   source_name: str | None = None) -> CondaRecord:
     """One conda package entry → CondaRecord, filling missing fields from the location the way
     rattler_lock does for that lock format version (noarch is only guessed from v6 on)."""
-    derive = True
     what = f"package {location}"
     file_name = location_file_name(location) or ""
     parts = split_archive_name(file_name)
-    d_name, d_version, d_build = parts if (parts and derive) else (None, None, None)
-    d_subdir = subdir_from_url(location) if derive else None
+    d_name, d_version, d_build = parts if parts else (None, None, None)
+    d_subdir = subdir_from_url(location)
 
     name = _str(ctx, entry.get("name"), f"{what}.name") or source_name or d_name
     version = _str(ctx, entry.get("version"), f"{what}.version") or d_version
@@ -230,16 +229,16 @@ def _conda_record(ctx: _Ctx, entry: dict, location: str, *, version_format: int,
     build = _str(ctx, entry.get("build"), f"{what}.build") or d_build or ""
     build_number = _int(ctx, entry.get("build_number"), f"{what}.build_number")
     if build_number is None:
-        build_number = (build_number_from_build(build) if derive else None) or 0
+        build_number = build_number_from_build(build) or 0
     subdir = _str(ctx, entry.get("subdir"), f"{what}.subdir") or d_subdir
     if subdir is None and is_source:
         variants = entry.get("variants")
         subdir = variants.get("target_platform") if isinstance(variants, dict) else None
         subdir = _opt(subdir) or ""
     if subdir is None:
-        if derive:
+        if version_format >= 6:
             raise ctx.error("missing field `subdir`", what)
-        subdir = ""
+        subdir = ""  # v4/v5: rattler defaults it to empty
     if "noarch" in entry and _opt(entry["noarch"]) is not None:
         noarch = _noarch(ctx, entry["noarch"], f"{what}.noarch")
     elif version_format >= 6 or version_format <= 3:
@@ -247,7 +246,7 @@ def _conda_record(ctx: _Ctx, entry: dict, location: str, *, version_format: int,
     else:
         noarch = None
 
-    if is_source or (derive and parts is None):
+    if is_source or (parts is None and version_format >= 6):  # v6+: not an archive → a source package
         is_source = True
         file_name = ""
         channel = None
@@ -427,9 +426,7 @@ def _v3_conda(ctx: _Ctx, entry: dict, url: str, platform: str, version: int) -> 
     record = _conda_record(ctx, fixed, url, version_format=version)
     if split_archive_name(location_file_name(url) or "") is None:
         # rattler names such a v3 package `name-version-build.conda` and treats it as binary
-        from dataclasses import replace
-        record = replace(record, is_source=False, file_name=f"{record.name}-{record.version}-{record.build}.conda",
-                         channel=channel_from_url(url))
+        record = replace(record, file_name=f"{record.name}-{record.version}-{record.build}.conda")
     return record
 
 

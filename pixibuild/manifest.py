@@ -261,8 +261,12 @@ def read_manifest(path: str | Path | None = None) -> Manifest:
             table,
         )
     if is_pyproject:
-        for group, deps in (python_project.get("optional-dependencies") or {}).items():
-            if group not in features:  # pixi turns each extra into a feature of that name
+        # pixi turns each extra and each PEP 735 dependency group into a feature of that name
+        groups = dict(python_project.get("optional-dependencies") or {})
+        for group, deps in (data.get("dependency-groups") or {}).items():
+            groups.setdefault(group, [d for d in deps if isinstance(d, str)])  # (include-group: not followed)
+        for group, deps in groups.items():
+            if group not in features:
                 features[group] = Feature(group, None, None, {"pypi-dependencies": _pep508_table(deps, path)})
 
     environments: dict[str, Environment] = {}

@@ -42,7 +42,7 @@ def _sign(x: int) -> int:
     return (x > 0) - (x < 0)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(versions(), versions())
 def test_version_order_matches_rattler(a: str, b: str) -> None:
     ra, rb = rattler.Version(a), rattler.Version(b)
@@ -79,7 +79,7 @@ def _near_version(draw, spec: str) -> str:
     return base + tweak
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(st.data())
 def test_version_spec_matches_rattler(data) -> None:
     spec = data.draw(specs())

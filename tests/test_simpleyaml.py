@@ -68,7 +68,7 @@ _DOCS = st.recursive(_SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(_SCALARS, inner, max_size=4)), max_leaves=20)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_DOCS, st.sampled_from([None, "'", '"']), st.integers(min_value=2, max_value=4), st.booleans())
 def test_generated_documents(doc, style, indent: int, indentless: bool) -> None:
     doc = {"root": doc}
@@ -115,7 +115,7 @@ def test_sample_reads() -> None:
     assert simpleyaml.load(_SAMPLE)["packages"][1]["version"] == "1.10"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_damaged_text_is_never_misread(data) -> None:
     text = _SAMPLE

@@ -467,7 +467,7 @@ def package_label(path: Path) -> str:
     return path.name
 
 
-def read_info(path: Path, source: Source | None = None, label: str | None = None) -> PackageInfo:
+def read_info(path: Path, source: Source | None = None, label: str | None = None, *, early: bool = True) -> PackageInfo:
     """Only the `info/` metadata of an archive (reads the whole stream for `.tar.bz2`)."""
     label = label or package_label(path)
     source = source if source is not None else path
@@ -479,10 +479,16 @@ def read_info(path: Path, source: Source | None = None, label: str | None = None
             archive.close()
     if path.name.endswith(".tar.bz2"):
         files: dict[str, bytes] = {}
+        seen_payload = False
         with open_tar_bz2(source, label) as stream:
             for member, _ in iter_tar(label, stream):
-                if member.kind == "file" and member.name.startswith("info/"):
-                    files[member.name] = read_bounded(label, member)
+                if member.name.startswith("info/"):
+                    if member.kind == "file":
+                        files[member.name] = read_bounded(label, member)
+                elif early and files and not seen_payload:
+                    break  # conda's order: all of info/ first, so the rest is payload
+                else:
+                    seen_payload = True
         return parse_info(label, files)
     raise InputError(f"{path}: not a conda package (expected .conda or .tar.bz2)")
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_output, atomic_write_bytes
 from ..records import CondaRecord
 from .link import LinkedPackage
 
@@ -58,10 +58,12 @@ def prefix_record_json(linked: LinkedPackage, *, requested_spec: str | None = No
     return doc
 
 
-def write_prefix_record(target_dir: Path, linked: LinkedPackage) -> Path:
+def write_prefix_record(target_dir: Path, linked: LinkedPackage, *, fsync: bool = True) -> Path:
+    """Write the record (temp + rename). Callers that swap in a whole staged directory skip fsync."""
     path = target_dir / "conda-meta" / f"{linked.record.dist_name}.json"
     data = json.dumps(prefix_record_json(linked), indent=2, ensure_ascii=False).encode()
-    atomic_write_bytes(path, data, mode=0o644)
+    with atomic_output(path, mode=0o644, fsync=fsync) as out:
+        out.write(data)
     return path
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Sequence
 
 from ..errors import InputError
 from ..records import CondaRecord, PypiRecord
 from .conda_meta import write_history, write_prefix_record
-from .link import LinkedPackage, PrefixDir, link_package
-from .noarch import PythonLayout, environment_python_version, site_packages_override
+from .archive import PackageInfo, read_info
+from .link import CLOBBERS_DIR, LinkedPackage, PrefixDir, link_package
+from .noarch import PythonLayout, environment_python_version, parse_entry_point, relocate, site_packages_override
 
 
 @dataclass
@@ -93,33 +95,101 @@ def install_package(record: CondaRecord, archive_path: Path, target_dir: Path, *
     return linked
 
 
-def install_environment(packages: Sequence[tuple[CondaRecord, Path]], target_dir: Path, *,
-                        target_prefix: str | None = None, wheels: Sequence[tuple[PypiRecord, Path]] = (),
-                        platform: str, history: bytes = b"") -> InstallReport:
+def _planned_paths(record: CondaRecord, info: PackageInfo, layout: PythonLayout | None) -> list[tuple[str, str]]:
+    """(prefix path, path type) of everything a package will install, entry points included."""
+    noarch_python = info.noarch == "python" or record.noarch == "python"
+    out = []
+    for entry in info.paths:
+        if entry.path_type == "directory":
+            continue
+        rel = relocate(entry.path, layout) if noarch_python and layout else entry.path
+        out.append((rel, entry.path_type))
+    if noarch_python and layout:
+        for text in info.entry_points:
+            out.append((f"{layout.bin_dir}/{parse_entry_point(record.file_name, text).command}", "hardlink"))
+    return out
+
+
+def plan_clobbers(order: Sequence[CondaRecord], infos: dict[str, PackageInfo], layout: PythonLayout | None
+                  ) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Which files lose to a later package (rattler's rule), decided before anything is written.
+
+    Conflicts: the same path; a file where a later package needs a directory; files under a
+    directory where a later package puts a file. Returns (package → {path: __clobbers__ path},
+    clobbered path → winning package).
+    """
+    owner: dict[str, tuple[str, str]] = {}
+    dir_refs: dict[str, int] = {}
+    aside: dict[str, dict[str, str]] = {r.name: {} for r in order}
+    clobbered: dict[str, str] = {}
+
+    def drop(path: str, winner: str) -> None:
+        loser, _ = owner.pop(path)
+        aside[loser][path] = f"{CLOBBERS_DIR}/{loser}/{path}"
+        clobbered[path] = winner
+        for anc in _ancestors(path):
+            dir_refs[anc] -= 1
+            if not dir_refs[anc]:
+                del dir_refs[anc]
+
+    for record in order:
+        for path, kind in _planned_paths(record, infos[record.name], layout):
+            if path in owner:
+                drop(path, record.name)
+            for anc in _ancestors(path):
+                if anc in owner and owner[anc][1] != "softlink":
+                    drop(anc, record.name)
+            if path in dir_refs:
+                for other in sorted(p for p in owner if p.startswith(path + "/")):
+                    drop(other, record.name)
+            owner[path] = (record.name, kind)
+            for anc in _ancestors(path):
+                dir_refs[anc] = dir_refs.get(anc, 0) + 1
+    return aside, clobbered
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir: Path, *,
+                        target_prefix: str | None = None, wheels: Sequence[tuple[PypiRecord, Any]] = (),
+                        platform: str, history: bytes = b"", jobs: int | None = None) -> InstallReport:
     """Install `packages` (records with their archive files) and `wheels` into `target_dir`.
 
     `target_prefix` is the path the environment will live at (default: `target_dir` itself).
+    Packages are read and linked in parallel threads (decompression and file I/O release the GIL);
+    clobbering is planned up front so the result does not depend on scheduling.
     """
     prefix = PrefixDir(Path(target_dir))
     logical = target_prefix or str(prefix.root)
     archives = {r.name: (Path(p) if isinstance(p, (str, os.PathLike)) else p) for r, p in packages}
     records = dependency_order([r for r, _ in packages])
     layout = python_layout(records, platform)
-    report = InstallReport(prefix.root, logical)
-    owners: dict = {}
-    for record in records:
-        linked = link_package(record, archives[record.name], prefix, target_prefix=logical, platform=platform,
-                              python=layout, owners=owners)
-        for path in linked.clobbered:
-            report.clobbered[path] = record.name
-        report.packages.append(linked)
+    jobs = jobs or min(8, (os.cpu_count() or 2) * 2)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        info_futures = {r.name: pool.submit(read_info, Path(r.file_name), archives[r.name], r.file_name)
+                        for r in records}
+        infos = {name: _result(f) for name, f in info_futures.items()}
+        aside, clobbered = plan_clobbers(records, infos, layout)
+        link_futures = [pool.submit(link_package, r, archives[r.name], prefix, target_prefix=logical,
+                                    platform=platform, python=layout, info=infos[r.name], aside=aside[r.name])
+                        for r in records]
+        linked = [_result(f) for f in link_futures]
+    report = InstallReport(prefix.root, logical, linked, clobbered)
     if wheels:
         from .wheels import install_wheels
 
         if layout is None:
             raise InputError("PyPI wheels need a python package in the environment (No python record found.)")
         report.wheels = install_wheels([w for w in wheels], prefix.root, logical, layout)
-    for linked in report.packages:
-        write_prefix_record(prefix.root, linked)
+    for package in report.packages:
+        write_prefix_record(prefix.root, package, fsync=False)
     write_history(prefix.root, history)
     return report
+
+
+def _result(future: Future) -> Any:
+    """A worker's result; its exception is re-raised here, in the submitting order."""
+    return future.result()

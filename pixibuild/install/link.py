@@ -98,7 +98,10 @@ class PrefixDir:
         try:
             st = os.lstat(full)
         except FileNotFoundError:
-            os.mkdir(full)
+            try:
+                os.mkdir(full)
+            except FileExistsError:  # another thread made it: check it like any existing entry
+                return self.ensure_dir(package, rel)
             self._dirs.add(rel)
             return
         if stat.S_ISLNK(st.st_mode):
@@ -163,7 +166,8 @@ class PackageLinker:
     """Places the payload of one package archive into a PrefixDir."""
 
     def __init__(self, record: CondaRecord, archive_path: ar.Source, prefix: PrefixDir, *, target_prefix: str,
-                 platform: str, python: PythonLayout | None, owners: dict[str, str] | None = None):
+                 platform: str, python: PythonLayout | None, owners: dict[str, tuple[str, "LinkedPath"]] | None = None,
+                 info: PackageInfo | None = None, aside: dict[str, str] | None = None):
         self.record = record
         self.source = archive_path
         self.archive_path = Path(record.file_name) if callable(archive_path) else archive_path
@@ -174,6 +178,9 @@ class PackageLinker:
         self.python = python
         self.owners = owners if owners is not None else {}
         self.info: PackageInfo | None = None
+        self._preloaded = info
+        self._aside = aside or {}
+        """Planned clobbers: prefix path → where this package's copy goes instead (__clobbers__/...)."""
         self._entries: dict[str, PathEntry] = {}
         self._dest: dict[str, str] = {}
         self._done: dict[str, LinkedPath] = {}
@@ -195,7 +202,7 @@ class PackageLinker:
         for entry in info.paths:
             rel = relocate(entry.path, self.python) if noarch_python and self.python else entry.path
             self._entries[entry.path] = entry
-            self._dest[entry.path] = rel
+            self._dest[entry.path] = self._aside.get(rel, rel)
 
     # ---------------------------------------------------------------- placing members
     def _place(self, member: Member) -> None:
@@ -276,6 +283,10 @@ class PackageLinker:
         self.clobbered.append(path)
 
     def _own(self, linked: LinkedPath) -> LinkedPath:
+        for original, aside in self._aside.items():
+            if aside == linked.path:
+                linked.original_path = original
+                return linked
         self.owners[linked.path] = (self.record.name, linked)
         return linked
 
@@ -341,6 +352,7 @@ class PackageLinker:
             for text in self.info.entry_points:
                 ep = parse_entry_point(self.label, text)
                 rel = f"{self.python.bin_dir}/{ep.command}"
+                rel = self._aside.get(rel, rel)
                 data = entry_point_script(ep, self.python, self.target_prefix)
                 self._claim(rel)
                 full, _ = self.prefix.prepare(self.label, rel)
@@ -368,6 +380,8 @@ class PackageLinker:
         name = self.archive_path.name
         if name.endswith(".conda"):
             return self._link_conda()
+        if name.endswith(".tar.bz2") and self._preloaded is not None:
+            return self._link_tar_bz2_known_info()
         if name.endswith(".tar.bz2"):
             try:
                 return self._link_tar_bz2_one_pass()
@@ -381,7 +395,7 @@ class PackageLinker:
     def _link_conda(self) -> LinkedPackage:
         archive = ar.CondaArchive(self.source, self.label)
         try:
-            self._use_info(archive.read_info())
+            self._use_info(self._preloaded if self._preloaded is not None else archive.read_info())
             assert self.info is not None
             with archive.payload(ar.tar_size_bound(self.info.paths)) as members:
                 for member in members:
@@ -416,8 +430,16 @@ class PackageLinker:
             self._use_info(ar.parse_info(self.label, info_files))
         return self._finish()
 
+    def _link_tar_bz2_known_info(self) -> LinkedPackage:
+        assert self._preloaded is not None
+        self._use_info(self._preloaded)
+        return self._tar_bz2_payload()
+
     def _link_tar_bz2_two_pass(self) -> LinkedPackage:
         self._use_info(ar.read_info(self.archive_path, self.source, self.label))
+        return self._tar_bz2_payload()
+
+    def _tar_bz2_payload(self) -> LinkedPackage:
         assert self.info is not None
         bound = ar.tar_size_bound(self.info.paths) + sum(len(v) + 2048 for v in self.info.files.values())
         with ar.open_tar_bz2(self.source, self.label, bound) as stream:
@@ -429,10 +451,14 @@ class PackageLinker:
 
 
 def link_package(record: CondaRecord, archive_path: ar.Source, prefix: PrefixDir, *, target_prefix: str, platform: str,
-                 python: PythonLayout | None, owners: dict[str, tuple[str, LinkedPath]] | None = None) -> LinkedPackage:
-    """Link one archive into `prefix`; returns what conda-meta needs. Raises InputError on bad packages."""
+                 python: PythonLayout | None, owners: dict[str, tuple[str, LinkedPath]] | None = None,
+                 info: PackageInfo | None = None, aside: dict[str, str] | None = None) -> LinkedPackage:
+    """Link one archive into `prefix`; returns what conda-meta needs. Raises InputError on bad packages.
+
+    `info` (already read) and `aside` (planned clobbers) come from the environment planner.
+    """
     linker = PackageLinker(record, archive_path, prefix, target_prefix=target_prefix, platform=platform,
-                           python=python, owners=owners)
+                           python=python, owners=owners, info=info, aside=aside)
     return linker.link()
 
 

@@ -7,6 +7,7 @@ the channel. Only stdin, which cannot seek, is spooled to a temporary file first
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -23,6 +24,41 @@ from .archive import check_member_name
 PACK_FORMAT_VERSION = "1"
 
 
+class _Slice(io.RawIOBase):
+    """A read-only, seekable window [offset, offset+size) of a file: one member of an uncompressed tar."""
+
+    def __init__(self, raw: IO[bytes], offset: int, size: int):
+        self._raw, self._offset, self._size, self._pos = raw, offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def readinto(self, buf) -> int:  # type: ignore[no-untyped-def]
+        n = min(len(buf), self._size - self._pos)
+        if n <= 0:
+            return 0
+        self._raw.seek(self._offset + self._pos)
+        data = self._raw.read(n)
+        buf[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 class PackReader:
     """Members of a pack by name: `read(name)`, `opener(name)`, `names()`."""
 
@@ -32,6 +68,7 @@ class PackReader:
         self._dir: Path | None = None
         self._tar: tarfile.TarFile | None = None
         self._members: dict[str, tarfile.TarInfo] = {}
+        self._tar_path: Path | None = None
         if str(source) == "-":
             self._tmp = tempfile.TemporaryDirectory(prefix="pixibuild-unpack-")
             spool = Path(self._tmp.name) / "pack.tar"
@@ -47,6 +84,7 @@ class PackReader:
             raise InputError(f"{source}: pack file not found")
 
     def _open_tar(self, path: Path) -> None:
+        self._tar_path = path
         try:
             self._tar = tarfile.open(path, "r:")
             infos = self._tar.getmembers()
@@ -56,7 +94,7 @@ class PackReader:
             name = check_member_name(self.label, info.name)
             if info.isdir():
                 continue
-            if not info.isreg():
+            if not info.isreg() or info.sparse is not None:
                 raise InputError(f"{self.label}: {name}: unexpected non-file member in pack")
             if name in self._members:
                 raise InputError(f"{self.label}: {name}: duplicate member in pack")
@@ -78,13 +116,12 @@ class PackReader:
         info = self._members.get(name)
         if info is None:
             raise InputError(f"{self.label}: {name}: missing from the pack")
-        tar = self._tar
-        assert tar is not None
+        assert self._tar_path is not None
+        path, offset, size = self._tar_path, info.offset_data, info.size
 
         def open_member() -> IO[bytes]:
-            stream = tar.extractfile(info)
-            assert stream is not None
-            return stream
+            # Its own file handle: packages are read by parallel threads.
+            return io.BufferedReader(_Slice(open(path, "rb"), offset, size), 1 << 16)
 
         return open_member
 
