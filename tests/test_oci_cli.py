@@ -80,7 +80,8 @@ def test_image_command_errors_are_one_line(tmp_path: Path, demo, capsys, store_d
     assert not (tmp_path / "x.tar").exists()
     for flags, message in ((["--push", "BAD REF"], "invalid image reference"),
                            (["--base", str(tmp_path / "missing.tar"), "-o", str(tmp_path / "x.tar")], "not found"),
-                           (["--label", "novalue", "-o", str(tmp_path / "x.tar")], "--label")):
+                           (["--label", "novalue", "-o", str(tmp_path / "x.tar")], "--label"),
+                           (["--include", "../x", "-o", str(tmp_path / "x.tar")], "relative")):
         assert main(["image", str(demo["webapp"]), "-e", "prod", "-p", "linux-64", *flags]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1

@@ -53,6 +53,9 @@ def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, 
     """(destination in image, source) for each file matching the globs, under the working dir."""
     found: dict[str, Path] = {}
     for pattern in patterns:
+        if pattern.startswith("/") or ".." in Path(pattern).parts:
+            raise InputError(f"--include {pattern!r} must be relative to the project root, without '..'",
+                             field="include")
         matches = sorted(root.glob(pattern))
         if not matches:
             raise InputError(f"--include {pattern!r} matches nothing under {root}", field="include")
