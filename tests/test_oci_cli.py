@@ -78,6 +78,14 @@ def test_image_command_errors_are_one_line(tmp_path: Path, demo, capsys, store_d
     err = capsys.readouterr().err
     assert "nope" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.tar").exists()
+    for flags, message in ((["--push", "BAD REF"], "invalid image reference"),
+                           (["--base", str(tmp_path / "missing.tar"), "-o", str(tmp_path / "x.tar")], "not found"),
+                           (["--label", "novalue", "-o", str(tmp_path / "x.tar")], "--label"),
+                           (["--include", "../x", "-o", str(tmp_path / "x.tar")], "relative")):
+        assert main(["image", str(demo["webapp"]), "-e", "prod", "-p", "linux-64", *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.tar").exists()
 
 
 def test_push_second_environment_uploads_only_its_new_package(tmp_path: Path, demo, store_dir) -> None:
@@ -99,3 +107,16 @@ def test_push_second_environment_uploads_only_its_new_package(tmp_path: Path, de
     finally:
         proxy.stop()
         registry.stop()
+
+
+def test_cross_platform_image_for_aarch64(tmp_path: Path, demo, store_dir) -> None:
+    """Nothing runs at build time, so an arm64 image builds on any host (scratch base)."""
+    layout = tmp_path / "arm"
+    assert main(["image", str(demo["webapp"]), "-e", "prod", "-p", "linux-aarch64", "--oci-dir", str(layout),
+                 "--tag", "webapp:arm", "--cache-dir", str(tmp_path / "c")]) == 0
+    info = json.loads(skopeo("inspect", f"oci:{layout}:arm"))
+    assert (info["Architecture"], info["Os"]) == ("arm64", "linux")
+    config = json.loads(skopeo("inspect", "--config", f"oci:{layout}:arm"))
+    assert config["variant"] == "v8"
+    index = json.loads((layout / "index.json").read_text())
+    assert index["manifests"][0]["platform"] == {"architecture": "arm64", "os": "linux", "variant": "v8"}

@@ -79,3 +79,16 @@ def test_env_layer_holds_history_wheels_and_entrypoint(tmp_path: Path) -> None:
     after = build_image(packages, platform="linux-64", target_prefix=PREFIX, cache=cache, wheels=[new_wheel])
     assert [a.digest == b.digest for a, b in zip(layers, after.image.layers)] == [True] * (len(layers) - 1) + [False]
     assert after.layers_built == 1
+
+
+def test_non_linux_platform_and_relative_prefix_are_input_errors(tmp_path: Path) -> None:
+    import pytest
+
+    from pixibuild.errors import InputError
+
+    cache = LayerCache(tmp_path / "cache")
+    with pytest.raises(InputError, match="osx-64"):
+        build_image([], platform="osx-64", target_prefix=PREFIX, cache=cache)
+    with pytest.raises(InputError, match="absolute"):
+        build_image([], platform="linux-64", target_prefix="app/env", cache=cache)
+    assert not (cache.root / "blobs").exists()

@@ -97,3 +97,9 @@ def test_layer_key_depends_on_members_and_prefix() -> None:
     assert layer_key([a, b], "/app") == layer_key([b, a], "/app")
     assert layer_key([a], "/app") != layer_key([a], "/opt")
     assert layer_key([a], "/app") != layer_key([a, b], "/app")
+
+
+def test_dependency_names_from_matchspec_forms() -> None:
+    env = [rec("app", ("python>=3.8", "conda-forge::zlib 1.*", "libc[version='>=2']")),
+           rec("python"), rec("zlib"), rec("libc")]
+    assert set(dependency_graph(env).edges) == {("app", "python"), ("app", "zlib"), ("app", "libc")}

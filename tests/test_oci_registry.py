@@ -36,7 +36,8 @@ def proxy(registry: LocalRegistry):
 
 def _raw_manifest(host: str, repo: str, tag: str) -> bytes:
     r = httpx.get(f"http://{host}/v2/{repo}/manifests/{tag}",
-                  headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+                  headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                                     "application/vnd.docker.distribution.manifest.v2+json"})
     r.raise_for_status()
     return r.content
 
@@ -126,3 +127,20 @@ def test_bad_references(tmp_path: Path) -> None:
         load_base(f"oci:{write_oci_dir(image, tmp_path / 'l', tag='x:1')}:2", "linux-64", cache)
     assert parse_reference("python:3.12") .repository == "library/python"
     assert parse_reference("127.0.0.1:5000/a/b@sha256:" + "0" * 64).digest == "sha256:" + "0" * 64
+
+
+def test_pull_docker_v2s2_base_converts_media_types(tmp_path: Path, registry: LocalRegistry) -> None:
+    """A base pushed in Docker's manifest format (as Docker Hub serves many) is usable under our OCI manifest."""
+    cache = LayerCache(tmp_path / "oci")
+    image = simple_image(cache, FILES)
+    layout = write_oci_dir(image, tmp_path / "layout", tag="b:1")
+    skopeo("copy", "--format", "v2s2", "--dest-tls-verify=false", f"oci:{layout}:1",
+           f"docker://{registry.host}/docker/base:1")
+    raw = json.loads(_raw_manifest(registry.host, "docker/base", "1"))
+    assert raw["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    base = load_base(f"{registry.host}/docker/base:1", "linux-64", LayerCache(tmp_path / "fresh"))
+    assert {l.media_type for l in base.layers} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    on_top = simple_image(LayerCache(tmp_path / "fresh"), {"x": {"x": b"x"}}, base=base)
+    out = write_oci_dir(on_top, tmp_path / "on-top", tag="t:1")
+    from oci_helpers import umoci_unpack
+    assert umoci_unpack(out, "1", tmp_path / "bundle").returncode == 0

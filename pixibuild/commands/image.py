@@ -53,6 +53,9 @@ def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, 
     """(destination in image, source) for each file matching the globs, under the working dir."""
     found: dict[str, Path] = {}
     for pattern in patterns:
+        if pattern.startswith("/") or ".." in Path(pattern).parts:
+            raise InputError(f"--include {pattern!r} must be relative to the project root, without '..'",
+                             field="include")
         matches = sorted(root.glob(pattern))
         if not matches:
             raise InputError(f"--include {pattern!r} matches nothing under {root}", field="include")
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from ..oci.grouping import DEFAULT_MAX_LAYERS
     from ..oci.layer import LayerCache
     from ..oci.layout import write_image_tar, write_oci_dir
-    from ..oci.registry import push_image
+    from ..oci.registry import parse_reference, push_image
     from ..project import load_project
     from .pack import make_fetcher, manifest_arg
 
@@ -93,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     if not (options.output or options.oci_dir or options.push):
         raise InputError("nothing to write: give -o FILE, --oci-dir DIR or --push REF "
                          "(or output/oci-dir/push in [tool.pixibuild.image])")
+    if options.push:
+        parse_reference(options.push)  # a bad reference fails before any work
+    if options.tag:
+        parse_reference(options.tag)
     target = project.target(env_name, platform)
     subdir = _subdir(project, env_name, platform)
     with make_fetcher(args, project.root) as fetcher:

@@ -14,6 +14,7 @@ environment layer (`conda-meta/history`, PyPI wheels, `/entrypoint.sh`), the app
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import stat
@@ -28,12 +29,15 @@ from ..errors import InputError
 from ..install import dependency_order, install_package
 from ..install.noarch import PythonLayout, environment_python_version, site_packages_override
 from ..install.wheels import install_wheels
+from ..platforms import oci_platform
 from ..records import CondaRecord, PypiRecord
 from .assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
 from .config import ImageSettings, canonical_json, created_timestamp, standard_labels
 from .grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
 from .layer import Layer, LayerCache
 from .layout import Image
+
+log = logging.getLogger(__name__)
 
 ENTRYPOINT_PATH = "/entrypoint.sh"
 DEFAULT_BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -151,7 +155,14 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
     """The whole image for an environment; layers come from `cache` when their inputs are unchanged."""
     if not target_prefix.startswith("/"):
         raise InputError(f"target prefix must be absolute, got {target_prefix!r}", field="prefix")
+    try:
+        oci_platform(platform)
+    except ValueError as exc:
+        raise InputError(str(exc), field="platform") from None
     settings = settings or ImageSettings()
+    if base.config is None and settings.entrypoint is None:
+        log.warning("scratch base: %s runs with /bin/sh, which must then come from a package at /bin/sh "
+                    "(or use --base / --entrypoint)", ENTRYPOINT_PATH)
     budget = max_layers - len(base.layers) - 1 - (1 if app_files else 0)
     if budget < 1:
         raise InputError(f"{max_layers} layers are not enough: the base image alone has {len(base.layers)}",

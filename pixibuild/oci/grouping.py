@@ -21,6 +21,7 @@ regroups by design. Layers are ordered most popular first (base-most), buckets l
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Sequence
 
 import networkx as nx
@@ -31,8 +32,14 @@ DEFAULT_MAX_LAYERS = 100
 """Total layers an image may have (incl. base and env/app layers): under Docker's ~125 and overlayfs' 128."""
 
 
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
 def _dep_name(spec: str) -> str:
-    return spec.strip().split()[0].split("[")[0].lower() if spec.strip() else ""
+    """Package name of a MatchSpec: "python >=3.8", "python>=3.8", "conda-forge::numpy 1.*" → name."""
+    spec = spec.strip().split("::", 1)[-1]
+    match = _NAME.match(spec)
+    return match.group(0).lower() if match else ""
 
 
 def dependency_graph(records: Sequence[CondaRecord]) -> nx.DiGraph:

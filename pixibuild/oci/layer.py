@@ -158,15 +158,9 @@ def _incoming(blob_dir: Path) -> Iterator[tuple[BinaryIO, Path]]:
 
 def default_cache_dir() -> Path:
     """`<store root>/oci`: next to the package store so one cache directory holds everything."""
-    try:
-        from ..store import Store  # the fetch helper's store, when present
-        return Path(Store().root) / "oci"
-    except (ImportError, AttributeError):
-        root = os.environ.get("PIXIBUILD_CACHE_DIR")
-        if root:
-            return Path(root) / "oci"
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        return Path(xdg) / "pixibuild" / "oci"
+    from ..store import default_store_root
+
+    return default_store_root() / "oci"
 
 
 class LayerCache:
