@@ -103,13 +103,28 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".part", dir=path.parent))
     try:
         yield tmp
-        if path.exists() or path.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
-            os.rename(path, old / "x")
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
+        _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Rename `tmp` to `path`, moving an existing `path` aside first. Another writer racing on the
+    same path (outputs are content-addressed, so it writes the same tree) may win: then ours goes."""
+    for _ in range(10):
+        if path.exists() or path.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
+            try:
+                os.rename(path, old / "x")
+            except FileNotFoundError:
+                pass  # the other writer moved it first
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(tmp, path)
+            return
+        except OSError as exc:  # ENOTEMPTY/EEXIST: a racing writer put its tree there meanwhile
+            if not path.exists():
+                raise
+            last = exc
+    raise last

@@ -174,11 +174,24 @@ def is_up_to_date(ws: Workspace, node: Node) -> bool:
 
 
 def run_node(ws: Workspace, node: Node) -> None:
-    """Run the action, then record its key (atomically): a crash in between only means a rerun."""
+    """Run the action under a per-node lock, then record its key (atomically).
+
+    Two builds sharing a build dir (two `doit` runs, or `-n` across workspaces) serialise on the
+    node: the second one waits, finds the first one's stamp and outputs, and does nothing. A crash
+    between action and stamp only means a rerun.
+    """
+    import fcntl
+
     from .atomic import atomic_write_bytes
 
-    node.action()
-    atomic_write_bytes(stamp_path(ws, node), node.key.encode(), fsync=False)
+    stamp = stamp_path(ws, node)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    with open(stamp.with_name(stamp.name + ".lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_up_to_date(ws, node):
+            return
+        node.action()
+        atomic_write_bytes(stamp, node.key.encode(), fsync=False)
 
 
 def host_platform() -> str:

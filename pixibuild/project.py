@@ -130,12 +130,24 @@ def resolve_lock(lock_path: Path) -> tuple[str, dict[tuple[str, str], Resolved]]
         except Exception:  # a damaged cache entry is only a cache miss
             pass
     resolved = _resolve_lock(lock_path)
-    if entry is not None:
+    if entry is not None and not _has_credentials(resolved):
         try:
             atomic_write_bytes(entry, pickle.dumps(resolved, protocol=pickle.HIGHEST_PROTOCOL), fsync=False)
         except OSError:
             pass
     return digest, resolved
+
+
+def _has_credentials(resolved: dict[tuple[str, str], Resolved]) -> bool:
+    """A lock whose URLs carry user:password is never copied into the cache (secrets stay only
+    where the user put them)."""
+    from urllib.parse import urlsplit
+
+    for target in resolved.values():
+        for location in [r.url for r in target.conda] + [r.location for r in target.pypi]:
+            if "@" in location and "://" in location and urlsplit(location).username:
+                return True
+    return False
 
 
 def load_project(path: str | Path = ".") -> Project:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 from pixibuild import steps
+from pixibuild.atomic import atomic_directory
 from pixibuild.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
 from pixibuild.project import Project, Resolved
 from pixibuild.records import CondaRecord
@@ -17,8 +17,9 @@ from . import fetch
 
 
 def _index(records: Sequence[CondaRecord], index_dir: str) -> None:
-    shutil.rmtree(index_dir, ignore_errors=True)
-    steps.index(records, index_dir)
+    """Rebuilt whole and swapped in, so no stale subdir survives a change of platforms."""
+    with atomic_directory(index_dir) as tmp:
+        steps.index(records, str(tmp))
 
 
 def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, target: Resolved,

@@ -255,3 +255,29 @@ def test_fuzz_archive_readers_never_crash_or_escape(tmp_path: Path, fmt: str, fl
         pass
     for p in work.rglob("*"):
         assert p.resolve().is_relative_to(work.resolve()) or p.is_symlink()
+
+
+def test_payload_first_tar_bz2_bomb_stops_at_spool_cap(tmp_path: Path) -> None:
+    """Payload before info/: nothing is declared yet, so the one-pass spool is capped relative to
+    the compressed size; a bomb stops there and the spool is removed."""
+    raw = _tar([_file("zbomb.bin", b"\0" * (160 << 20)), _file("info/index.json", INDEX),
+                _file("info/paths.json", _paths_json([]))])
+    archive = tmp_path / "evil-1.0-0.tar.bz2"
+    archive.write_bytes(bz2.compress(raw))
+    assert archive.stat().st_size < 1 << 20
+    target = tmp_path / "env"
+    with pytest.raises(InputError, match="evil-1.0-0.tar.bz2.*exceeds"):
+        install_environment([(record_from_archive(archive), archive)], target, platform="linux-64")
+    assert not (target / ".pixibuild-spool").exists()
+
+
+def test_payload_first_tar_bz2_installs_like_info_first(tmp_path: Path) -> None:
+    payload = [_file("share/a.txt", OK)]
+    info = [_file("info/index.json", INDEX), _file("info/paths.json", _paths_json([_entry("share/a.txt", OK)]))]
+    for name, members in (("first", payload + info), ("last", info + payload)):
+        archive = tmp_path / name / "evil-1.0-0.tar.bz2"
+        archive.parent.mkdir()
+        archive.write_bytes(bz2.compress(_tar(members)))
+        install_environment([(record_from_archive(archive), archive)], tmp_path / f"env-{name}", platform="linux-64")
+        assert (tmp_path / f"env-{name}" / "share/a.txt").read_bytes() == OK
+        assert not (tmp_path / f"env-{name}" / ".pixibuild-spool").exists()

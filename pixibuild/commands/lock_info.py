@@ -8,6 +8,8 @@ pyproject.toml or the directory holding it (default: the current directory); the
 
 from __future__ import annotations
 
+from ..auth import redact_url  # credentials written into a lock's URLs are never printed
+
 import argparse
 import json
 import sys
@@ -55,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.locked:
         check_locked(read_manifest(manifest_path), lock, args.environment, platform)
 
-    rows = [{"kind": "conda", "name": r.name, "version": r.version, "build": r.build, "url": r.url,
+    rows = [{"kind": "conda", "name": r.name, "version": r.version, "build": r.build, "url": redact_url(r.url),
              "sha256": r.sha256, "source": r.is_source} for r in conda]
-    rows += [{"kind": "pypi", "name": r.name, "version": r.version, "build": "", "url": r.location,
+    rows += [{"kind": "pypi", "name": r.name, "version": r.version, "build": "", "url": redact_url(r.location),
               "sha256": r.sha256, "editable": r.editable} for r in pypi]
     out = sys.stdout
     if args.json:

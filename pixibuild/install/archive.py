@@ -445,9 +445,16 @@ class _OwningBZ2(bz2.BZ2File):
 
 
 def open_tar_bz2(source: Source, package: str, limit: int | None = None) -> IO[bytes]:
-    """A decompressing stream over a `.tar.bz2`, optionally bounded."""
+    """A decompressing stream over a `.tar.bz2`, optionally bounded. A source that is already a
+    plain tar (a spooled, decompressed copy) is read as is."""
     try:
-        raw: IO[bytes] = _OwningBZ2(open_source(source))
+        handle = open_source(source)
+        if handle.seekable():
+            magic = handle.read(3)
+            handle.seek(0)
+            if magic != b"BZh":
+                return _Bounded(handle, limit, package, package) if limit else handle
+        raw: IO[bytes] = _OwningBZ2(handle)
     except OSError as exc:
         raise _fail(package, None, f"cannot open ({exc})") from None
     return _Bounded(raw, limit, package, package) if limit else raw
@@ -467,7 +474,29 @@ def package_label(path: Path) -> str:
     return path.name
 
 
-def read_info(path: Path, source: Source | None = None, label: str | None = None, *, early: bool = True) -> PackageInfo:
+class PayloadFirst(Exception):
+    """A `.tar.bz2` whose payload precedes info/: read it via a decompressed spool (one bz2 pass)."""
+
+
+def spool_tar_bz2(source: Source, package: str, spool: Path) -> Path:
+    """Decompress a `.tar.bz2` once into `spool` (a plain tar), so info and payload can both be read
+    without decompressing twice. Before info/ is known nothing declares sizes, so the spool is capped
+    relative to the compressed size (bz2 bombs compress ~1000:1 and more; real packages ~5:1)."""
+    with open_source(source) as handle:
+        compressed = handle.seek(0, 2)
+    limit = min(MAX_SPOOL, SPOOL_BASE + SPOOL_RATIO * compressed)
+    with open_tar_bz2(source, package, limit) as stream, open(spool, "wb") as out:
+        while chunk := stream.read(1 << 20):
+            out.write(chunk)
+    return spool
+
+
+MAX_SPOOL = 64 << 30
+SPOOL_BASE = 64 << 20
+SPOOL_RATIO = 50
+
+
+def read_info(path: Path, source: Source | None = None, label: str | None = None, *, early: bool = False) -> PackageInfo:
     """Only the `info/` metadata of an archive (reads the whole stream for `.tar.bz2`)."""
     label = label or package_label(path)
     source = source if source is not None else path
@@ -487,6 +516,8 @@ def read_info(path: Path, source: Source | None = None, label: str | None = None
                         files[member.name] = read_bounded(label, member)
                 elif early and files and not seen_payload:
                     break  # conda's order: all of info/ first, so the rest is payload
+                elif early and not files:
+                    raise PayloadFirst()
                 else:
                     seen_payload = True
         return parse_info(label, files)

@@ -7,6 +7,8 @@ record on disk means the package is complete.
 
 from __future__ import annotations
 
+from ..auth import storage_key
+
 import json
 from pathlib import Path
 from typing import Any
@@ -48,8 +50,9 @@ def prefix_record_json(linked: LinkedPackage, *, requested_spec: str | None = No
     record = linked.record
     doc = package_record_json(record)
     doc["fn"] = record.file_name
-    doc["url"] = record.url
-    doc["channel"] = record.channel
+    # credentials written into a lock's URLs (user:password@, /t/<token>/) never reach a prefix
+    doc["url"] = storage_key(record.url) if record.url else record.url
+    doc["channel"] = storage_key(record.channel) if record.channel else record.channel
     doc["requested_specs"] = [requested_spec] if requested_spec else []
     paths = sorted(linked.paths, key=lambda p: p.path)
     doc["files"] = [p.path for p in paths if p.path_type != "directory"]

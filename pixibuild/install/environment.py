@@ -7,6 +7,7 @@ package's file replaces an earlier one's, and the overwritten paths are reported
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,7 +16,7 @@ from typing import Any, Sequence
 from ..errors import InputError
 from ..records import CondaRecord, PypiRecord
 from .conda_meta import write_history, write_prefix_record
-from .archive import PackageInfo, read_info
+from .archive import PackageInfo, PayloadFirst, read_info, spool_tar_bz2
 from .link import CLOBBERS_DIR, LinkedPackage, PrefixDir, link_package
 from .noarch import PythonLayout, environment_python_version, parse_entry_point, relocate, site_packages_override
 
@@ -168,15 +169,30 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
     records = dependency_order([r for r, _ in packages])
     layout = python_layout(records, platform)
     jobs = jobs or min(8, (os.cpu_count() or 2) * 2)
+    spool_dir = prefix.root / ".pixibuild-spool"
+
+    def load_info(record: CondaRecord) -> PackageInfo:
+        try:
+            return read_info(Path(record.file_name), archives[record.name], record.file_name, early=True)
+        except PayloadFirst:
+            spool_dir.mkdir(exist_ok=True)
+            plain = spool_tar_bz2(archives[record.name], record.file_name, spool_dir / f"{record.name}.tar")
+            archives[record.name] = plain
+            return read_info(Path(record.file_name), plain, record.file_name, early=False)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        info_futures = {r.name: pool.submit(read_info, Path(r.file_name), archives[r.name], r.file_name)
-                        for r in records}
-        infos = {name: _result(f) for name, f in info_futures.items()}
-        aside, clobbered = plan_clobbers(records, infos, layout)
-        link_futures = [pool.submit(link_package, r, archives[r.name], prefix, target_prefix=logical,
-                                    platform=platform, python=layout, info=infos[r.name], aside=aside[r.name])
-                        for r in records]
-        linked = [_result(f) for f in link_futures]
+        info_futures = {r.name: pool.submit(load_info, r) for r in records}
+        try:
+            infos = {name: _result(f) for name, f in info_futures.items()}
+            aside, clobbered = plan_clobbers(records, infos, layout)
+            link_futures = [pool.submit(link_package, r, archives[r.name], prefix, target_prefix=logical,
+                                        platform=platform, python=layout, info=infos[r.name], aside=aside[r.name])
+                            for r in records]
+            linked = [_result(f) for f in link_futures]
+        finally:
+            for future in [*info_futures.values(), *locals().get("link_futures", [])]:
+                future.cancel()
+            shutil.rmtree(spool_dir, ignore_errors=True)
     report = InstallReport(prefix.root, logical, linked, clobbered)
     if wheels:
         from .wheels import install_wheels

@@ -170,7 +170,9 @@ class PackageLinker:
                  info: PackageInfo | None = None, aside: dict[str, str] | None = None):
         self.record = record
         self.source = archive_path
-        self.archive_path = Path(record.file_name) if callable(archive_path) else archive_path
+        # The format comes from the record's file name (the source may be a stream or a spooled copy).
+        self.archive_path = (Path(record.file_name) if callable(archive_path) or
+                             record.file_name.endswith((".conda", ".tar.bz2")) else archive_path)
         self.label = f"{record.file_name}"
         self.prefix = prefix
         self.target_prefix = target_prefix
