@@ -15,16 +15,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from pixibuild.plan import Workspace, load_workspace
-
-from .doit_tasks import doit_config, task_creators
-from .graph import build_graph
 
 
 def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = None,
                     store_root: str | Path | None = None, build_dir: str | Path | None = None) -> dict[str, Any]:
     """A dodo namespace (DOIT_CONFIG + task creators) for the workspace at `root` (a directory,
     or a dodo.py path whose directory is used)."""
+    from pixibuild.plan import load_workspace
+
+    from .doit_tasks import doit_config, task_creators
+    from .graph import build_graph
+
     root = Path(root)
     if root.is_file():
         root = root.parent
@@ -38,4 +39,4 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     return namespace
 
 
-__all__ = ["workspace_tasks", "build_graph"]
+__all__ = ["workspace_tasks"]

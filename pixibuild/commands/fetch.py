@@ -14,11 +14,10 @@ import logging
 from pathlib import Path
 
 from ..errors import InputError
-from ..fetch import Fetcher, Record
-from ..netconfig import NetConfig
 from ..platforms import current_subdir
 from ..records import CondaRecord, PypiRecord
-from ..store import Store
+
+Record = CondaRecord | PypiRecord  # (the fetcher, httpx and the store are imported in run(): a fast start)
 
 COMMAND_NAME = "fetch"
 log = logging.getLogger(__name__)
@@ -91,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
                 skipped.append(record.dist_name if isinstance(record, CondaRecord) else record.name)
     if skipped:
         log.info("not fetched (built from source): %s", ", ".join(sorted(set(skipped))))
+    from ..fetch import Fetcher
+    from ..netconfig import NetConfig
+    from ..store import Store
+
     config = NetConfig.load(args.config, project_root=base_dir, ca_bundle=args.ca_bundle,
                             auth_file=args.auth_file, concurrency=args.jobs,
                             allow_tls_no_verify=args.tls_no_verify)

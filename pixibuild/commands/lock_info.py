@@ -8,13 +8,12 @@ pyproject.toml or the directory holding it (default: the current directory); the
 
 from __future__ import annotations
 
-from ..auth import redact_url  # credentials written into a lock's URLs are never printed
-
 import argparse
 import json
 import sys
 from pathlib import Path
 
+from ..auth import redact_url  # credentials written into a lock's URLs are never printed
 from ..errors import InputError
 from ..lockfile import DEFAULT_ENVIRONMENT, read_lock
 from ..locked import check_locked

@@ -6,14 +6,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..fetch import Fetcher
-from ..netconfig import NetConfig
-from ..pack.archive import PackContents
-from ..pack.build import PackOutput, check_packable, select_pypi, write_pack
-from ..pack.inject import inject_files, check_dependencies
+from typing import TYPE_CHECKING
+
 from ..platforms import current_subdir
-from ..project import load_project
-from ..store import Store
+
+if TYPE_CHECKING:
+    from ..fetch import Fetcher
+
+# Heavier modules (httpx, the installer, YAML) are imported where they are used, so that
+# `pixibuild --help` and every other command start fast.
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,12 @@ def manifest_arg(args: argparse.Namespace) -> str:
     return args.manifest_file or args.manifest or "."
 
 
-def make_fetcher(args: argparse.Namespace, project_root: Path) -> Fetcher:
+def make_fetcher(args: argparse.Namespace, project_root: Path) -> "Fetcher":
     """The fetcher the CLI flags describe: store, pixi config, credentials, parallelism."""
+    from ..fetch import Fetcher
+    from ..netconfig import NetConfig
+    from ..store import Store
+
     config = NetConfig.load([args.config] if args.config else None, project_root=project_root,
                             ca_bundle=args.ca_bundle, auth_file=args.auth_file)
     store = Store(args.use_cache) if args.use_cache else Store()
@@ -63,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..pack.archive import PackContents
+    from ..pack.build import PackOutput, check_packable, select_pypi, write_pack
+    from ..project import load_project
+
     project = load_project(manifest_arg(args))
     target = project.target(args.environment, args.platform)
     if args.locked:
@@ -77,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         conda = list(zip(target.conda, fetcher.fetch_all(target.conda, base)))
         wheel_pairs = list(zip(wheels, fetcher.fetch_all(wheels, base)))
         if args.inject:
+            from ..pack.inject import check_dependencies, inject_files
+
             extra_conda, extra_wheels = inject_files([Path(p) for p in args.inject], fetcher.store, args.platform)
             conda = _replace(conda, extra_conda)
             wheel_pairs = _replace(wheel_pairs, extra_wheels)
