@@ -28,3 +28,18 @@ def test_library_never_imports_test_oracle() -> None:
     """py-rattler is a test oracle, never the engine."""
     offenders = [str(p.relative_to(REPO)) for p in (REPO / "pixibuild").rglob("*.py") if "rattler" in _imports(p)]
     assert offenders == []
+
+
+def test_wheel_ships_the_rule_set_as_pixibuild_rules(tmp_path: Path) -> None:
+    """A user's two-line dodo.py imports `pixibuild.rules` from the installed wheel."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True)
+    [wheel] = tmp_path.glob("pixibuild-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"pixibuild/rules/{p.name}" for p in (REPO / "rules").glob("*.py")}
+    expected |= {f"pixibuild/{p.relative_to(REPO / 'pixibuild').as_posix()}" for p in (REPO / "pixibuild").rglob("*.py")}
+    assert expected - names == set()
