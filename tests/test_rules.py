@@ -142,3 +142,37 @@ def test_one_changed_package_in_an_imaged_project(built) -> None:
         "unpack:webapp:default:linux-64"])
     assert len(_kind(run.executed, "layer")) == 2
     assert prod_image.read_bytes() == before
+
+
+def test_pixibuild_build_runs_the_graph_without_a_dodo(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    projects = write_demo(tmp_path / "ws")
+    env = dict(os.environ, PIXIBUILD_CACHE_DIR=str(tmp_path / "store"), PIXIBUILD_BUILD_DIR=str(tmp_path / "build"))
+    listing = subprocess.run([sys.executable, "-m", "pixibuild", "build", "-C", str(projects["worker"]), "--list"],
+                             capture_output=True, text=True, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "pack:default:linux-64" in listing.stdout.split()  # single project: no project label
+    run = subprocess.run([sys.executable, "-m", "pixibuild", "build", "-C", str(projects["worker"]),
+                          "pack:default:linux-64"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "build" / "default" / "linux-64" / "environment.tar").is_file()
+    again = subprocess.run([sys.executable, "-m", "pixibuild", "build", "-C", str(projects["worker"])],
+                           capture_output=True, text=True, env=env)
+    assert again.returncode == 0 and not [l for l in again.stdout.splitlines() if l.startswith(".  ")]
+
+
+def test_manifest_narrows_targets_and_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pixibuild.rules import workspace_tasks
+
+    projects = write_demo(tmp_path / "ws")
+    manifest = projects["webapp"] / "pixi.toml"
+    text = manifest.read_text().replace('outputs = ["pack", "image", "unpack"]',
+                                        'outputs = ["pack"]\nenvironments = ["prod"]\nplatforms = ["linux-aarch64"]')
+    manifest.write_text(text)
+    monkeypatch.setenv("PIXIBUILD_CACHE_DIR", str(tmp_path / "store"))
+    graph = workspace_tasks(tmp_path / "ws", build_dir=tmp_path / "build")["PIXIBUILD_GRAPH"]
+    targets = sorted(n.name for n in graph.nodes() if n.kind in ("pack", "image", "unpack"))
+    assert targets == ["pack:webapp:prod:linux-aarch64", "pack:worker:default:linux-64"]
