@@ -22,7 +22,7 @@ def rattler_install(archives: Sequence[Path], prefix: Path, cache: Path, platfor
     async def run() -> None:
         records = [await rattler.RepoDataRecord.from_package_archive(p) for p in archives]
         await rattler.install(records, prefix, cache_dir=cache, show_progress=False,
-                              platform=rattler.Platform(platform))
+                              platform=rattler.Subdir(platform))
 
     asyncio.run(run())
 

@@ -539,7 +539,10 @@ def record_from_archive(path: Path, url: str | None = None):
     """The CondaRecord of a package file, from its index.json (as rattler's `from_package_archive`)."""
     from ..records import CondaRecord
 
-    info = read_info(path)
+    try:
+        info = read_info(path, early=True)  # conda's info-first .tar.bz2: stop after info/
+    except PayloadFirst:
+        info = read_info(path)
     index = info.index
     for key in ("name", "version"):
         if not isinstance(index.get(key), (str, int, float)) or isinstance(index.get(key), bool):

@@ -160,15 +160,17 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
     """Install `packages` (records with their archive files) and `wheels` into `target_dir`.
 
     `target_prefix` is the path the environment will live at (default: `target_dir` itself).
-    Packages are read and linked in parallel threads (decompression and file I/O release the GIL);
-    clobbering is planned up front so the result does not depend on scheduling.
+    Packages can be read and linked by parallel threads (`jobs`); clobbering is planned up front
+    so the result never depends on scheduling.
     """
     prefix = PrefixDir(Path(target_dir))
     logical = target_prefix or str(prefix.root)
     archives = {r.name: (Path(p) if isinstance(p, (str, os.PathLike)) else p) for r, p in packages}
     records = dependency_order([r for r, _ in packages])
     layout = python_layout(records, platform)
-    jobs = jobs or min(8, (os.cpu_count() or 2) * 2)
+    # Measured (bench/unpack.py, 2 cores): extra threads did not help — tar parsing holds the GIL
+    # and file creation dominates — so one worker by default; more for slow network filesystems.
+    jobs = jobs or int(os.environ.get("PIXIBUILD_INSTALL_JOBS", "1"))
     spool_dir = prefix.root / ".pixibuild-spool"
 
     def load_info(record: CondaRecord) -> PackageInfo:
