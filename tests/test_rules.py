@@ -176,3 +176,21 @@ def test_manifest_narrows_targets_and_outputs(tmp_path: Path, monkeypatch: pytes
     graph = workspace_tasks(tmp_path / "ws", build_dir=tmp_path / "build")["PIXIBUILD_GRAPH"]
     targets = sorted(n.name for n in graph.nodes() if n.kind in ("pack", "image", "unpack"))
     assert targets == ["pack:webapp:prod:linux-aarch64", "pack:worker:default:linux-64"]
+
+
+def test_two_images_with_the_same_packages_share_layer_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A monorepo with two services locked to the same prod packages: one layer task per package,
+    depended on by both image tasks (built once, shared by both images)."""
+    from pixibuild.rules import workspace_tasks
+
+    projects = write_demo(tmp_path / "ws")
+    twin = tmp_path / "ws" / "webapp-twin"
+    shutil.copytree(projects["webapp"], twin)
+    (twin / "pixi.toml").write_text((twin / "pixi.toml").read_text().replace('name = "webapp"', 'name = "twin"'))
+    monkeypatch.setenv("PIXIBUILD_CACHE_DIR", str(tmp_path / "store"))
+    graph = workspace_tasks(tmp_path / "ws", build_dir=tmp_path / "build")["PIXIBUILD_GRAPH"]
+    one = [d for d in graph.node("image:webapp:prod:linux-64").deps if d.startswith("layer:")]
+    two = [d for d in graph.node("image:twin:prod:linux-64").deps if d.startswith("layer:")]
+    assert one and one == two
+    # the twin adds no layer: 2 platforms × (prod: len(one) + default: len(one) + tzdata-demo)
+    assert len(graph.nodes("layer")) == 2 * (2 * len(one) + 1)
