@@ -15,7 +15,6 @@ import csv
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,6 @@ CORPUS = Path(os.environ.get("PIXIBUILD_SHARED", REPO.parent / "shared")) / "cor
 
 def _corpus_archives() -> list[Path]:
     """Real linux-64/noarch-generic packages from the corpus that install cleanly (one per name)."""
-    from pixibuild.install.archive import read_info
 
     chosen: dict[str, Path] = {}
     index = CORPUS / "INDEX.tsv"

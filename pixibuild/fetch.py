@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import sys
 import threading
@@ -30,7 +29,7 @@ from .auth import AuthStore, redact_url, storage_key
 from .errors import BuildError, InputError, PixibuildError
 from .netconfig import NetConfig
 from .records import CondaRecord, PypiRecord
-from .store import CHUNK, Hasher, Store, check_md5, check_sha256, compare
+from .store import Hasher, Store, check_md5, check_sha256, compare
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO; a lock URL may carry a conda token (`/t/<token>/`) and a redirect

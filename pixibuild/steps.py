@@ -99,38 +99,20 @@ def archive(platform: str, conda: Sequence[CondaRecord], wheels: Sequence[PypiRe
     write_pack(contents, PackOutput(output, directory_only=directory_only))
 
 
-def named_archives(pairs: Sequence[tuple[CondaRecord | PypiRecord, Path]], links_dir: Path) -> list[tuple]:
-    """Store blobs are named by hash; installers tell formats by file name. Symlink each blob under
-    its package file name (one directory per item, so equal names never collide)."""
-    out = []
-    for index, (record, path) in enumerate(pairs):
-        if path.name != record.file_name:
-            link = links_dir / str(index) / record.file_name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(Path(path).resolve())
-            path = link
-        out.append((record, path))
-    return out
-
-
 def unpack(platform: str, conda: Sequence[CondaRecord], wheels: Sequence[PypiRecord], base_dir: str,
            store_root: str, output_dir: str, env_name: str = "env", shell: str = "bash") -> None:
     """Unpack node: install the target from verified blobs into `<output_dir>/<env_name>` (swapped in
     whole) plus `activate.sh` — the same result as `pixibuild unpack` of the target's pack."""
-    import tempfile
-
     from .activation import activate_script
     from .atomic import atomic_directory
     from .install import install_environment
 
     out = Path(output_dir).absolute()
     env_dir = out / env_name
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".archives-", dir=out) as links:
-        packages = named_archives([(r, blob_for(r, base_dir, store_root)) for r in conda], Path(links) / "c")
-        wheel_files = named_archives([(w, blob_for(w, base_dir, store_root)) for w in wheels], Path(links) / "w")
-        with atomic_directory(env_dir) as staging:
-            install_environment(packages, staging, target_prefix=str(env_dir), wheels=wheel_files, platform=platform)
+    packages = [(r, blob_for(r, base_dir, store_root)) for r in conda]
+    wheel_files = [(w, blob_for(w, base_dir, store_root)) for w in wheels]
+    with atomic_directory(env_dir) as staging:  # blobs are named by hash: formats come from the records
+        install_environment(packages, staging, target_prefix=str(env_dir), wheels=wheel_files, platform=platform)
     atomic_write_bytes(out / "activate.sh", activate_script(env_dir, str(env_dir), shell, platform=platform).encode())
 
 

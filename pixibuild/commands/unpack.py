@@ -12,7 +12,6 @@ from ..atomic import atomic_directory, atomic_write_bytes
 from ..install import install_environment
 from ..install.conda_meta import HISTORY_PIXI_UNPACK
 from ..install.pack_reader import PackReader, conda_packages, validate_metadata, wheels
-from ..platforms import current_subdir
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ def install_wheels(wheels: Sequence[tuple[PypiRecord, Any]], root: Path, target_
 
     done = []
     for record, path in sorted(wheels, key=lambda w: w[0].name):
-        file_name = path.name if isinstance(path, Path) else record.file_name
+        # a store blob is named by its hash: the record knows the wheel's file name
+        file_name = path.name if isinstance(path, Path) and path.name.endswith(".whl") else record.file_name
         if not file_name.endswith(".whl"):
             raise InputError(f"{file_name}: {record.name}: not a wheel file (only wheels can be installed)")
         interpreter = f"{target_prefix.rstrip('/')}/{layout.python_path}"

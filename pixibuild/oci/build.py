@@ -75,12 +75,11 @@ def package_layer_specs(packages: Sequence[tuple[CondaRecord, Path]], *, platfor
             key += f"\0python={python_version}\0site={site_packages}"
 
         def populate(staging: Path, ordered: list[CondaRecord] = ordered) -> None:
-            with tempfile.TemporaryDirectory(prefix="pixibuild-archives-") as links:
-                named = _named([(r, archives[r.name]) for r in ordered], [r.file_name for r in ordered], Path(links))
-                for record, archive in named:
-                    install_package(record, archive, staging, target_prefix=target_prefix,
-                                    python_version=python_version, platform=platform,
-                                    site_packages_path=site_packages)
+            # store blobs are named by hash: the installer takes the format from the record
+            for record, archive in [(r, archives[r.name]) for r in ordered]:
+                install_package(record, archive, staging, target_prefix=target_prefix,
+                                python_version=python_version, platform=platform,
+                                site_packages_path=site_packages)
 
         names = ", ".join(r.dist_name for r in ordered)
         specs.append((LayerSpec(key, populate, mount=mount, created_by=f"pixibuild conda: {names}"), ordered))
@@ -132,21 +131,6 @@ def _copy_into(staging: Path, dest: str, source: Path) -> None:
         shutil.copy2(source, target, follow_symlinks=False)
 
 
-def _named(items: Sequence[tuple[object, Path]], names: Sequence[str], links: Path) -> list:
-    """Store blobs are named by hash; the installer tells formats by file name: link them by name
-    (a link per item, in its own directory, so equal file names never collide)."""
-    out = []
-    for (record, path), name in zip(items, names):
-        path = Path(path)
-        if path.name != name:
-            link = links / str(len(out)) / name
-            link.parent.mkdir(parents=True)
-            link.symlink_to(path.resolve())
-            path = link
-        out.append((record, path))
-    return out
-
-
 def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
                 cache: LayerCache, base: BaseImage = SCRATCH, settings: ImageSettings | None = None,
                 wheels: Sequence[tuple[PypiRecord, Path]] = (), app_files: Sequence[tuple[str, Path]] = (),
@@ -169,11 +153,10 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
                          field="max-layers")
     created = created or created_timestamp()
     cache.root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="pixibuild-archives-", dir=cache.root) as links:
-        wheels = _named(wheels, [w.file_name for w, _ in wheels], Path(links) / "wheels")
-        return _build_image(packages, platform=platform, target_prefix=target_prefix, cache=cache, base=base,
-                            settings=settings, wheels=wheels, app_files=app_files, budget=budget, created=created,
-                            jobs=jobs)
+    # store blobs are named by hash: the installers take formats and wheel names from the records
+    return _build_image(packages, platform=platform, target_prefix=target_prefix, cache=cache, base=base,
+                        settings=settings, wheels=wheels, app_files=app_files, budget=budget, created=created,
+                        jobs=jobs)
 
 
 def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
