@@ -34,7 +34,7 @@ def project(tmp_path_factory: pytest.TempPathFactory):
              for i in range(N_PACKAGES)]
     write_channel([(s, ".conda") for s in specs], root / "channel")
     server = TestServer(root / "channel").start()
-    server.add_fault("slow", "*.conda", rate=1_500_000)
+    server.add_fault("slow", "*.conda", rate=500_000)  # ~0.6 s per package: kills land mid-fetch
     records = [locked_record(s, root / "channel" / "linux-64" / f"{s.dist_name}.conda",
                              url=server.url_for(f"linux-64/{s.dist_name}.conda")) for s in specs]
     proj = root / "proj"
