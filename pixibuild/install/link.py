@@ -317,7 +317,7 @@ class PackageLinker:
                         copy_text(reader, write, entry.prefix_placeholder or "", self.target_prefix, self.platform)
                 except PrefixTooLong as exc:
                     raise InputError(f"{self.label}: {name}: {exc}: {self.target_prefix!r} does not fit") from None
-        os.chmod(full, mode & 0o777)
+            os.fchmod(fd, mode & 0o777)  # on the open descriptor: no second path lookup per file
         source_sha = reader.sha.hexdigest()
         if size is not None and reader.size != size:
             raise InputError(f"{self.label}: {name}: archive member is truncated")
