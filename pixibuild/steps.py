@@ -7,6 +7,7 @@ leaves a half-written output under its final name.
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -116,49 +117,47 @@ def unpack(platform: str, conda: Sequence[CondaRecord], wheels: Sequence[PypiRec
     atomic_write_bytes(out / "activate.sh", activate_script(env_dir, str(env_dir), shell, platform=platform).encode())
 
 
+@functools.lru_cache(maxsize=32)
+def _layer_specs(records: tuple[CondaRecord, ...], platform: str, target_prefix: str, budget: int, base_dir: str,
+                 store_root: str) -> dict:
+    """key → LayerSpec for one image's packages, computed once per process: every layer node of
+    that image asks for the same grouping."""
+    from .oci.build import package_layer_specs
+
+    pairs = [(r, blob_for(r, base_dir, store_root)) for r in records]
+    specs = package_layer_specs(pairs, platform=platform, target_prefix=target_prefix, budget=budget)
+    return {spec.key: spec for spec, _ in specs}
+
+
 def image_layer(key: str, records: Sequence[CondaRecord], platform: str, target_prefix: str, budget: int,
                 base_dir: str, store_root: str, cache_root: str) -> None:
     """Layer node: one package group installed at the image prefix, tarred and gzipped into the
     layer cache (skipped when the cache already holds the layer for this key)."""
-    from .oci.build import build_package_layer, package_layer_specs
+    from .oci.build import build_package_layer
     from .oci.layer import LayerCache
 
-    pairs = [(r, blob_for(r, base_dir, store_root)) for r in records]
-    for spec, _ in package_layer_specs(pairs, platform=platform, target_prefix=target_prefix, budget=budget):
-        if spec.key == key:
-            build_package_layer(spec, LayerCache(Path(cache_root)))
-            return
-    raise BuildError(f"layer {key[:40]}… is no longer part of this environment (re-plan the build)")
+    spec = _layer_specs(tuple(records), platform, target_prefix, budget, base_dir, store_root).get(key)
+    if spec is None:
+        raise BuildError(f"layer {key[:40]}… is no longer part of this environment (re-plan the build)")
+    build_package_layer(spec, LayerCache(Path(cache_root)))
 
 
 def image(manifest_path: str, env: str, platform: str, conda: Sequence[CondaRecord], wheels: Sequence[PypiRecord],
           base_dir: str, store_root: str, cache_root: str, output: str, budget: int) -> None:
-    """Image node: base + package layers (from the cache the layer nodes filled) + environment
-    and app layers → one tar that is both an OCI layout and a docker-archive."""
-    from .commands.image import app_files
+    """Image node: base + package layers (from the cache the layer nodes filled, grouped for the
+    same `budget`) + environment and app layers → one tar, both an OCI layout and a docker-archive."""
     from .manifest import read_manifest
-    from .oci.base import load_base
-    from .oci.build import build_image
-    from .oci.config import ImageSettings, created_timestamp, standard_labels
+    from .oci.build import build_configured_image, image_tag
     from .oci.layer import LayerCache
     from .oci.layout import write_image_tar
     from .oci.options import manifest_image_options
 
     manifest = read_manifest(manifest_path)
+    name = manifest.name or manifest.root.name  # as Project.name
     options = manifest_image_options(manifest.tool, env, where=f"{manifest.path}: tool.pixibuild")
-    cache = LayerCache(Path(cache_root))
-    base = load_base(options.base, platform, cache)
-    prefix = options.prefix or f"/app/.pixi/envs/{env}"
-    workdir = options.workdir or "/app"
-    created = created_timestamp()
-    labels = {**standard_labels(title=manifest.name, created=created), **options.labels}
-    settings = ImageSettings(env=options.env, entrypoint=options.entrypoint, cmd=options.cmd, working_dir=workdir,
-                             exposed_ports=options.expose, labels=labels, user=options.user)
-    apps = app_files(Path(manifest.root), options.include, workdir)
-    # the layer nodes grouped packages for `budget` package layers: keep the grouping identical
-    result = build_image([(r, blob_for(r, base_dir, store_root)) for r in conda], platform=platform,
-                         target_prefix=prefix, cache=cache, base=base, settings=settings,
-                         wheels=[(w, blob_for(w, base_dir, store_root)) for w in wheels], app_files=apps,
-                         max_layers=budget + len(base.layers) + 1 + (1 if apps else 0), created=created)
-    tag = options.tag or f"{(manifest.name or 'pixi-image').lower()}:{env}"
-    write_image_tar(result.image, Path(output), tag=tag)
+    result = build_configured_image(
+        options, name=name, env=env, subdir=platform, project_root=Path(manifest.root),
+        packages=[(r, blob_for(r, base_dir, store_root)) for r in conda],
+        wheels=[(w, blob_for(w, base_dir, store_root)) for w in wheels],
+        cache=LayerCache(Path(cache_root)), package_budget=budget)
+    write_image_tar(result.image, Path(output), tag=image_tag(options, name, env))

@@ -49,26 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_network_arguments(parser)
 
 
-def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, Path]]:
-    """(destination in image, source) for each file matching the globs, under the working dir."""
-    found: dict[str, Path] = {}
-    for pattern in patterns:
-        if pattern.startswith("/") or ".." in Path(pattern).parts:
-            raise InputError(f"--include {pattern!r} must be relative to the project root, without '..'",
-                             field="include")
-        matches = sorted(root.glob(pattern))
-        if not matches:
-            raise InputError(f"--include {pattern!r} matches nothing under {root}", field="include")
-        for path in matches:
-            rel = path.relative_to(root).as_posix()
-            if rel.startswith(".pixi/") or rel == ".pixi":
-                continue
-            found[f"{workdir.rstrip('/')}/{rel}"] = path
-    # a directory match covers its files: drop entries inside an included directory
-    dirs = [d for d, p in found.items() if p.is_dir()]
-    return sorted((d, p) for d, p in found.items() if not any(d.startswith(x + "/") for x in dirs))
-
-
 def _subdir(project, env: str, platform: str) -> str:
     """The conda subdir of a (possibly custom-named, lock v7) platform."""
     if platform in KNOWN_SUBDIRS:
@@ -79,10 +59,7 @@ def _subdir(project, env: str, platform: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..oci.base import load_base
-    from ..oci.build import build_image
-    from ..oci.config import ImageSettings, created_timestamp, standard_labels
-    from ..oci.grouping import DEFAULT_MAX_LAYERS
+    from ..oci.build import build_configured_image, image_tag
     from ..oci.layer import LayerCache
     from ..oci.layout import write_image_tar, write_oci_dir
     from ..oci.registry import parse_reference, push_image
@@ -107,18 +84,10 @@ def run(args: argparse.Namespace) -> int:
         lock_dir = project.lock_path.parent
         conda = list(zip(target.conda, fetcher.fetch_all(target.conda, lock_dir)))
         wheels = list(zip(target.pypi, fetcher.fetch_all(target.pypi, lock_dir))) if target.pypi else []
-    prefix = options.prefix or f"/app/.pixi/envs/{env_name}"
-    workdir = options.workdir or "/app"
-    base = load_base(options.base, subdir, cache)
-    created = created_timestamp()
-    labels = {**standard_labels(title=project.name, created=created), **options.labels}
-    settings = ImageSettings(env=options.env, entrypoint=options.entrypoint, cmd=options.cmd, working_dir=workdir,
-                             exposed_ports=options.expose, labels=labels, user=options.user)
-    result = build_image(conda, platform=subdir, target_prefix=prefix, cache=cache, base=base, settings=settings,
-                         wheels=wheels, app_files=app_files(project.root, options.include, workdir),
-                         max_layers=options.max_layers or DEFAULT_MAX_LAYERS, created=created)
+    result = build_configured_image(options, name=project.name, env=env_name, subdir=subdir,
+                                    project_root=project.root, packages=conda, wheels=wheels, cache=cache)
     image = result.image
-    tag = options.tag or f"{project.name.lower()}:{env_name}"
+    tag = image_tag(options, project.name, env_name)
     if options.output:
         write_image_tar(image, Path(options.output), tag=tag)
     if options.oci_dir:

@@ -36,6 +36,7 @@ from .config import ImageSettings, canonical_json, created_timestamp, standard_l
 from .grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
 from .layer import Layer, LayerCache
 from .layout import Image
+from .options import ImageOptions, image_prefix
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,55 @@ def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str,
     image = assemble_image(platform=platform, layers=layers, settings=settings, base=base, created=created)
     return BuildResult(image, layers_built=cache.misses - misses, layers_reused=cache.hits - hits,
                        package_groups=[[r.dist_name for r in group] for _, group in pkg_specs])
+
+
+def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, Path]]:
+    """(destination in image, source) for each file matching the globs, under the working dir."""
+    found: dict[str, Path] = {}
+    for pattern in patterns:
+        if pattern.startswith("/") or ".." in Path(pattern).parts:
+            raise InputError(f"--include {pattern!r} must be relative to the project root, without '..'",
+                             field="include")
+        matches = sorted(root.glob(pattern))
+        if not matches:
+            raise InputError(f"--include {pattern!r} matches nothing under {root}", field="include")
+        for path in matches:
+            rel = path.relative_to(root).as_posix()
+            if rel.startswith(".pixi/") or rel == ".pixi":
+                continue
+            found[f"{workdir.rstrip('/')}/{rel}"] = path
+    # a directory match covers its files: drop entries inside an included directory
+    dirs = [d for d, p in found.items() if p.is_dir()]
+    return sorted((d, p) for d, p in found.items() if not any(d.startswith(x + "/") for x in dirs))
+
+
+def build_configured_image(options: ImageOptions, *, name: str, env: str, subdir: str, project_root: Path,
+                           packages: Sequence[tuple[CondaRecord, Path]], wheels: Sequence[tuple[PypiRecord, Path]],
+                           cache: LayerCache, package_budget: int | None = None) -> BuildResult:
+    """The image `options` describe for one environment: base, prefix, settings, labels, app files.
+    Shared by `pixibuild image` and the doit image node, so both build the same bytes. With
+    `package_budget`, packages are grouped into exactly that many layers at most (what the layer
+    nodes planned), whatever the base image turns out to hold."""
+    from .base import load_base
+
+    workdir = options.workdir or "/app"
+    base = load_base(options.base, subdir, cache)
+    created = created_timestamp()
+    labels = {**standard_labels(title=name, created=created), **options.labels}
+    settings = ImageSettings(env=options.env, entrypoint=options.entrypoint, cmd=options.cmd, working_dir=workdir,
+                             exposed_ports=options.expose, labels=labels, user=options.user)
+    apps = app_files(project_root, options.include, workdir)
+    if package_budget is None:
+        max_layers = options.max_layers or DEFAULT_MAX_LAYERS
+    else:
+        max_layers = package_budget + len(base.layers) + 1 + (1 if apps else 0)
+    return build_image(list(packages), platform=subdir, target_prefix=image_prefix(options, env), cache=cache,
+                       base=base, settings=settings, wheels=list(wheels), app_files=apps, max_layers=max_layers,
+                       created=created)
+
+
+def image_tag(options: ImageOptions, name: str, env: str) -> str:
+    return options.tag or f"{name.lower()}:{env}"
 
 
 def _project_dir(target_prefix: str) -> str:

@@ -132,3 +132,8 @@ def apply_cli(options: ImageOptions, args: Any) -> ImageOptions:
     options.labels.update(_pairs(getattr(args, "label", None), "--label"))
     options.env.update(_pairs(getattr(args, "env_var", None), "--env"))
     return options
+
+
+def image_prefix(options: ImageOptions, env: str) -> str:
+    """Where the environment lives in the image: pixi's own layout unless the options say otherwise."""
+    return options.prefix or f"/app/.pixi/envs/{env}"
