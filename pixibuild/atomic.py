@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (best effort: some filesystems refuse)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -78,7 +79,7 @@ def atomic_output(path: str | Path, *, mode: int = 0o644, fsync: bool = True) ->
         os.chmod(tmp, mode)
         os.replace(tmp, path)
         if fsync:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -17,15 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import __version__
-from .platforms import current_subdir
 from .project import Project, discover_projects, load_project, project_labels
 from .records import CondaRecord, PypiRecord
 
 GRAPH_FORMAT = 1
 """Bumped when an action's output format changes, so every key changes with it."""
-
-KINDS = ("fetch", "verify", "index", "pack", "unpack", "layer", "image")
-
 
 def content_key(*parts: Any) -> str:
     """sha256 of the canonical JSON of `parts`, salted with our version and graph format."""
@@ -46,8 +42,6 @@ class Node:
     doc: str = ""
     present: Callable[[], bool] | None = None
     """Extra up-to-date predicate for outputs that live outside the build dir (store blobs)."""
-    target: tuple[str, ...] = ()
-    """(project label, env, platform) for target nodes; empty for shared nodes."""
 
 
 @dataclass
@@ -192,7 +186,3 @@ def run_node(ws: Workspace, node: Node) -> None:
             return
         node.action()
         atomic_write_bytes(stamp, node.key.encode(), fsync=False)
-
-
-def host_platform() -> str:
-    return current_subdir()

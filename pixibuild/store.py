@@ -105,15 +105,6 @@ def compare(h: Hasher, sha256: str | None, md5: str | None, size: int | None = N
     return None
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class Store:
     """A directory of verified blobs named by sha256, plus a URL index and cross-process locks."""
 
