@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 import os
+from pathlib import Path
 
 from pixibuild import steps
+from pixibuild.errors import InputError
 from pixibuild.plan import BuildGraph, Node, Workspace, content_key, record_id
-from pixibuild.project import Project
+from pixibuild.project import Project, Resolved
 from pixibuild.records import CondaRecord, PypiRecord
+from pixibuild.store import Store
+
+
+def blob_path(ws: Workspace, sha256: str | None) -> Path | None:
+    """Where the store keeps a package (None when the lock gives no usable sha256: then the fetch
+    node runs and reports the bad hash)."""
+    if not sha256:
+        return None
+    try:
+        return Store(ws.store_root).blob_path(sha256)
+    except InputError:
+        return None
 
 
 def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRecord | PypiRecord,
@@ -24,13 +39,34 @@ def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRec
     location = record.url if isinstance(record, CondaRecord) else record.location
     label = record.file_name
     fetch_key = content_key("fetch", location, record.sha256, record.md5)
-    present = None
-    if record.sha256:
-        blob = os.path.join(ws.store_root, "blobs", "sha256", record.sha256[:2], record.sha256)
-        present = functools.partial(os.path.exists, blob)
+    blob = blob_path(ws, record.sha256)
+    present = functools.partial(os.path.exists, blob) if blob else None
     graph.add(Node(name=f"fetch:{rid}", kind="fetch", key=fetch_key, doc=f"fetch {label}", present=present,
                    action=functools.partial(steps.fetch, record, base_dir, store_root)))
     graph.add(Node(name=f"verify:{rid}", kind="verify", key=content_key("verify", fetch_key, digest),
                    doc=f"verify {label}", deps=(f"fetch:{rid}",), present=present,
                    action=functools.partial(steps.verify, record, base_dir, store_root)))
     return f"verify:{rid}"
+
+
+@dataclass(frozen=True)
+class TargetPackages:
+    """A target's packages as the pack/unpack/image rules need them: the installable wheels with
+    their digests, and the verify node of every conda package (in target order) and wheel."""
+
+    wheels: list[tuple[PypiRecord, str]]
+    conda_verify: list[str]
+    wheel_verify: list[str]
+
+    @property
+    def verify_nodes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self.conda_verify, *self.wheel_verify]))
+
+
+def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: Resolved) -> TargetPackages:
+    """fetch/verify nodes for every package of a target (wheels only: sdists and editables cannot
+    be shipped, see pixibuild.pack.build.select_pypi)."""
+    wheels = [(w, d) for w, d in zip(target.pypi, target.pypi_digests) if w.is_wheel and not w.editable]
+    conda_verify = [declare(graph, ws, project, r, d) for r, d in zip(target.conda, target.conda_digests)]
+    wheel_verify = [declare(graph, ws, project, w, d) for w, d in wheels]
+    return TargetPackages(wheels, conda_verify, wheel_verify)

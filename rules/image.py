@@ -13,15 +13,11 @@ from pixibuild import steps
 from pixibuild.errors import PixibuildError
 from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS
 from pixibuild.oci.layer import LayerCache
-from pixibuild.oci.options import manifest_image_options
+from pixibuild.oci.options import image_prefix, manifest_image_options
 from pixibuild.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
 from pixibuild.project import Project, Resolved
 
 from . import fetch
-
-
-def _blob(ws: Workspace, sha256: str) -> Path:
-    return ws.store_root / "blobs" / "sha256" / sha256[:2] / sha256
 
 
 def _file_fingerprint(root: Path, patterns: Sequence[str]) -> list:
@@ -51,19 +47,20 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
 
     env, platform = target.env, target.platform
     options = manifest_image_options(project.manifest.tool, env, where=f"{project.manifest.path}: tool.pixibuild")
-    prefix = options.prefix or f"/app/.pixi/envs/{env}"
+    prefix = image_prefix(options, env)
     max_layers = options.max_layers or DEFAULT_MAX_LAYERS
     reserve = 0 if options.base in (None, "scratch") else 20  # base layers, unknown until loaded
     budget = max_layers - reserve - 1 - (1 if options.include else 0)
     base_dir, store_root = str(project.lock_path.parent), str(ws.store_root)
     cache = LayerCache()
-    wheels = [(w, d) for w, d in zip(target.pypi, target.pypi_digests) if w.is_wheel and not w.editable]
-    verify = {r.name: fetch.declare(graph, ws, project, r, d) for r, d in zip(target.conda, target.conda_digests)}
-    wheel_verify = [fetch.declare(graph, ws, project, w, d) for w, d in wheels]
+    packages = fetch.declare_target(graph, ws, project, target)
+    wheels = packages.wheels
+    verify = {r.name: node for r, node in zip(target.conda, packages.conda_verify)}
     layer_nodes: list[str] = []
     layer_keys: list[str] = []
-    if all(r.sha256 for r in target.conda):
-        pairs = [(r, _blob(ws, r.sha256)) for r in target.conda]
+    blobs = [fetch.blob_path(ws, r.sha256) for r in target.conda]
+    if all(blobs):
+        pairs = list(zip(target.conda, blobs))
         for spec, group in package_layer_specs(pairs, platform=platform, target_prefix=prefix, budget=budget):
             lid = hashlib.sha256(spec.key.encode()).hexdigest()[:16]
             name = f"layer:{lid}"
@@ -80,8 +77,8 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                       sorted(d for _, d in wheels), vars(options), _base_fingerprint(options.base or "scratch"),
                       _file_fingerprint(project.root, options.include), os.environ.get("SOURCE_DATE_EPOCH"))
     name = target_name(ws, "image", label, env, platform)
-    graph.add(Node(name=name, kind="image", key=key, outputs=(out,), target=(label, env, platform),
-                   deps=(*deps, *layer_nodes, *dict.fromkeys(verify.values()), *wheel_verify),
+    graph.add(Node(name=name, kind="image", key=key, outputs=(out,),
+                   deps=(*deps, *layer_nodes, *packages.verify_nodes),
                    doc=f"OCI/docker image of {label}, env {env}, {platform} → {out}",
                    action=functools.partial(steps.image, str(project.manifest.path), env, platform,
                                             list(target.conda), [w for w, _ in wheels], base_dir, store_root,

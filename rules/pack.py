@@ -31,23 +31,22 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
     """
     env, platform = target.env, target.platform
     out_dir = target_dir(ws, label, env, platform)
-    wheels = [(w, d) for w, d in zip(target.pypi, target.pypi_digests) if w.is_wheel and not w.editable]
-    verify_nodes = [fetch.declare(graph, ws, project, r, d) for r, d in zip(target.conda, target.conda_digests)]
-    verify_nodes += [fetch.declare(graph, ws, project, w, d) for w, d in wheels]
+    packages = fetch.declare_target(graph, ws, project, target)
+    wheels = packages.wheels
     index_dir = out_dir / "index"
     index_key = content_key("index", sorted(target.conda_digests))
     index_name = target_name(ws, "index", label, env, platform)
     subdirs = sorted({r.subdir for r in target.conda})
     graph.add(Node(name=index_name, kind="index", key=index_key, deps=tuple(deps),
                    outputs=tuple(index_dir / s / "repodata.json" for s in subdirs),
-                   doc=f"repodata.json for {label} {env} {platform}", target=(label, env, platform),
+                   doc=f"repodata.json for {label} {env} {platform}",
                    action=functools.partial(_index, list(target.conda), str(index_dir))))
     pack_key = content_key("pack", index_key, platform, sorted(target.conda_digests), sorted(d for _, d in wheels),
                            os.environ.get("SOURCE_DATE_EPOCH"))
     tar = out_dir / "environment.tar"
     name = target_name(ws, "pack", label, env, platform)
     graph.add(Node(name=name, kind="pack", key=pack_key, outputs=(tar,),
-                   deps=(index_name, *dict.fromkeys(verify_nodes)), target=(label, env, platform),
+                   deps=(index_name, *packages.verify_nodes),
                    doc=f"pixi-pack archive of {label}, env {env}, {platform}",
                    action=functools.partial(steps.archive, platform, list(target.conda), [w for w, _ in wheels],
                                             str(project.lock_path.parent), str(ws.store_root),
