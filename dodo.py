@@ -16,7 +16,7 @@ DEMO = HERE / "examples" / "demo"
 os.environ.setdefault("PIXIBUILD_CACHE_DIR", str(HERE / "cache"))
 
 if not (DEMO / "webapp" / "pixi.lock").exists():
-    from pixibuild.testing.demo import write_demo
+    from pixibuild.demo.demo import write_demo
 
     write_demo(DEMO)
 

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import httpx
 
-from pixibuild.auth import AuthStore
-from pixibuild.fetch import Fetcher
-from pixibuild.netconfig import NetConfig
-from pixibuild.records import CondaRecord
-from pixibuild.store import CHUNK, Hasher, Store
-from pixibuild.testing.synthetic import write_workspace
+from pixibuild.net.auth import AuthStore
+from pixibuild.store.fetch import Fetcher
+from pixibuild.net.config import NetConfig
+from pixibuild.conda.records import CondaRecord
+from pixibuild.store.blobs import CHUNK, Hasher, Store
+from pixibuild.demo.synthetic import write_workspace
 
 
 def channel_records(channel: Path, base_url: str) -> list[CondaRecord]:

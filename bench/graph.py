@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pixibuild.testing.doitrun import run_doit, write_dodo
-from pixibuild.testing.synthetic import bump_package, write_workspace
+from support.doitrun import run_doit, write_dodo
+from pixibuild.demo.synthetic import bump_package, write_workspace
 
 
 def main() -> int:

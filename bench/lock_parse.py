@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pixibuild.lockfile import read_lock  # noqa: E402
+from pixibuild.inputs.lockfile import read_lock  # noqa: E402
 
 CORPUS = Path(os.environ.get("PIXIBUILD_SHARED", REPO.parent / "shared")) / "corpus" / "locks"
 
@@ -40,7 +40,7 @@ def ours(path: Path) -> int:
 
 def ours_pyyaml_only(path: Path) -> int:
     """Our reader with the fast YAML path disabled (PyYAML's C base loader for everything)."""
-    from pixibuild import lockfile
+    from pixibuild.inputs import lockfile
 
     ctx = lockfile._Ctx(path)
     lock = lockfile._from_document(ctx, lockfile._load_yaml(ctx, path.read_text()), path)

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pixibuild.lockfile import read_lock
-from pixibuild.testing.synthetic import write_workspace
+from pixibuild.inputs.lockfile import read_lock
+from pixibuild.demo.synthetic import write_workspace
 
 
 def io_floor(files: list[Path], out: Path) -> float:

@@ -51,7 +51,7 @@ def _installs_cleanly(path: Path) -> bool:
     import rattler
 
     from pixibuild.install import install_environment
-    from pixibuild.install.archive import record_from_archive
+    from pixibuild.conda.archive import record_from_archive
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -68,7 +68,7 @@ def _installs_cleanly(path: Path) -> bool:
 
 
 def _generated(out: Path, n_packages: int, files: int) -> list[Path]:
-    from pixibuild.testing.condapkg import PackageSpec, PkgFile, write_package
+    from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package
 
     rng = __import__("random").Random(42)
     archives = []
@@ -99,7 +99,7 @@ def _run_one(tool: str, archives: list[Path], work: Path) -> dict:
     (an unpack gets them from the pack's repodata.json, not by scanning archives)."""
     if tool == "ours":
         from pixibuild.install import install_environment
-        from pixibuild.install.archive import record_from_archive
+        from pixibuild.conda.archive import record_from_archive
 
         packages = [(record_from_archive(p), p) for p in archives]
         start = time.perf_counter()

@@ -6,7 +6,7 @@ Run: python examples/make_demo.py [OUTPUT_DIR]. The root dodo.py runs it for you
 import sys
 from pathlib import Path
 
-from pixibuild.testing.demo import write_demo
+from pixibuild.demo.demo import write_demo
 
 if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "demo"

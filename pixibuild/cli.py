@@ -10,8 +10,8 @@ import logging
 import sys
 from typing import Sequence
 
-from . import __version__
-from .errors import EXIT_BAD_INPUT, PixibuildError
+from pixibuild import __version__
+from pixibuild.errors import EXIT_BAD_INPUT, PixibuildError
 
 # Subcommand modules, in the order `pixibuild --help` lists them. Modules that are not there
 # (yet) are skipped, so each command lands on its own. Entries with a dot are absolute module

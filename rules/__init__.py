@@ -21,7 +21,7 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
                     store_root: str | Path | None = None, build_dir: str | Path | None = None) -> dict[str, Any]:
     """A dodo namespace (DOIT_CONFIG + task creators) for the workspace at `root` (a directory,
     or a dodo.py path whose directory is used)."""
-    from pixibuild.plan import load_workspace
+    from pixibuild.graph.plan import load_workspace
 
     from .doit_tasks import doit_config, task_creators
     from .graph import build_graph

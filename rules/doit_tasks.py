@@ -12,7 +12,7 @@ from typing import Any, Callable
 from doit.exceptions import TaskFailed
 
 from pixibuild.errors import PixibuildError
-from pixibuild.plan import BuildGraph, Node, Workspace, is_up_to_date, run_node
+from pixibuild.graph.plan import BuildGraph, Node, Workspace, is_up_to_date, run_node
 
 KIND_DOCS = {
     "lock": "check each lock satisfies its manifest (like `pixi install --locked`)",

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import os
 from pathlib import Path
 
-from pixibuild import steps
+from pixibuild.graph import steps
 from pixibuild.errors import InputError
-from pixibuild.plan import BuildGraph, Node, Workspace, content_key, record_id
-from pixibuild.project import Project, Resolved
-from pixibuild.records import CondaRecord, PypiRecord
-from pixibuild.store import Store
+from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, record_id
+from pixibuild.inputs.project import Project, Resolved
+from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.store.blobs import Store
 
 
 def blob_path(ws: Workspace, sha256: str | None) -> Path | None:

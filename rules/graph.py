@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pixibuild.plan import BuildGraph, Workspace
+from pixibuild.graph.plan import BuildGraph, Workspace
 
-from pixibuild.platforms import current_subdir
+from pixibuild.conda.platforms import current_subdir
 
 from . import lock, pack, unpack
 

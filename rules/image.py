@@ -9,13 +9,13 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from pixibuild import steps
+from pixibuild.graph import steps
 from pixibuild.errors import PixibuildError
 from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS
 from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.options import image_prefix, manifest_image_options
-from pixibuild.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
-from pixibuild.project import Project, Resolved
+from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
+from pixibuild.inputs.project import Project, Resolved
 
 from . import fetch
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 
-from pixibuild.locked import check_locked
-from pixibuild.manifest import read_manifest
-from pixibuild.plan import BuildGraph, Node, Workspace, content_key
-from pixibuild.project import Project
+from pixibuild.inputs.locked import check_locked
+from pixibuild.inputs.manifest import read_manifest
+from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key
+from pixibuild.inputs.project import Project
 
 
 def _check(manifest_path: str, lock_path: str, targets: list[tuple[str, str]]) -> None:
-    from pixibuild.lockfile import read_lock
+    from pixibuild.inputs.lockfile import read_lock
 
     manifest, lock = read_manifest(manifest_path), read_lock(lock_path)
     for env, platform in targets:

@@ -6,11 +6,11 @@ import functools
 import os
 from typing import Sequence
 
-from pixibuild import steps
-from pixibuild.atomic import atomic_directory
-from pixibuild.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
-from pixibuild.project import Project, Resolved
-from pixibuild.records import CondaRecord
+from pixibuild.graph import steps
+from pixibuild.files.atomic import atomic_directory
+from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
+from pixibuild.inputs.project import Project, Resolved
+from pixibuild.conda.records import CondaRecord
 
 from . import fetch
 

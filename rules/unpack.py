@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
-from pixibuild import steps
-from pixibuild.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
-from pixibuild.project import Project, Resolved
+from pixibuild.graph import steps
+from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
+from pixibuild.inputs.project import Project, Resolved
 
 from . import fetch
 

@@ -8,8 +8,8 @@ import json
 import random
 from pathlib import Path
 
-from pixibuild.records import CondaRecord
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, locked_record, write_channel
+from pixibuild.conda.records import CondaRecord
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_channel
 
 
 def spec(name: str, subdir: str, size: int, seed: int) -> PackageSpec:
@@ -54,9 +54,9 @@ def dump_records(records: list[CondaRecord], path: Path) -> None:
 
 FETCH_SCRIPT = """
 import json, logging, sys
-from pixibuild.records import CondaRecord
-from pixibuild.fetch import fetch
-from pixibuild.store import Store
+from pixibuild.conda.records import CondaRecord
+from pixibuild.store.fetch import fetch
+from pixibuild.store.blobs import Store
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 records = [CondaRecord(**d) for d in json.load(open(sys.argv[1]))]
 fetch(records, Store(sys.argv[2]), jobs=4, progress=False)

@@ -12,8 +12,8 @@ from typing import Sequence
 import rattler
 
 from pixibuild.install import install_environment
-from pixibuild.install.archive import record_from_archive
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, write_package
+from pixibuild.conda.archive import record_from_archive
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package
 
 IGNORED_TOP = {"conda-meta", "CACHEDIR.TAG"}
 

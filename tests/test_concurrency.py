@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pixibuild.testing.demo import write_demo
-from pixibuild.testing.doitrun import run_doit, write_dodo
+from pixibuild.demo.demo import write_demo
+from support.doitrun import run_doit, write_dodo
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 rattler = pytest.importorskip("rattler")
 
-from pixibuild.testing.condapkg import PLACEHOLDER, PackageSpec, PkgFile, write_channel, write_package
+from pixibuild.demo.condapkg import PLACEHOLDER, PackageSpec, PkgFile, write_channel, write_package
 
 SPEC = PackageSpec(
     "demo", "1.2", "h0_0", depends=("libfoo >=1",),

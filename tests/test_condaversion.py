@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pixibuild.condaversion import MatchSpec, Version, VersionError, VersionSpec
+from pixibuild.conda.version import MatchSpec, Version, VersionError, VersionSpec
 
 rattler = pytest.importorskip("rattler")
 

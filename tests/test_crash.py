@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, locked_record, write_channel
-from pixibuild.testing.http_server import TestServer
-from pixibuild.testing.lockwriter import write_lock
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_channel
+from support.http_server import TestServer
+from pixibuild.demo.lockwriter import write_lock
 
 N_PACKAGES = 24
 PACKAGE_BYTES = 300_000

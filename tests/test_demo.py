@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pixibuild.testing.demo import compile_hello, write_demo
+from pixibuild.demo.demo import compile_hello, write_demo
 
 rattler = pytest.importorskip("rattler")
 

@@ -13,13 +13,13 @@ import time
 import pytest
 
 from fetchkit import assert_store_sound, blob_files, make_channel, records_for, spec
-from pixibuild.auth import AuthStore
+from pixibuild.net.auth import AuthStore
 from pixibuild.errors import BuildError, InputError
-from pixibuild.fetch import Fetcher, fetch
-from pixibuild.netconfig import NetConfig
-from pixibuild.records import PypiRecord
-from pixibuild.store import Store
-from pixibuild.testing.http_server import TestServer
+from pixibuild.store.fetch import Fetcher, fetch
+from pixibuild.net.config import NetConfig
+from pixibuild.conda.records import PypiRecord
+from pixibuild.store.blobs import Store
+from support.http_server import TestServer
 
 FAST = NetConfig(retries=3, backoff=0.01, max_backoff=0.05, read_timeout=5, connect_timeout=2)
 BIG = 300_000
@@ -285,7 +285,7 @@ def test_redirect_to_another_host_does_not_carry_credentials(channel, store, tmp
 @pytest.fixture(scope="module")
 def tls_pair(tmp_path_factory):
     from conftest import require_tool
-    from pixibuild.testing.http_server import self_signed_cert
+    from support.http_server import self_signed_cert
 
     require_tool("openssl")
     return self_signed_cert(tmp_path_factory.mktemp("tls"))

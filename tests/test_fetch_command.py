@@ -10,9 +10,9 @@ import pytest
 
 from fetchkit import assert_store_sound, blob_files, make_channel, records_for, spec
 from pixibuild.cli import main
-from pixibuild.records import PypiRecord
-from pixibuild.testing.http_server import TestServer
-from pixibuild.testing.lockwriter import write_lock
+from pixibuild.conda.records import PypiRecord
+from support.http_server import TestServer
+from pixibuild.demo.lockwriter import write_lock
 
 
 @pytest.fixture

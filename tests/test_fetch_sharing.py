@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from fetchkit import FETCH_SCRIPT, assert_store_sound, blob_files, dump_records, make_channel, records_for, spec
-from pixibuild.auth import AuthStore
+from pixibuild.net.auth import AuthStore
 from pixibuild.errors import BuildError
-from pixibuild.fetch import Fetcher
-from pixibuild.netconfig import NetConfig
-from pixibuild.store import Store
-from pixibuild.testing.http_server import TestServer
-from pixibuild.testing.lockwriter import write_lock
+from pixibuild.store.fetch import Fetcher
+from pixibuild.net.config import NetConfig
+from pixibuild.store.blobs import Store
+from support.http_server import TestServer
+from pixibuild.demo.lockwriter import write_lock
 
 FAST = NetConfig(retries=3, backoff=0.01, max_backoff=0.05, read_timeout=10, connect_timeout=2)
 REPO = Path(__file__).resolve().parents[1]
@@ -268,7 +268,7 @@ def test_real_corpus_packages_fetched_over_http_match_their_published_sha256(tmp
             for line in (pkgs / "INDEX.tsv").read_text().splitlines()[1:] if line.strip()]
     rows = [r for r in rows if (pkgs / r["file"]).is_file()]  # INDEX also lists files the snapshot lacks
     assert len(rows) > 200
-    from pixibuild.records import CondaRecord
+    from pixibuild.conda.records import CondaRecord
 
     store = Store(tmp_path / "store")
     with TestServer(pkgs) as srv:

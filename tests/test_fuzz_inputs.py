@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pixibuild.errors import InputError
-from pixibuild.install.archive import parse_paths_json
-from pixibuild.install.pack_reader import PackReader, conda_packages, validate_metadata
-from pixibuild.lockfile import parse_lock
-from pixibuild.records import CondaRecord
-from pixibuild.testing.lockwriter import write_lock
+from pixibuild.conda.archive import parse_paths_json
+from pixibuild.pack.reader import PackReader, conda_packages, validate_metadata
+from pixibuild.inputs.lockfile import parse_lock
+from pixibuild.conda.records import CondaRecord
+from pixibuild.demo.lockwriter import write_lock
 
 FUZZ = settings(max_examples=int(os.environ.get("PIXIBUILD_FUZZ_EXAMPLES", "150")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -18,7 +18,7 @@ from install_oracle import (  # noqa: E402
     our_install, python_stub, rattler_install, tree, tree_diff, without_empty_clobber_dirs)
 
 from conftest import require_corpus  # noqa: E402
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, write_package  # noqa: E402
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package  # noqa: E402
 
 LONG = "/x" * 80  # a prefix that pushes shebangs past the kernel's 127 bytes
 

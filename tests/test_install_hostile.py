@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from pixibuild.errors import InputError
 from pixibuild.install import install_environment
-from pixibuild.install.archive import parse_paths_json, read_info, record_from_archive
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, write_package
+from pixibuild.conda.archive import parse_paths_json, read_info, record_from_archive
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package
 
 
 def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:

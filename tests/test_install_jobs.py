@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from pixibuild.install import install_environment
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, locked_record, write_package
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_package
 
 
 def _tree(root: Path) -> dict[str, tuple]:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from pixibuild.install import install_environment, install_package
 from pixibuild.install import prefix as pr
-from pixibuild.install.archive import record_from_archive
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, write_package
+from pixibuild.conda.archive import record_from_archive
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package
 
 OLD = "/opt/placeholder_placeholder"
 

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import require_corpus
 from pixibuild.cli import main
-from pixibuild.lockfile import read_lock
-from pixibuild.records import CondaRecord, PypiRecord
-from pixibuild.testing.lockwriter import write_lock
+from pixibuild.inputs.lockfile import read_lock
+from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.demo.lockwriter import write_lock
 
 MANIFEST = """\
 [workspace]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pixibuild.errors import InputError
-from pixibuild.lockfile import parse_lock, read_lock
+from pixibuild.inputs.lockfile import parse_lock, read_lock
 
 V6 = """\
 version: 6
@@ -114,7 +114,7 @@ def test_missing_lock_file(tmp_path: Path) -> None:
 
 def test_subdir_tables_match_rattler() -> None:
     rattler = pytest.importorskip("rattler")
-    from pixibuild.condafilename import PARSEABLE_SUBDIRS, arch_and_platform
+    from pixibuild.conda.filename import PARSEABLE_SUBDIRS, arch_and_platform
 
     subdir_type = getattr(rattler, "Subdir", None) or rattler.Platform  # Platform: deprecated name
     platforms = {str(p) for p in subdir_type.all()}

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import CORPUS, require_corpus
 from pixibuild.errors import InputError
-from pixibuild.lockfile import read_lock
+from pixibuild.inputs.lockfile import read_lock
 
 rattler = pytest.importorskip("rattler")
 

@@ -11,11 +11,11 @@ import pytest
 
 from conftest import CORPUS, require_corpus
 from pixibuild.errors import InputError
-from pixibuild.lockfile import read_lock
-from pixibuild.locked import check_locked
-from pixibuild.manifest import find_manifest, read_manifest
-from pixibuild.records import CondaRecord, PypiRecord
-from pixibuild.testing.lockwriter import write_lock
+from pixibuild.inputs.lockfile import read_lock
+from pixibuild.inputs.locked import check_locked
+from pixibuild.inputs.manifest import find_manifest, read_manifest
+from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.demo.lockwriter import write_lock
 
 MANIFEST = """\
 [workspace]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pixibuild.auth import REDACTED, AuthStore, read_auth_file, redact_text, redact_url, storage_key
+from pixibuild.net.auth import REDACTED, AuthStore, read_auth_file, redact_text, redact_url, storage_key
 from pixibuild.errors import InputError
-from pixibuild.netconfig import DEFAULT_CONCURRENCY, NetConfig, default_config_files
+from pixibuild.net.config import DEFAULT_CONCURRENCY, NetConfig, default_config_files
 
 
 def _toml(tmp_path, name, text):

@@ -19,8 +19,8 @@ from pixibuild.oci.build import build_image
 from pixibuild.oci.config import ImageSettings
 from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.layout import write_image_tar, write_oci_dir
-from pixibuild.records import CondaRecord
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, locked_record, write_package
+from pixibuild.conda.records import CondaRecord
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_package
 
 
 

@@ -13,7 +13,7 @@ from oci_helpers import glibc_busybox_base, run_in_rootfs, skopeo, umoci_unpack
 from pixibuild.cli import main
 from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.layout import Image, write_oci_dir
-from pixibuild.testing.demo import write_demo
+from pixibuild.demo.demo import write_demo
 
 
 

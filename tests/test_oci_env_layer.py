@@ -12,11 +12,11 @@ import zipfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from pixibuild.lockfile import read_lock
+from pixibuild.inputs.lockfile import read_lock
 from pixibuild.oci.build import build_image
 from pixibuild.oci.layer import LayerCache
-from pixibuild.records import PypiRecord
-from pixibuild.testing.demo import write_demo
+from pixibuild.conda.records import PypiRecord
+from pixibuild.demo.demo import write_demo
 
 PREFIX = "/app/.pixi/envs/prod"
 

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from pixibuild.oci.grouping import group_packages, layer_key, popularity, dependency_graph
-from pixibuild.records import CondaRecord
+from pixibuild.conda.records import CondaRecord
 
 
 def rec(name: str, depends: tuple[str, ...] = ()) -> CondaRecord:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pixibuild.pack.archive import PIXI_PACK_MTIME, PackContents, write_directory, write_tar
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, locked_record, write_package
+from pixibuild.pack.writer import PIXI_PACK_MTIME, PackContents, write_directory, write_tar
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_package
 
 rattler = pytest.importorskip("rattler")
 

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from pixibuild.cli import main
-from pixibuild.records import PypiRecord
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, locked_record, write_package
-from pixibuild.testing.demo import write_demo
-from pixibuild.testing.lockwriter import write_lock
-from pixibuild.testing.wheel import write_wheel
+from pixibuild.conda.records import PypiRecord
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_package
+from pixibuild.demo.demo import write_demo
+from pixibuild.demo.lockwriter import write_lock
+from support.wheel import write_wheel
 
 PINNED_DEMO_SHA256 = "4352219659e7f1920f140c6185c3602b6a1c620d89fc3519943f28aa1c93daed"
 """webapp prod linux-aarch64 (no compiled binary, so independent of the host gcc). Re-pin only
@@ -193,7 +193,7 @@ def test_pypi_sdist_needs_ignore_flag(tmp_path: Path) -> None:
     lock = yaml.safe_load((project / "pixi.lock").read_text())
     recs = [PypiRecord("good-lib", "1.0", wheel.as_uri(), sha256=sha256(wheel)),
             PypiRecord("sdist-only", "2.0", "https://example.invalid/sdist_only-2.0.tar.gz", sha256="0" * 64)]
-    from pixibuild.lockfile import read_lock  # noqa: PLC0415
+    from pixibuild.inputs.lockfile import read_lock  # noqa: PLC0415
     conda = read_lock(project / "pixi.lock").environment("default").conda_packages("linux-64")
     write_lock(project / "pixi.lock", {"default": {"linux-64": [*conda, *recs]}},
                channels=[c["url"] for c in lock["environments"]["default"]["channels"]])

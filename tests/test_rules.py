@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pixibuild.testing.demo import write_demo
-from pixibuild.testing.doitrun import run_doit, write_dodo
-from pixibuild.testing.synthetic import bump_package
+from pixibuild.demo.demo import write_demo
+from support.doitrun import run_doit, write_dodo
+from pixibuild.demo.synthetic import bump_package
 
 
 @pytest.fixture(scope="module")

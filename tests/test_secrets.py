@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, locked_record, write_channel
-from pixibuild.testing.http_server import TestServer
-from pixibuild.testing.lockwriter import write_lock
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_channel
+from support.http_server import TestServer
+from pixibuild.demo.lockwriter import write_lock
 
 TOKEN = "tok-3f9a-SECRET-bearer"
 PASSWORD = "pw-77c1-SECRET-basic"

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from conftest import CORPUS, require_corpus
-from pixibuild import simpleyaml
+from pixibuild.inputs import simpleyaml
 
 try:
     from yaml import CBaseLoader as BaseLoader

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from install_oracle import tree, tree_diff
-from pixibuild.activation import activate_script, activation_env, entrypoint_script
+from pixibuild.install.activation import activate_script, activation_env, entrypoint_script
 from pixibuild.cli import main
-from pixibuild.install.archive import record_from_archive
-from pixibuild.pack.archive import PackContents, write_directory, write_tar
-from pixibuild.platforms import current_subdir
-from pixibuild.records import PypiRecord
-from pixibuild.testing.condapkg import PackageSpec, PkgFile, write_package
+from pixibuild.conda.archive import record_from_archive
+from pixibuild.pack.writer import PackContents, write_directory, write_tar
+from pixibuild.conda.platforms import current_subdir
+from pixibuild.conda.records import PypiRecord
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package
 
 PLATFORM = current_subdir()
 

@@ -13,9 +13,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..errors import InputError
-from ..platforms import current_subdir
-from ..records import CondaRecord, PypiRecord
+from pixibuild.errors import InputError
+from pixibuild.conda.platforms import current_subdir
+from pixibuild.conda.records import CondaRecord, PypiRecord
 
 Record = CondaRecord | PypiRecord  # (the fetcher, httpx and the store are imported in run(): a fast start)
 
@@ -71,7 +71,7 @@ def _fetchable(record: Record, base_dir: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..lockfile import read_lock  # the lock reader lives in its own module (lock helper)
+    from pixibuild.inputs.lockfile import read_lock  # the lock reader lives in its own module (lock helper)
 
     lock_path = lock_path_for(Path(args.path))
     env = read_lock(lock_path).environment(args.environment)
@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
                 skipped.append(record.dist_name if isinstance(record, CondaRecord) else record.name)
     if skipped:
         log.info("not fetched (built from source): %s", ", ".join(sorted(set(skipped))))
-    from ..fetch import Fetcher
-    from ..netconfig import NetConfig
-    from ..store import Store
+    from pixibuild.store.fetch import Fetcher
+    from pixibuild.net.config import NetConfig
+    from pixibuild.store.blobs import Store
 
     config = NetConfig.load(args.config, project_root=base_dir, ca_bundle=args.ca_bundle,
                             auth_file=args.auth_file, concurrency=args.jobs,

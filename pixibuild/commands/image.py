@@ -11,15 +11,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..errors import InputError
-from ..platforms import KNOWN_SUBDIRS
-from ..oci.options import ImageOptions, apply_cli, manifest_image_options
+from pixibuild.errors import InputError
+from pixibuild.conda.platforms import KNOWN_SUBDIRS
+from pixibuild.oci.options import ImageOptions, apply_cli, manifest_image_options
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .pack import add_network_arguments, add_target_arguments
+    from pixibuild.commands.pack import add_network_arguments, add_target_arguments
 
     add_target_arguments(parser)
     parser.add_argument("--base", default=None, metavar="REF",
@@ -53,18 +53,18 @@ def _subdir(project, env: str, platform: str) -> str:
     """The conda subdir of a (possibly custom-named, lock v7) platform."""
     if platform in KNOWN_SUBDIRS:
         return platform
-    from ..lockfile import read_lock
+    from pixibuild.inputs.lockfile import read_lock
 
     return read_lock(project.lock_path).environment(env).subdir(platform)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..oci.build import build_configured_image, image_tag
-    from ..oci.layer import LayerCache
-    from ..oci.layout import write_image_tar, write_oci_dir
-    from ..oci.registry import parse_reference, push_image
-    from ..project import load_project
-    from .pack import make_fetcher, manifest_arg
+    from pixibuild.oci.build import build_configured_image, image_tag
+    from pixibuild.oci.layer import LayerCache
+    from pixibuild.oci.layout import write_image_tar, write_oci_dir
+    from pixibuild.net.registry import parse_reference, push_image
+    from pixibuild.inputs.project import load_project
+    from pixibuild.commands.pack import make_fetcher, manifest_arg
 
     project = load_project(manifest_arg(args))
     env_name, platform = args.environment, args.platform

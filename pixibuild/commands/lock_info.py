@@ -13,12 +13,12 @@ import json
 import sys
 from pathlib import Path
 
-from ..auth import redact_url  # credentials written into a lock's URLs are never printed
-from ..errors import InputError
-from ..lockfile import DEFAULT_ENVIRONMENT, read_lock
-from ..locked import check_locked
-from ..manifest import find_manifest, read_manifest
-from ..platforms import current_subdir
+from pixibuild.net.auth import redact_url  # credentials written into a lock's URLs are never printed
+from pixibuild.errors import InputError
+from pixibuild.inputs.lockfile import DEFAULT_ENVIRONMENT, read_lock
+from pixibuild.inputs.locked import check_locked
+from pixibuild.inputs.manifest import find_manifest, read_manifest
+from pixibuild.conda.platforms import current_subdir
 
 COMMAND_NAME = "lock-info"
 

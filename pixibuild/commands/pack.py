@@ -8,10 +8,10 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from ..platforms import current_subdir
+from pixibuild.conda.platforms import current_subdir
 
 if TYPE_CHECKING:
-    from ..fetch import Fetcher
+    from pixibuild.store.fetch import Fetcher
 
 # Heavier modules (httpx, the installer, YAML) are imported where they are used, so that
 # `pixibuild --help` and every other command start fast.
@@ -43,9 +43,9 @@ def manifest_arg(args: argparse.Namespace) -> str:
 
 def make_fetcher(args: argparse.Namespace, project_root: Path) -> "Fetcher":
     """The fetcher the CLI flags describe: store, pixi config, credentials, parallelism."""
-    from ..fetch import Fetcher
-    from ..netconfig import NetConfig
-    from ..store import Store
+    from pixibuild.store.fetch import Fetcher
+    from pixibuild.net.config import NetConfig
+    from pixibuild.store.blobs import Store
 
     config = NetConfig.load([args.config] if args.config else None, project_root=project_root,
                             ca_bundle=args.ca_bundle, auth_file=args.auth_file)
@@ -68,15 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pack.archive import PackContents
-    from ..pack.build import PackOutput, check_packable, select_pypi, write_pack
-    from ..project import load_project
+    from pixibuild.pack.writer import PackContents
+    from pixibuild.pack.build import PackOutput, check_packable, select_pypi, write_pack
+    from pixibuild.inputs.project import load_project
 
     project = load_project(manifest_arg(args))
     target = project.target(args.environment, args.platform)
     if args.locked:
-        from ..locked import check_locked
-        from ..lockfile import read_lock
+        from pixibuild.inputs.locked import check_locked
+        from pixibuild.inputs.lockfile import read_lock
 
         check_locked(project.manifest, read_lock(project.lock_path), args.environment, args.platform)
     check_packable(target.conda, project.lock_path)
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         conda = list(zip(target.conda, fetcher.fetch_all(target.conda, base)))
         wheel_pairs = list(zip(wheels, fetcher.fetch_all(wheels, base)))
         if args.inject:
-            from ..pack.inject import check_dependencies, inject_files
+            from pixibuild.pack.inject import check_dependencies, inject_files
 
             extra_conda, extra_wheels = inject_files([Path(p) for p in args.inject], fetcher.store, args.platform)
             conda = _replace(conda, extra_conda)

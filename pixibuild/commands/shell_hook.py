@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..activation import SHELLS, activate_script, entrypoint_script
-from ..errors import InputError
+from pixibuild.install.activation import SHELLS, activate_script, entrypoint_script
+from pixibuild.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,11 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
-from ..activation import SCRIPT_EXT, SHELLS, activate_script
-from ..atomic import atomic_directory, atomic_write_bytes
-from ..install import install_environment
-from ..install.conda_meta import HISTORY_PIXI_UNPACK
-from ..install.pack_reader import PackReader, conda_packages, validate_metadata, wheels
+from pixibuild.install.activation import SCRIPT_EXT, SHELLS, activate_script
+from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
+from pixibuild.install import install_environment
+from pixibuild.install.conda_meta import HISTORY_PIXI_UNPACK
+from pixibuild.pack.reader import PackReader, conda_packages, validate_metadata, wheels
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,15 @@ record on disk means the package is complete.
 
 from __future__ import annotations
 
-from ..auth import storage_key
+from pixibuild.net.auth import storage_key
 
 import json
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_output, atomic_write_bytes
-from ..records import CondaRecord
-from .link import LinkedPackage
+from pixibuild.files.atomic import atomic_output, atomic_write_bytes
+from pixibuild.conda.records import CondaRecord
+from pixibuild.install.link import LinkedPackage
 
 HISTORY_PIXI_UNPACK = b"// not relevant for pixi but for `conda run -p`"
 """What pixi-unpack writes to conda-meta/history (conda run needs the file to exist)."""

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from ..errors import InputError
-from ..records import CondaRecord
-from . import archive as ar
-from .archive import Member, PackageInfo, PathEntry
-from .noarch import PythonLayout, entry_point_script, parse_entry_point, relocate
-from .prefix import PrefixTooLong, copy_binary, copy_text
+from pixibuild.errors import InputError
+from pixibuild.conda.records import CondaRecord
+from pixibuild.conda import archive as ar
+from pixibuild.conda.archive import Member, PackageInfo, PathEntry
+from pixibuild.install.noarch import PythonLayout, entry_point_script, parse_entry_point, relocate
+from pixibuild.install.prefix import PrefixTooLong, copy_binary, copy_text
 
 COPY_CHUNK = 1 << 20
 CLOBBERS_DIR = "__clobbers__"

@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..errors import InputError
-from ..platforms import is_windows
-from ..records import CondaRecord
+from pixibuild.errors import InputError
+from pixibuild.conda.platforms import is_windows
+from pixibuild.conda.records import CondaRecord
 
 _ENTRY_POINT = re.compile(r"^\s*([^=\s]+)\s*=\s*([\w.]+)\s*:\s*([\w.]+)\s*(\[.*\])?\s*$")
 

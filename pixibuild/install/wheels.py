@@ -7,9 +7,9 @@ from pathlib import Path
 import zipfile
 from typing import Any, Sequence
 
-from ..errors import InputError
-from ..records import PypiRecord
-from .noarch import PythonLayout
+from pixibuild.errors import InputError
+from pixibuild.conda.records import PypiRecord
+from pixibuild.install.noarch import PythonLayout
 
 INSTALLER_NAME = b"pixibuild"
 

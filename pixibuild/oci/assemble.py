@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..platforms import oci_platform
-from .config import (HistoryEntry, ImageSettings, canonical_json, created_timestamp, image_config,
-                     image_manifest)
-from .layer import Layer, LayerCache
-from .layout import Image
+from pixibuild.conda.platforms import oci_platform
+from pixibuild.oci.config import (HistoryEntry, ImageSettings, canonical_json, created_timestamp,
+    image_config, image_manifest)
+from pixibuild.oci.layer import Layer, LayerCache
+from pixibuild.oci.layout import Image
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..errors import BuildError, InputError
-from ..platforms import oci_platform
-from .assemble import SCRATCH, BaseImage
-from .config import DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, sha256_digest
-from .layer import MEDIA_TYPE_GZIP, MEDIA_TYPE_TAR, Layer, LayerCache
-from .registry import RegistryClient, parse_reference
+from pixibuild.errors import BuildError, InputError
+from pixibuild.conda.platforms import oci_platform
+from pixibuild.oci.assemble import SCRATCH, BaseImage
+from pixibuild.oci.config import DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, sha256_digest
+from pixibuild.oci.layer import MEDIA_TYPE_GZIP, MEDIA_TYPE_TAR, Layer, LayerCache
+from pixibuild.net.registry import RegistryClient, parse_reference
 
 _LAYER_TYPES = {
     "application/vnd.docker.image.rootfs.diff.tar.gzip": MEDIA_TYPE_GZIP,

@@ -24,19 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from ..activation import activation_env, entrypoint_script
-from ..errors import InputError
-from ..install import dependency_order, install_package
-from ..install.noarch import PythonLayout, environment_python_version, site_packages_override
-from ..install.wheels import install_wheels
-from ..platforms import oci_platform
-from ..records import CondaRecord, PypiRecord
-from .assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
-from .config import ImageSettings, canonical_json, created_timestamp, standard_labels
-from .grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
-from .layer import Layer, LayerCache
-from .layout import Image
-from .options import ImageOptions, image_prefix
+from pixibuild.install.activation import activation_env, entrypoint_script
+from pixibuild.errors import InputError
+from pixibuild.install import dependency_order, install_package
+from pixibuild.install.noarch import PythonLayout, environment_python_version, site_packages_override
+from pixibuild.install.wheels import install_wheels
+from pixibuild.conda.platforms import oci_platform
+from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.oci.assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
+from pixibuild.oci.config import ImageSettings, canonical_json, created_timestamp, standard_labels
+from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
+from pixibuild.oci.layer import Layer, LayerCache
+from pixibuild.oci.layout import Image
+from pixibuild.oci.options import ImageOptions, image_prefix
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def build_configured_image(options: ImageOptions, *, name: str, env: str, subdir
     Shared by `pixibuild image` and the doit image node, so both build the same bytes. With
     `package_budget`, packages are grouped into exactly that many layers at most (what the layer
     nodes planned), whatever the base image turns out to hold."""
-    from .base import load_base
+    from pixibuild.oci.base import load_base
 
     workdir = options.workdir or "/app"
     base = load_base(options.base, subdir, cache)
@@ -271,7 +271,7 @@ def _project_dir(target_prefix: str) -> str:
 
 
 def _history(spec: LayerSpec):
-    from .config import HistoryEntry
+    from pixibuild.oci.config import HistoryEntry
 
     return HistoryEntry(created_by=spec.created_by, comment=spec.comment)
 

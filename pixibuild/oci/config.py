@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..errors import InputError
-from ..platforms import oci_platform
-from .layer import Layer
+from pixibuild.errors import InputError
+from pixibuild.conda.platforms import oci_platform
+from pixibuild.oci.layer import Layer
 
 MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"

@@ -26,7 +26,7 @@ from typing import Sequence
 
 import networkx as nx
 
-from ..records import CondaRecord
+from pixibuild.conda.records import CondaRecord
 
 DEFAULT_MAX_LAYERS = 100
 """Total layers an image may have (incl. base and env/app layers): under Docker's ~125 and overlayfs' 128."""

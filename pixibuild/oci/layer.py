@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from ..atomic import atomic_directory, atomic_write_bytes
-from ..errors import BuildError
-from ..tarwriter import DeterministicTarWriter
+from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
+from pixibuild.errors import BuildError
+from pixibuild.files.tar import DeterministicTarWriter
 
 LAYER_FORMAT_VERSION = 1
 """Bump when the bytes a layer gets for the same files change (tar layout, modes, gzip)."""
@@ -158,7 +158,7 @@ def _incoming(blob_dir: Path) -> Iterator[tuple[BinaryIO, Path]]:
 
 def default_cache_dir() -> Path:
     """`<store root>/oci`: next to the package store so one cache directory holds everything."""
-    from ..store import default_store_root
+    from pixibuild.store.blobs import default_store_root
 
     return default_store_root() / "oci"
 

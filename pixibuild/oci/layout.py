@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..atomic import atomic_directory, atomic_output
-from ..tarwriter import DeterministicTarWriter
-from .config import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, canonical_json, sha256_digest
-from .layer import Layer
+from pixibuild.files.atomic import atomic_directory, atomic_output
+from pixibuild.files.tar import DeterministicTarWriter
+from pixibuild.oci.config import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, canonical_json, sha256_digest
+from pixibuild.oci.layer import Layer
 
 OCI_LAYOUT = canonical_json({"imageLayoutVersion": "1.0.0"})
 TAR_MTIME = 0

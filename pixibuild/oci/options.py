@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..errors import InputError
+from pixibuild.errors import InputError
 
 # manifest key → (option name, expected type)
 KEYS: dict[str, tuple[str, type | tuple[type, ...]]] = {

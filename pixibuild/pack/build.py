@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..atomic import atomic_directory, atomic_output
-from ..errors import InputError
-from ..records import CondaRecord, PypiRecord
-from .archive import PackContents, write_directory, write_tar
+from pixibuild.files.atomic import atomic_directory, atomic_output
+from pixibuild.errors import InputError
+from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.pack.writer import PackContents, write_directory, write_tar
 
 log = logging.getLogger(__name__)
 

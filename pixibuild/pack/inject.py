@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ..condaversion import MatchSpec, VersionError
-from ..errors import InputError
-from ..install.archive import record_from_archive
-from ..records import CondaRecord, PypiRecord
-from ..store import Store, hash_file
+from pixibuild.conda.version import MatchSpec, VersionError
+from pixibuild.errors import InputError
+from pixibuild.conda.archive import record_from_archive
+from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.store.blobs import Store, hash_file
 
 log = logging.getLogger(__name__)
 

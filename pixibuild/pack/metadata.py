@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-from .. import __version__
-from ..records import CondaRecord, PypiRecord
+from pixibuild import __version__
+from pixibuild.conda.records import CondaRecord, PypiRecord
 
 PACK_FORMAT_VERSION = "1"
 PACKER_VERSION = f"pixibuild-{__version__}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from ..records import CondaRecord
+from pixibuild.conda.records import CondaRecord
 
 # Fields rattler's PackageRecord serializer drops when they are empty collections.
 _OMIT_WHEN_EMPTY = ("constrains", "extra_depends", "flags", "track_features")

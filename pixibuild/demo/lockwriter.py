@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from ..records import CondaRecord, PypiRecord
+from pixibuild.conda.records import CondaRecord, PypiRecord
 
 Package = CondaRecord | PypiRecord
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import __version__
-from .project import Project, discover_projects, load_project, project_labels
-from .records import CondaRecord, PypiRecord
+from pixibuild import __version__
+from pixibuild.inputs.project import Project, discover_projects, load_project, project_labels
+from pixibuild.conda.records import CondaRecord, PypiRecord
 
 GRAPH_FORMAT = 1
 """Bumped when an action's output format changes, so every key changes with it."""
@@ -116,7 +116,7 @@ def default_build_dir(root: Path) -> Path:
 def load_workspace(root: str | Path, *, store_root: str | Path | None = None,
                    build_dir: str | Path | None = None) -> Workspace:
     """A single project (root has a manifest) or a monorepo (projects found below root)."""
-    from .store import default_store_root
+    from pixibuild.store.blobs import default_store_root
 
     root = Path(root).resolve()
     if (root / "pixi.lock").exists():
@@ -176,7 +176,7 @@ def run_node(ws: Workspace, node: Node) -> None:
     """
     import fcntl
 
-    from .atomic import atomic_write_bytes
+    from pixibuild.files.atomic import atomic_write_bytes
 
     stamp = stamp_path(ws, node)
     stamp.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from .platforms import KNOWN_SUBDIRS
+from pixibuild.conda.platforms import KNOWN_SUBDIRS
 
 ARCHIVE_EXTENSIONS = (".conda", ".tar.bz2")
 

@@ -15,11 +15,11 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion
 from packaging.version import Version as Pep440Version
 
-from .condaversion import MatchSpec, VersionError
-from .errors import InputError
-from .lockfile import LockFile
-from .manifest import Manifest
-from .records import CondaRecord, PypiRecord
+from pixibuild.conda.version import MatchSpec, VersionError
+from pixibuild.errors import InputError
+from pixibuild.inputs.lockfile import LockFile
+from pixibuild.inputs.manifest import Manifest
+from pixibuild.conda.records import CondaRecord, PypiRecord
 
 _SOURCE_KEYS = ("path", "git", "url")
 _DEFAULT_CHANNEL_HOST = "https://conda.anaconda.org/"

@@ -248,7 +248,7 @@ def write_channel(specs: Iterable[tuple[PackageSpec, str]], channel_dir: Path) -
 
 def locked_record(spec: PackageSpec, path: Path, url: str | None = None):
     """The CondaRecord a lock would pin for a written package (url defaults to its file:// URL)."""
-    from ..records import CondaRecord
+    from pixibuild.conda.records import CondaRecord
 
     data = repodata_record(spec, path)
     core = {"name", "version", "build", "build_number", "depends", "constrains", "subdir", "md5",

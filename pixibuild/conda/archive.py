@@ -24,7 +24,7 @@ from typing import IO, Any, Callable, Iterator, Union
 
 import zstandard
 
-from ..errors import InputError
+from pixibuild.errors import InputError
 
 CORRUPT = (tarfile.TarError, OSError, EOFError, ValueError, zstandard.ZstdError, zipfile.BadZipFile, zlib.error)
 """What a damaged archive raises while it is read: all become InputError naming the package."""
@@ -537,7 +537,7 @@ def file_hashes(path: Path) -> tuple[str, str, int]:
 
 def record_from_archive(path: Path, url: str | None = None):
     """The CondaRecord of a package file, from its index.json (as rattler's `from_package_archive`)."""
-    from ..records import CondaRecord
+    from pixibuild.conda.records import CondaRecord
 
     try:
         info = read_info(path, early=True)  # conda's info-first .tar.bz2: stop after info/

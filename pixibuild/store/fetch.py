@@ -25,11 +25,11 @@ from urllib.request import url2pathname
 
 import httpx
 
-from .auth import AuthStore, redact_url, storage_key
-from .errors import BuildError, InputError, PixibuildError
-from .netconfig import NetConfig
-from .records import CondaRecord, PypiRecord
-from .store import Hasher, Store, check_md5, check_sha256, compare
+from pixibuild.net.auth import AuthStore, redact_url, storage_key
+from pixibuild.errors import BuildError, InputError, PixibuildError
+from pixibuild.net.config import NetConfig
+from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.store.blobs import Hasher, Store, check_md5, check_sha256, compare
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO; a lock URL may carry a conda token (`/t/<token>/`) and a redirect

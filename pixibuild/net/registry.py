@@ -24,10 +24,10 @@ from urllib.parse import quote, urlencode, urljoin
 
 import httpx
 
-from ..errors import BuildError, InputError
-from .config import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
-                     sha256_digest)
-from .layout import Image
+from pixibuild.errors import BuildError, InputError
+from pixibuild.oci.config import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_MANIFEST, sha256_digest)
+from pixibuild.oci.layout import Image
 
 log = logging.getLogger(__name__)
 

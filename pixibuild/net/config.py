@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import InputError
+from pixibuild.errors import InputError
 
 if sys.version_info >= (3, 11):
     import tomllib

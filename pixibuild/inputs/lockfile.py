@@ -17,11 +17,11 @@ from typing import Any, Iterable
 
 import yaml
 
-from .condafilename import (arch_and_platform, build_number_from_build, channel_from_url, is_url,
-                            location_file_name, noarch_from, split_archive_name, subdir_from_url)
-from . import simpleyaml
-from .errors import InputError
-from .records import CondaRecord, PypiRecord
+from pixibuild.conda.filename import (arch_and_platform, build_number_from_build, channel_from_url, is_url,
+    location_file_name, noarch_from, split_archive_name, subdir_from_url)
+from pixibuild.inputs import simpleyaml
+from pixibuild.errors import InputError
+from pixibuild.conda.records import CondaRecord, PypiRecord
 
 try:  # libyaml: several times faster on multi-megabyte locks
     from yaml import CBaseLoader as _Loader

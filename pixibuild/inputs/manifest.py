@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from pixibuild.errors import InputError
 
 # tomli, not the stdlib tomllib: pixi manifests use TOML 1.1 (inline tables over several lines),
 # which tomli (>= 2.3) reads and Python 3.11's tomllib rejects.

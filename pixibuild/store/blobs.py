@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from .auth import storage_key
-from .errors import BuildError, InputError
+from pixibuild.net.auth import storage_key
+from pixibuild.errors import BuildError, InputError
 
 log = logging.getLogger(__name__)
 

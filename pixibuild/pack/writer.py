@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
-from ..records import CondaRecord, PypiRecord
-from ..tarwriter import DeterministicTarWriter
-from .metadata import environment_yml, pixi_pack_json
-from .repodata import repodata_json
+from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.files.tar import DeterministicTarWriter
+from pixibuild.pack.metadata import environment_yml, pixi_pack_json
+from pixibuild.pack.repodata import repodata_json
 
 PIXI_PACK_MTIME = 1153704088
 """pixi-pack's fixed header time (tar-rs `HeaderMode::Deterministic`)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Literal, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .errors import InputError
+from pixibuild.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ..records import CondaRecord
-from .condapkg import PackageSpec, PkgFile, locked_record, write_channel
-from .lockwriter import write_lock
+from pixibuild.conda.records import CondaRecord
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_channel
+from pixibuild.demo.lockwriter import write_lock
 
 
 def _spec(rng: random.Random, index: int, subdir: str, median_kib: float) -> PackageSpec:
@@ -68,8 +68,8 @@ def bump_package(project_dir: Path, name: str, *, tag: str = "1") -> CondaRecord
     one lock", as in a real dependency bump. Other projects' locks are untouched."""
     import yaml
 
-    from .condapkg import write_package
-    from .lockwriter import _conda_entry
+    from pixibuild.demo.condapkg import write_package
+    from pixibuild.demo.lockwriter import _conda_entry
 
     lock_path = project_dir / "pixi.lock"
     doc = yaml.safe_load(lock_path.read_text())

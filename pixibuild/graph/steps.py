@@ -12,15 +12,15 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .atomic import atomic_write_bytes
-from .errors import BuildError
-from .pack.archive import PackContents
-from .pack.build import PackOutput, write_pack
-from .pack.repodata import repodata_json
-from .records import CondaRecord, PypiRecord
+from pixibuild.files.atomic import atomic_write_bytes
+from pixibuild.errors import BuildError
+from pixibuild.pack.writer import PackContents
+from pixibuild.pack.build import PackOutput, write_pack
+from pixibuild.pack.repodata import repodata_json
+from pixibuild.conda.records import CondaRecord, PypiRecord
 
 if TYPE_CHECKING:
-    from .fetch import Fetcher
+    from pixibuild.store.fetch import Fetcher
 
 _FETCHERS: dict[str, "Fetcher"] = {}
 _FETCHERS_LOCK = threading.Lock()
@@ -29,9 +29,9 @@ _FETCHERS_LOCK = threading.Lock()
 def shared_fetcher(store_root: str) -> "Fetcher":
     """One fetcher (one connection pool) per store per process, shared by every fetch node.
     (Imported here, not at module level: planning a no-op run must not pay for httpx.)"""
-    from .fetch import Fetcher
-    from .netconfig import NetConfig
-    from .store import Store
+    from pixibuild.store.fetch import Fetcher
+    from pixibuild.net.config import NetConfig
+    from pixibuild.store.blobs import Store
 
     with _FETCHERS_LOCK:
         fetcher = _FETCHERS.get(store_root)
@@ -54,7 +54,7 @@ def fetch(record: CondaRecord | PypiRecord, base_dir: str, store_root: str) -> N
 def verify(record: CondaRecord | PypiRecord, base_dir: str, store_root: str) -> None:
     """Verify node: re-hash the stored blob against every hash and size the lock gives, so a blob
     damaged on disk after download is caught before it is packed."""
-    from .store import Store, hash_file
+    from pixibuild.store.blobs import Store, hash_file
 
     path = blob_for(record, base_dir, store_root)
     h = hash_file(path)
@@ -104,9 +104,9 @@ def unpack(platform: str, conda: Sequence[CondaRecord], wheels: Sequence[PypiRec
            store_root: str, output_dir: str, env_name: str = "env", shell: str = "bash") -> None:
     """Unpack node: install the target from verified blobs into `<output_dir>/<env_name>` (swapped in
     whole) plus `activate.sh` — the same result as `pixibuild unpack` of the target's pack."""
-    from .activation import activate_script
-    from .atomic import atomic_directory
-    from .install import install_environment
+    from pixibuild.install.activation import activate_script
+    from pixibuild.files.atomic import atomic_directory
+    from pixibuild.install import install_environment
 
     out = Path(output_dir).absolute()
     env_dir = out / env_name
@@ -122,7 +122,7 @@ def _layer_specs(records: tuple[CondaRecord, ...], platform: str, target_prefix:
                  store_root: str) -> dict:
     """key → LayerSpec for one image's packages, computed once per process: every layer node of
     that image asks for the same grouping."""
-    from .oci.build import package_layer_specs
+    from pixibuild.oci.build import package_layer_specs
 
     pairs = [(r, blob_for(r, base_dir, store_root)) for r in records]
     specs = package_layer_specs(pairs, platform=platform, target_prefix=target_prefix, budget=budget)
@@ -133,8 +133,8 @@ def image_layer(key: str, records: Sequence[CondaRecord], platform: str, target_
                 base_dir: str, store_root: str, cache_root: str) -> None:
     """Layer node: one package group installed at the image prefix, tarred and gzipped into the
     layer cache (skipped when the cache already holds the layer for this key)."""
-    from .oci.build import build_package_layer
-    from .oci.layer import LayerCache
+    from pixibuild.oci.build import build_package_layer
+    from pixibuild.oci.layer import LayerCache
 
     spec = _layer_specs(tuple(records), platform, target_prefix, budget, base_dir, store_root).get(key)
     if spec is None:
@@ -146,11 +146,11 @@ def image(manifest_path: str, env: str, platform: str, conda: Sequence[CondaReco
           base_dir: str, store_root: str, cache_root: str, output: str, budget: int) -> None:
     """Image node: base + package layers (from the cache the layer nodes filled, grouped for the
     same `budget`) + environment and app layers → one tar, both an OCI layout and a docker-archive."""
-    from .manifest import read_manifest
-    from .oci.build import build_configured_image, image_tag
-    from .oci.layer import LayerCache
-    from .oci.layout import write_image_tar
-    from .oci.options import manifest_image_options
+    from pixibuild.inputs.manifest import read_manifest
+    from pixibuild.oci.build import build_configured_image, image_tag
+    from pixibuild.oci.layer import LayerCache
+    from pixibuild.oci.layout import write_image_tar
+    from pixibuild.oci.options import manifest_image_options
 
     manifest = read_manifest(manifest_path)
     name = manifest.name or manifest.root.name  # as Project.name

@@ -12,8 +12,8 @@ import json
 import shlex
 from pathlib import Path
 
-from .errors import InputError
-from .platforms import current_subdir, is_windows
+from pixibuild.errors import InputError
+from pixibuild.conda.platforms import current_subdir, is_windows
 
 SHELLS = ("bash", "zsh", "fish", "powershell", "cmd")
 SCRIPT_EXT = {"bash": "sh", "zsh": "sh", "fish": "fish", "powershell": "ps1", "cmd": "bat"}

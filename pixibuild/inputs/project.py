@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from . import __version__
-from .atomic import atomic_write_bytes
-from .errors import InputError
-from .lockfile import read_lock
-from .manifest import Manifest, find_manifest, read_manifest
-from .records import CondaRecord, PypiRecord, record_digest
+from pixibuild import __version__
+from pixibuild.files.atomic import atomic_write_bytes
+from pixibuild.errors import InputError
+from pixibuild.inputs.lockfile import read_lock
+from pixibuild.inputs.manifest import Manifest, find_manifest, read_manifest
+from pixibuild.conda.records import CondaRecord, PypiRecord, record_digest
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _cache_dir() -> Path | None:
         return None
     if value:
         return Path(value)
-    from .store import default_store_root  # the store decides where the global cache lives
+    from pixibuild.store.blobs import default_store_root  # the store decides where the global cache lives
 
     return default_store_root() / "lock-cache"
 

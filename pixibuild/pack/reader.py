@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
-from ..errors import InputError
-from ..platforms import current_subdir
-from ..records import CondaRecord, PypiRecord
-from .archive import check_member_name
+from pixibuild.errors import InputError
+from pixibuild.conda.platforms import current_subdir
+from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.conda.archive import check_member_name
 
 PACK_FORMAT_VERSION = "1"
 

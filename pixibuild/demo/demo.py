@@ -13,9 +13,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..records import CondaRecord
-from .condapkg import PLACEHOLDER, PREFIX_TOKEN, PackageSpec, PkgFile, locked_record, write_channel
-from .lockwriter import write_lock
+from pixibuild.conda.records import CondaRecord
+from pixibuild.demo.condapkg import (PLACEHOLDER, PREFIX_TOKEN, PackageSpec, PkgFile, locked_record,
+    write_channel)
+from pixibuild.demo.lockwriter import write_lock
 
 PLATFORMS = ("linux-64", "linux-aarch64")
 
