@@ -10,7 +10,8 @@ import time
 import pytest
 
 from pixibuild.errors import BuildError, InputError
-from pixibuild.store.blobs import Store, default_store_root
+from pixibuild.store.blobs import Store
+from pixibuild.store.roots import store_root as default_store_root
 
 
 def test_default_root_follows_env_then_xdg(tmp_path, monkeypatch):

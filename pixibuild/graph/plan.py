@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from pixibuild import __version__
+from pixibuild.store import roots
 from pixibuild.inputs.project import Project, discover_projects, load_project, project_labels
 from pixibuild.conda.records import CondaRecord, PypiRecord
 
@@ -116,8 +117,6 @@ def default_build_dir(root: Path) -> Path:
 def load_workspace(root: str | Path, *, store_root: str | Path | None = None,
                    build_dir: str | Path | None = None) -> Workspace:
     """A single project (root has a manifest) or a monorepo (projects found below root)."""
-    from pixibuild.store.blobs import default_store_root
-
     root = Path(root).resolve()
     if (root / "pixi.lock").exists():
         project_dirs = [root]
@@ -125,7 +124,7 @@ def load_workspace(root: str | Path, *, store_root: str | Path | None = None,
         project_dirs = discover_projects(root)
     projects = [load_project(d) for d in project_dirs]
     labels = project_labels(projects, root)
-    return Workspace(root=root, store_root=Path(store_root) if store_root else default_store_root(),
+    return Workspace(root=root, store_root=roots.store_root(store_root),
                      build_dir=Path(build_dir) if build_dir else default_build_dir(root),
                      projects=labels, single=len(labels) == 1 and project_dirs == [root])
 

@@ -15,6 +15,7 @@ from pixibuild import __version__
 from pixibuild.files.atomic import atomic_write_bytes
 from pixibuild.errors import InputError
 from pixibuild.inputs.lockfile import read_lock
+from pixibuild.store.roots import lock_cache_root
 from pixibuild.inputs.manifest import Manifest, find_manifest, read_manifest
 from pixibuild.conda.records import CondaRecord, PypiRecord, record_digest
 
@@ -100,17 +101,6 @@ def _resolve_lock(lock_path: Path) -> dict[tuple[str, str], Resolved]:
     return out
 
 
-def _cache_dir() -> Path | None:
-    value = os.environ.get("PIXIBUILD_LOCK_CACHE")
-    if value == "0":
-        return None
-    if value:
-        return Path(value)
-    from pixibuild.store.blobs import default_store_root  # the store decides where the global cache lives
-
-    return default_store_root() / "lock-cache"
-
-
 def resolve_lock(lock_path: Path) -> tuple[str, dict[tuple[str, str], Resolved]]:
     """Parse a lock once per content: the parsed records are cached by the lock's sha256 (and our
     version), so planning a 20-project monorepo does not re-parse YAML on every no-op run."""
@@ -119,7 +109,7 @@ def resolve_lock(lock_path: Path) -> tuple[str, dict[tuple[str, str], Resolved]]
     except FileNotFoundError:
         raise InputError("lock file not found (run `pixi lock` first)", path=lock_path) from None
     digest = hashlib.sha256(data).hexdigest()
-    cache = _cache_dir()
+    cache = lock_cache_root()
     entry = cache / f"{digest}-{__version__}.pickle" if cache else None
     if entry is not None and entry.is_file():
         try:

@@ -31,6 +31,7 @@ from typing import BinaryIO, Callable, Iterator
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.errors import BuildError
 from pixibuild.files.tar import DeterministicTarWriter
+from pixibuild.store.roots import layer_cache_root
 
 LAYER_FORMAT_VERSION = 1
 """Bump when the bytes a layer gets for the same files change (tar layout, modes, gzip)."""
@@ -156,13 +157,6 @@ def _incoming(blob_dir: Path) -> Iterator[tuple[BinaryIO, Path]]:
         out.close()
 
 
-def default_cache_dir() -> Path:
-    """`<store root>/oci`: next to the package store so one cache directory holds everything."""
-    from pixibuild.store.blobs import default_store_root
-
-    return default_store_root() / "oci"
-
-
 class LayerCache:
     """Layers by content key: `layers/<key hash>.json` → digests; blobs in `blobs/sha256/<hex>`.
 
@@ -171,7 +165,7 @@ class LayerCache:
     """
 
     def __init__(self, root: Path | None = None, *, level: int = GZIP_LEVEL):
-        self.root = Path(root) if root is not None else default_cache_dir()
+        self.root = Path(root) if root is not None else layer_cache_root()
         self.level = level
         self.blob_dir = self.root / "blobs" / "sha256"
         self.hits = 0

@@ -26,20 +26,13 @@ from typing import BinaryIO, Iterator
 
 from pixibuild.net.auth import storage_key
 from pixibuild.errors import BuildError, InputError
+from pixibuild.store.roots import store_root
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
-
-
-def default_store_root() -> Path:
-    """`$PIXIBUILD_CACHE_DIR`, else `$XDG_CACHE_HOME/pixibuild`, else `~/.cache/pixibuild`."""
-    if os.environ.get("PIXIBUILD_CACHE_DIR"):
-        return Path(os.environ["PIXIBUILD_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pixibuild"
 
 
 def check_sha256(value: str, *, what: str = "sha256") -> str:
@@ -109,7 +102,7 @@ class Store:
     """A directory of verified blobs named by sha256, plus a URL index and cross-process locks."""
 
     def __init__(self, root: str | Path | None = None):
-        self.root = Path(root) if root is not None else default_store_root()
+        self.root = store_root(root)
         self.blobs = self.root / "blobs" / "sha256"
         self._locks_dir = self.root / "locks"
         self._index = None
