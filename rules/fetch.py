@@ -1,23 +1,28 @@
-"""fetch and verify rules: one node per distinct package bytes, shared by every target."""
+"""fetch and verify rules: one node per distinct package bytes, shared by every target.
+
+Only the fetch node downloads (through the project's `FetchSession`); every node after `verify`
+gets the `BlobRef`s planned here and reads the store, never the network.
+"""
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from pixibuild.graph import steps
+from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.errors import InputError
+from pixibuild.graph import steps
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, record_id
 from pixibuild.inputs.project import Project, Resolved
-from pixibuild.conda.records import CondaRecord, PypiRecord
-from pixibuild.store.blobs import Store
+from pixibuild.store.blobs import BlobRef, Store
+from pixibuild.store.session import FetchSession
 
 
 def blob_path(ws: Workspace, sha256: str | None) -> Path | None:
     """Where the store keeps a package (None when the lock gives no usable sha256: then the fetch
-    node runs and reports the bad hash)."""
+    node runs and reports the bad hash, or finds the blob through the store's URL index)."""
     if not sha256:
         return None
     try:
@@ -27,7 +32,7 @@ def blob_path(ws: Workspace, sha256: str | None) -> Path | None:
 
 
 def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRecord | PypiRecord,
-            digest: str) -> str:
+            digest: str, session: FetchSession) -> str:
     """Declare fetch:<id> and verify:<id>; returns the verify node name targets depend on.
 
     Inputs: URL and hashes (fetch), plus the full record digest (verify). Output: the store blob.
@@ -35,26 +40,27 @@ def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRec
     rid = record_id(record)
     if graph.has(f"verify:{rid}"):
         return f"verify:{rid}"  # shared package: declared by an earlier target
-    store_root, base_dir = str(ws.store_root), str(project.lock_path.parent)
     location = record.url if isinstance(record, CondaRecord) else record.location
     label = record.file_name
     fetch_key = content_key("fetch", location, record.sha256, record.md5)
     blob = blob_path(ws, record.sha256)
     present = functools.partial(os.path.exists, blob) if blob else None
     graph.add(Node(name=f"fetch:{rid}", kind="fetch", key=fetch_key, doc=f"fetch {label}", present=present,
-                   action=functools.partial(steps.fetch, record, base_dir, store_root)))
+                   action=functools.partial(session.fetch, record, str(project.lock_path.parent))))
     graph.add(Node(name=f"verify:{rid}", kind="verify", key=content_key("verify", fetch_key, digest),
                    doc=f"verify {label}", deps=(f"fetch:{rid}",), present=present,
-                   action=functools.partial(steps.verify, record, base_dir, store_root)))
+                   action=functools.partial(steps.verify, BlobRef.of(record), str(ws.store_root))))
     return f"verify:{rid}"
 
 
 @dataclass(frozen=True)
 class TargetPackages:
-    """A target's packages as the pack/unpack/image rules need them: the installable wheels with
-    their digests, and the verify node of every conda package (in target order) and wheel."""
+    """A target's packages as the pack/unpack/image rules need them: each record with the blob its
+    verify node vouches for, the wheels' digests, and the verify nodes to depend on."""
 
-    wheels: list[tuple[PypiRecord, str]]
+    conda: list[tuple[CondaRecord, BlobRef]]
+    wheels: list[tuple[PypiRecord, BlobRef]]
+    wheel_digests: list[str]
     conda_verify: list[str]
     wheel_verify: list[str]
 
@@ -63,10 +69,13 @@ class TargetPackages:
         return tuple(dict.fromkeys([*self.conda_verify, *self.wheel_verify]))
 
 
-def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: Resolved) -> TargetPackages:
+def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: Resolved,
+                   session: FetchSession) -> TargetPackages:
     """fetch/verify nodes for every package of a target (wheels only: sdists and editables cannot
     be shipped, see pixibuild.pack.build.select_pypi)."""
     wheels = [(w, d) for w, d in zip(target.pypi, target.pypi_digests) if w.is_wheel and not w.editable]
-    conda_verify = [declare(graph, ws, project, r, d) for r, d in zip(target.conda, target.conda_digests)]
-    wheel_verify = [declare(graph, ws, project, w, d) for w, d in wheels]
-    return TargetPackages(wheels, conda_verify, wheel_verify)
+    conda_verify = [declare(graph, ws, project, r, d, session) for r, d in zip(target.conda, target.conda_digests)]
+    wheel_verify = [declare(graph, ws, project, w, d, session) for w, d in wheels]
+    return TargetPackages(conda=[(r, BlobRef.of(r)) for r in target.conda],
+                          wheels=[(w, BlobRef.of(w)) for w, _ in wheels], wheel_digests=[d for _, d in wheels],
+                          conda_verify=conda_verify, wheel_verify=wheel_verify)

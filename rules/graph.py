@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pixibuild.graph.plan import BuildGraph, Workspace
-
 from pixibuild.conda.platforms import current_subdir
+from pixibuild.graph.plan import BuildGraph, Workspace
+from pixibuild.store.session import FetchSession
 
 from . import lock, pack, unpack
 
@@ -22,15 +22,18 @@ def build_graph(ws: Workspace, kinds: Sequence[str] | None = None) -> BuildGraph
     host = current_subdir()
     for label, project in sorted(ws.projects.items()):
         wanted = kinds if kinds is not None else project.settings.get("outputs", DEFAULT_KINDS)
+        session = FetchSession(ws.store_root, project.root)  # one connection pool for the project's fetch nodes
         lock_node = lock.declare(graph, ws, label, project)
         for env, platform in project.targets():
             target = project.target(env, platform)
             if "pack" in wanted:
-                pack.declare(graph, ws, label, project, target, deps=(lock_node,))
+                pack.declare(graph, ws, label, project, target, session, deps=(lock_node,))
             if "unpack" in wanted and platform == host:
-                unpack.declare(graph, ws, label, project, target, deps=(lock_node,))
+                unpack.declare(graph, ws, label, project, target, session, deps=(lock_node,))
             if "image" in wanted and platform.startswith("linux-"):
+                # imported only for workspaces that build images: the image planner pulls in
+                # networkx and the installer (~200 ms, python -X importtime)
                 from . import image
 
-                image.declare(graph, ws, label, project, target, deps=(lock_node,))
+                image.declare(graph, ws, label, project, target, session, deps=(lock_node,))
     return graph

@@ -1,5 +1,9 @@
-"""layer and image rules: one layer node per package group (shared by every image that has the
-same packages at the same prefix), then the image tar of a target."""
+"""layer and image rules: one layer node per planned package group (shared by every image that has
+the same packages at the same prefix), then the image tar of a target.
+
+The layer plan is made once, here, when the graph is loaded: the layer nodes and the image node
+close over the same `LayerPlan`, so they cannot disagree about which packages share a layer.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,16 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from pixibuild.graph import steps
 from pixibuild.errors import PixibuildError
-from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS
-from pixibuild.oci.layer import LayerCache
-from pixibuild.oci.options import image_prefix, manifest_image_options
+from pixibuild.graph import steps
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
 from pixibuild.inputs.project import Project, Resolved
+from pixibuild.oci.base import base_layer_count
+from pixibuild.oci.layer import LayerCache
+from pixibuild.oci.layerplan import plan_layers
+from pixibuild.oci.options import image_prefix, manifest_image_options
+from pixibuild.store.roots import layer_cache_root
+from pixibuild.store.session import FetchSession
 
 from . import fetch
 
@@ -40,49 +47,42 @@ def _base_fingerprint(base: str) -> list:
 
 
 def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, target: Resolved,
-            deps: Sequence[str] = ()) -> str:
-    """layer:<id> per package group — inputs: package sha256s, prefix, platform, python version
-    (the layer cache key); image:… — inputs: layer keys, image settings, base, app files."""
-    from pixibuild.oci.build import package_layer_specs
-
+            session: FetchSession, deps: Sequence[str] = ()) -> str:
+    """layer:<id> per planned package group — inputs: package sha256s, prefix, platform, python
+    version (the layer cache key); image:… — inputs: layer keys, image settings, base, app files."""
     env, platform = target.env, target.platform
-    options = manifest_image_options(project.manifest.tool, env, where=f"{project.manifest.path}: tool.pixibuild")
+    where = f"{project.manifest.path}: tool.pixibuild"
+    options = manifest_image_options(project.manifest.tool, env, where=where)
     prefix = image_prefix(options, env)
-    max_layers = options.max_layers or DEFAULT_MAX_LAYERS
-    reserve = 0 if options.base in (None, "scratch") else 20  # base layers, unknown until loaded
-    budget = max_layers - reserve - 1 - (1 if options.include else 0)
-    base_dir, store_root = str(project.lock_path.parent), str(ws.store_root)
-    cache = LayerCache()
-    packages = fetch.declare_target(graph, ws, project, target)
-    wheels = packages.wheels
+    cache = LayerCache(layer_cache_root(ws.store_root))
+    packages = fetch.declare_target(graph, ws, project, target, session)
     verify = {r.name: node for r, node in zip(target.conda, packages.conda_verify)}
-    layer_nodes: list[str] = []
-    layer_keys: list[str] = []
     blobs = [fetch.blob_path(ws, r.sha256) for r in target.conda]
-    if all(blobs):
-        pairs = list(zip(target.conda, blobs))
-        for spec, group in package_layer_specs(pairs, platform=platform, target_prefix=prefix, budget=budget):
-            lid = hashlib.sha256(spec.key.encode()).hexdigest()[:16]
-            name = f"layer:{lid}"
-            graph.add(Node(name=name, kind="layer", key=content_key("layer", spec.key),
-                           deps=tuple(dict.fromkeys(verify[r.name] for r in group)),
-                           present=functools.partial(_layer_present, cache, spec.key),
-                           doc=f"image layer: {', '.join(r.dist_name for r in group)} at {prefix}",
-                           action=functools.partial(steps.image_layer, spec.key, list(target.conda), platform,
-                                                    prefix, budget, base_dir, store_root, str(cache.root))))
+    plan = None
+    layer_nodes: list[str] = []
+    if all(blobs):  # else (a lock without sha256s) the image node plans its layers once the blobs are fetched
+        plan = plan_layers(list(zip(target.conda, blobs)), platform=platform, target_prefix=prefix,
+                           max_layers=options.max_layers, base_layers=base_layer_count(options.base, platform),
+                           app_layer=bool(options.include), base=f"base image {options.base}")
+        for layer in plan.packages:
+            name = f"layer:{hashlib.sha256(layer.spec.key.encode()).hexdigest()[:16]}"
+            graph.add(Node(name=name, kind="layer", key=content_key("layer", layer.spec.key),
+                           deps=tuple(dict.fromkeys(verify[r.name] for r in layer.records)),
+                           present=functools.partial(_layer_present, cache, layer.spec.key),
+                           doc=f"image layer: {', '.join(r.dist_name for r in layer.records)} at {prefix}",
+                           action=functools.partial(steps.image_layer, layer, str(cache.root))))
             layer_nodes.append(name)
-            layer_keys.append(spec.key)
     out = target_dir(ws, label, env, platform) / "image.tar"
-    key = content_key("image", platform, env, label, layer_keys or list(target.conda_digests),
-                      sorted(d for _, d in wheels), vars(options), _base_fingerprint(options.base or "scratch"),
-                      _file_fingerprint(project.root, options.include), os.environ.get("SOURCE_DATE_EPOCH"))
+    layer_keys = [layer.spec.key for layer in plan.packages] if plan else list(target.conda_digests)
+    key = content_key("image", platform, env, label, layer_keys, sorted(packages.wheel_digests), vars(options),
+                      _base_fingerprint(options.base or "scratch"), _file_fingerprint(project.root, options.include),
+                      os.environ.get("SOURCE_DATE_EPOCH"))
     name = target_name(ws, "image", label, env, platform)
     graph.add(Node(name=name, kind="image", key=key, outputs=(out,),
                    deps=(*deps, *layer_nodes, *packages.verify_nodes),
                    doc=f"OCI/docker image of {label}, env {env}, {platform} → {out}",
-                   action=functools.partial(steps.image, str(project.manifest.path), env, platform,
-                                            list(target.conda), [w for w, _ in wheels], base_dir, store_root,
-                                            str(cache.root), str(out), budget)))
+                   action=functools.partial(steps.image, str(project.manifest.path), env, platform, packages.conda,
+                                            packages.wheels, str(ws.store_root), str(cache.root), str(out), plan)))
     return name
 
 

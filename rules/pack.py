@@ -7,32 +7,24 @@ import os
 from typing import Sequence
 
 from pixibuild.graph import steps
-from pixibuild.files.atomic import atomic_directory
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
 from pixibuild.inputs.project import Project, Resolved
-from pixibuild.conda.records import CondaRecord
+from pixibuild.store.session import FetchSession
 
 from . import fetch
 
 
-def _index(records: Sequence[CondaRecord], index_dir: str) -> None:
-    """Rebuilt whole and swapped in, so no stale subdir survives a change of platforms."""
-    with atomic_directory(index_dir) as tmp:
-        steps.index(records, str(tmp))
-
-
 def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, target: Resolved,
-            deps: Sequence[str] = ()) -> str:
+            session: FetchSession, deps: Sequence[str] = ()) -> str:
     """Declare index:… and pack:… for one target; returns the pack node name.
 
     index — inputs: the conda record digests; output: `<target dir>/index/<subdir>/repodata.json`.
     pack  — inputs: index key, platform, record and wheel digests, SOURCE_DATE_EPOCH;
-            output: `<target dir>/environment.tar`; action: `steps.archive`.
+            output: `<target dir>/environment.tar`; action: `steps.archive` over the verified blobs.
     """
     env, platform = target.env, target.platform
     out_dir = target_dir(ws, label, env, platform)
-    packages = fetch.declare_target(graph, ws, project, target)
-    wheels = packages.wheels
+    packages = fetch.declare_target(graph, ws, project, target, session)
     index_dir = out_dir / "index"
     index_key = content_key("index", sorted(target.conda_digests))
     index_name = target_name(ws, "index", label, env, platform)
@@ -40,15 +32,14 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
     graph.add(Node(name=index_name, kind="index", key=index_key, deps=tuple(deps),
                    outputs=tuple(index_dir / s / "repodata.json" for s in subdirs),
                    doc=f"repodata.json for {label} {env} {platform}",
-                   action=functools.partial(_index, list(target.conda), str(index_dir))))
-    pack_key = content_key("pack", index_key, platform, sorted(target.conda_digests), sorted(d for _, d in wheels),
+                   action=functools.partial(steps.index, list(target.conda), str(index_dir))))
+    pack_key = content_key("pack", index_key, platform, sorted(target.conda_digests), sorted(packages.wheel_digests),
                            os.environ.get("SOURCE_DATE_EPOCH"))
     tar = out_dir / "environment.tar"
     name = target_name(ws, "pack", label, env, platform)
     graph.add(Node(name=name, kind="pack", key=pack_key, outputs=(tar,),
                    deps=(index_name, *packages.verify_nodes),
                    doc=f"pixi-pack archive of {label}, env {env}, {platform}",
-                   action=functools.partial(steps.archive, platform, list(target.conda), [w for w, _ in wheels],
-                                            str(project.lock_path.parent), str(ws.store_root),
-                                            str(index_dir), str(tar))))
+                   action=functools.partial(steps.archive, platform, packages.conda, packages.wheels,
+                                            str(ws.store_root), str(index_dir), str(tar))))
     return name

@@ -8,23 +8,23 @@ from typing import Sequence
 from pixibuild.graph import steps
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
 from pixibuild.inputs.project import Project, Resolved
+from pixibuild.store.session import FetchSession
 
 from . import fetch
 
 
 def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, target: Resolved,
-            deps: Sequence[str] = ()) -> str:
+            session: FetchSession, deps: Sequence[str] = ()) -> str:
     """Inputs: record and wheel digests and the install path (files embed it); output: the env
-    directory (swapped in whole) and activate.sh; action: `steps.unpack`."""
+    directory (swapped in whole) and activate.sh; action: `steps.unpack` over the verified blobs."""
     env, platform = target.env, target.platform
     out_dir = target_dir(ws, label, env, platform)
-    packages = fetch.declare_target(graph, ws, project, target)
-    wheels = packages.wheels
-    key = content_key("unpack", platform, list(target.conda_digests), sorted(d for _, d in wheels), str(out_dir))
+    packages = fetch.declare_target(graph, ws, project, target, session)
+    key = content_key("unpack", platform, list(target.conda_digests), sorted(packages.wheel_digests), str(out_dir))
     name = target_name(ws, "unpack", label, env, platform)
     graph.add(Node(name=name, kind="unpack", key=key, outputs=(out_dir / "env" / "conda-meta", out_dir / "activate.sh"),
                    deps=(*deps, *packages.verify_nodes),
                    doc=f"install {label}, env {env}, {platform} into {out_dir / 'env'}",
-                   action=functools.partial(steps.unpack, platform, list(target.conda), [w for w, _ in wheels],
-                                            str(project.lock_path.parent), str(ws.store_root), str(out_dir))))
+                   action=functools.partial(steps.unpack, platform, packages.conda, packages.wheels,
+                                            str(ws.store_root), str(out_dir))))
     return name

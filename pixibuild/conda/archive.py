@@ -25,6 +25,7 @@ from typing import IO, Any, Callable, Iterator, Union
 import zstandard
 
 from pixibuild.errors import InputError
+from pixibuild.files.digest import hash_file
 
 CORRUPT = (tarfile.TarError, OSError, EOFError, ValueError, zstandard.ZstdError, zipfile.BadZipFile, zlib.error)
 """What a damaged archive raises while it is read: all become InputError naming the package."""
@@ -524,17 +525,6 @@ def read_info(path: Path, source: Source | None = None, label: str | None = None
     raise InputError(f"{path}: not a conda package (expected .conda or .tar.bz2)")
 
 
-def file_hashes(path: Path) -> tuple[str, str, int]:
-    """(sha256, md5, size) of a file, streamed."""
-    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-            md5.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), md5.hexdigest(), size
-
-
 def record_from_archive(path: Path, url: str | None = None):
     """The CondaRecord of a package file, from its index.json (as rattler's `from_package_archive`)."""
     from pixibuild.conda.records import CondaRecord
@@ -551,7 +541,8 @@ def record_from_archive(path: Path, url: str | None = None):
         value = index.get(key) or []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _fail(path.name, "info/index.json", f"{key!r} must be a list of strings")
-    sha, md5, size = file_hashes(path)
+    h = hash_file(path)
+    sha, md5, size = h.sha256.hexdigest(), h.md5.hexdigest(), h.size
     core = {"name", "version", "build", "build_number", "depends", "constrains", "subdir", "noarch",
             "license", "timestamp"}
     extra = {k: v for k, v in index.items() if k not in core and v is not None}

@@ -6,8 +6,11 @@ the lock's repodata (patches included) and content keys can hash it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from pixibuild.files.digest import json_digest
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,6 @@ class PypiRecord:
 def record_digest(record: CondaRecord | PypiRecord) -> str:
     """sha256 of every field of a record, canonically serialised: the content key of anything
     built from it (a repodata patch changes it; re-ordering a lock does not)."""
-    import dataclasses
-    import hashlib
-    import json
-
     fields = dataclasses.asdict(record)
     fields["__type__"] = type(record).__name__
-    data = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(data.encode()).hexdigest()
+    return json_digest(fields)

@@ -10,13 +10,13 @@ The graph is a networkx DiGraph (edge = "must run before"); `rules/` turns it in
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from pixibuild import __version__
+from pixibuild.files.digest import json_digest
 from pixibuild.store import roots
 from pixibuild.inputs.project import Project, discover_projects, load_project, project_labels
 from pixibuild.conda.records import CondaRecord, PypiRecord
@@ -26,8 +26,7 @@ GRAPH_FORMAT = 1
 
 def content_key(*parts: Any) -> str:
     """sha256 of the canonical JSON of `parts`, salted with our version and graph format."""
-    data = json.dumps([__version__, GRAPH_FORMAT, *parts], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(data.encode()).hexdigest()
+    return json_digest([__version__, GRAPH_FORMAT, *parts])
 
 
 @dataclass

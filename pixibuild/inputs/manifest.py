@@ -8,13 +8,12 @@ requirements are kept raw in `Manifest.data`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pixibuild.errors import InputError
+from pixibuild.files.digest import json_digest
 
 # tomli, not the stdlib tomllib: pixi manifests use TOML 1.1 (inline tables over several lines),
 # which tomli (>= 2.3) reads and Python 3.11's tomllib rejects.
@@ -120,8 +119,7 @@ class Manifest:
                 "pypi-dependencies": {p: self.pypi_dependencies(env, p) for p in platforms},
                 "tool": self.tool,
             }
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
-        return hashlib.sha256(blob).hexdigest()
+        return json_digest(payload)
 
     # ----------------------------------------------------------------------------------------
 

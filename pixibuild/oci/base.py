@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from pixibuild.errors import BuildError, InputError
 from pixibuild.conda.platforms import oci_platform
 from pixibuild.oci.assemble import SCRATCH, BaseImage
 from pixibuild.oci.config import DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, sha256_digest
 from pixibuild.oci.layer import MEDIA_TYPE_GZIP, MEDIA_TYPE_TAR, Layer, LayerCache
-from pixibuild.net.registry import RegistryClient, parse_reference
+from pixibuild.net.registry import Reference, RegistryClient, parse_reference
 
 _LAYER_TYPES = {
     "application/vnd.docker.image.rootfs.diff.tar.gzip": MEDIA_TYPE_GZIP,
@@ -76,11 +78,16 @@ def _from_parts(reference: str, config: dict, layer_files: list[tuple[Path, str,
 
 def _read_json(path: Path, where: str) -> dict | list:
     try:
-        return json.loads(path.read_bytes())
+        return _parse_json(path.read_bytes(), path.name, where)
     except FileNotFoundError:
         raise InputError(f"missing {path.name}", path=where) from None
+
+
+def _parse_json(data: bytes, name: str, where: str) -> dict | list:
+    try:
+        return json.loads(data)
     except ValueError as exc:
-        raise InputError(f"{path.name} is not JSON: {exc}", path=where) from None
+        raise InputError(f"{name} is not JSON: {exc}", path=where) from None
 
 
 def _blob(root: Path, digest: str, where: str) -> Path:
@@ -91,9 +98,25 @@ def _blob(root: Path, digest: str, where: str) -> Path:
     return path
 
 
-def load_oci_layout(root: Path, tag: str | None, platform: str, cache: LayerCache, where: str) -> BaseImage:
-    index = _read_json(root / "index.json", where)
-    manifests = list(index.get("manifests") or [])  # type: ignore[union-attr]
+def _layout_manifest(read: Callable[[str], bytes | None], tag: str | None, platform: str, where: str) -> dict:
+    """The image manifest an OCI layout's index.json names for `tag` and `platform`; `read(name)` gives
+    a file of the layout (None when missing), so directories and archives share this walk."""
+
+    def json_file(name: str) -> dict:
+        data = read(name)
+        if data is None:
+            raise InputError(f"missing {name}" if "/" not in name else f"blob {name} is missing", path=where)
+        value = _parse_json(data, name, where)
+        if not isinstance(value, dict):
+            raise InputError(f"{name} is not a JSON object", path=where)
+        return value
+
+    def blob_name(digest: str) -> str:
+        algo, _, hexdigest = str(digest).partition(":")
+        return f"blobs/{algo}/{hexdigest}"
+
+    index = json_file("index.json")
+    manifests = list(index.get("manifests") or [])
     if tag:
         manifests = [m for m in manifests if tag in ((m.get("annotations") or {}).get("org.opencontainers.image.ref.name"),
                                                      (m.get("annotations") or {}).get("io.containerd.image.name"))]
@@ -103,9 +126,22 @@ def load_oci_layout(root: Path, tag: str | None, platform: str, cache: LayerCach
         raise InputError("index.json lists no images", path=where)
     desc = manifests[0] if len(manifests) == 1 else _pick_platform(manifests, platform, where)
     while desc.get("mediaType") in _INDEX_TYPES:
-        nested = _read_json(_blob(root, desc["digest"], where), where)
-        desc = _pick_platform(nested.get("manifests") or [], platform, where)  # type: ignore[union-attr]
-    manifest = _read_json(_blob(root, desc["digest"], where), where)
+        nested = json_file(blob_name(desc["digest"]))
+        desc = _pick_platform(nested.get("manifests") or [], platform, where)
+    return json_file(blob_name(desc["digest"]))
+
+
+def _read_dir_file(root: Path) -> Callable[[str], bytes | None]:
+    def read(name: str) -> bytes | None:
+        try:
+            return (root / name).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+    return read
+
+
+def load_oci_layout(root: Path, tag: str | None, platform: str, cache: LayerCache, where: str) -> BaseImage:
+    manifest = _layout_manifest(_read_dir_file(root), tag, platform, where)
     config_path = _blob(root, manifest["config"]["digest"], where)  # type: ignore[index]
     if sha256_digest(config_path.read_bytes()) != manifest["config"]["digest"]:  # type: ignore[index]
         raise InputError("config blob does not match its digest", path=where)
@@ -147,20 +183,26 @@ def load_archive(path: Path, tag: str | None, platform: str, cache: LayerCache, 
         raise InputError("archive has neither index.json (OCI) nor manifest.json (docker)", path=where)
 
 
+def _registry_manifest(client: RegistryClient, ref: Reference, platform: str) -> dict:
+    """The image manifest of `ref` for `platform` (an index is resolved to our platform's entry)."""
+    data, media_type = client.get_manifest(ref.repository, ref.reference)
+    manifest = json.loads(data)
+    if media_type in _INDEX_TYPES or manifest.get("mediaType") in _INDEX_TYPES:
+        desc = _pick_platform(manifest.get("manifests") or [], platform, str(ref))
+        data, media_type = client.get_manifest(ref.repository, desc["digest"])
+        manifest = json.loads(data)
+    if manifest.get("schemaVersion") != 2 or "config" not in manifest:
+        raise BuildError(f"unsupported manifest type {media_type!r}", path=str(ref))
+    return manifest
+
+
 def pull(reference: str, platform: str, cache: LayerCache, *, client: RegistryClient | None = None) -> BaseImage:
     """Pull from a registry: manifest (index → our platform), config, layers into the cache by digest."""
     ref = parse_reference(reference)
     own = client is None
     client = client or RegistryClient(ref.registry)
     try:
-        data, media_type = client.get_manifest(ref.repository, ref.reference)
-        manifest = json.loads(data)
-        if media_type in _INDEX_TYPES or manifest.get("mediaType") in _INDEX_TYPES:
-            desc = _pick_platform(manifest.get("manifests") or [], platform, str(ref))
-            data, media_type = client.get_manifest(ref.repository, desc["digest"])
-            manifest = json.loads(data)
-        if manifest.get("schemaVersion") != 2 or "config" not in manifest:
-            raise BuildError(f"unsupported manifest type {media_type!r}", path=str(ref))
+        manifest = _registry_manifest(client, ref, platform)
         config_bytes = b"".join(client.iter_blob(ref.repository, manifest["config"]["digest"]))
         if sha256_digest(config_bytes) != manifest["config"]["digest"]:
             raise BuildError("config blob does not match its digest", path=str(ref))
@@ -193,25 +235,85 @@ class _IterReader:
         return next(self._chunks, b"")
 
 
-def load_base(reference: str | None, platform: str, cache: LayerCache) -> BaseImage:
-    """The base image named by `reference` (None or "scratch" → no base)."""
+@dataclass(frozen=True)
+class BaseSource:
+    """Where a base reference points: `kind` is scratch, oci (a layout directory), oci-archive,
+    docker-archive, archive (a tar of either kind) or registry."""
+
+    kind: str
+    location: str = ""
+    tag: str | None = None
+
+
+def classify(reference: str | None) -> BaseSource:
+    """What kind of base `reference` names (see the module docstring for the forms)."""
     if not reference or reference == "scratch":
-        return SCRATCH
-    for prefix, kind in (("oci:", "oci"), ("oci-archive:", "oci-archive"), ("docker-archive:", "docker-archive")):
+        return BaseSource("scratch")
+    for prefix in ("oci:", "oci-archive:", "docker-archive:"):
         if reference.startswith(prefix):
             path, tag = _split_suffix(reference[len(prefix):])
-            if kind == "oci":
-                if not Path(path).is_dir():
-                    raise InputError("OCI layout directory not found", path=path)
-                return load_oci_layout(Path(path), tag, platform, cache, path)
-            return load_archive(Path(path), tag, platform, cache, kind)
+            kind = prefix[:-1]
+            if kind == "oci" and not Path(path).is_dir():
+                raise InputError("OCI layout directory not found", path=path)
+            return BaseSource(kind, path, tag)
     if reference.startswith("docker://"):
-        return pull(reference, platform, cache)
+        return BaseSource("registry", reference)
     path = Path(reference)
     if path.is_dir():
-        return load_oci_layout(path, None, platform, cache, reference)
+        return BaseSource("oci", reference)
     if path.is_file():
-        return load_archive(path, None, platform, cache, None)
+        return BaseSource("archive", reference)
     if reference.startswith((".", "/")):
         raise InputError("base image path not found", path=reference)
-    return pull(reference, platform, cache)
+    return BaseSource("registry", reference)
+
+
+def load_base(reference: str | None, platform: str, cache: LayerCache) -> BaseImage:
+    """The base image named by `reference` (None or "scratch" → no base), its layers in the cache."""
+    source = classify(reference)
+    if source.kind == "scratch":
+        return SCRATCH
+    if source.kind == "oci":
+        return load_oci_layout(Path(source.location), source.tag, platform, cache, source.location)
+    if source.kind == "registry":
+        return pull(source.location, platform, cache)
+    kind = None if source.kind == "archive" else source.kind
+    return load_archive(Path(source.location), source.tag, platform, cache, kind)
+
+
+def base_layer_count(reference: str | None, platform: str) -> int:
+    """How many layers the base brings, read from its manifests only (no layer is copied or pulled):
+    what planning an image's layer budget needs. A registry base costs one or two manifest requests."""
+    source = classify(reference)
+    where = source.location
+    if source.kind == "scratch":
+        return 0
+    if source.kind == "oci":
+        return len(_layout_manifest(_read_dir_file(Path(where)), source.tag, platform, where).get("layers") or [])
+    if source.kind == "registry":
+        ref = parse_reference(where)
+        with RegistryClient(ref.registry) as client:
+            return len(_registry_manifest(client, ref, platform).get("layers") or [])
+    path = Path(where)
+    if not path.is_file():
+        raise InputError("base image archive not found", path=where)
+    try:
+        with tarfile.open(path) as tar:
+            def read(name: str) -> bytes | None:
+                try:
+                    member = tar.extractfile(name)
+                except KeyError:
+                    return None
+                return member.read() if member is not None else None
+
+            if source.kind != "docker-archive" and read("index.json") is not None:
+                return len(_layout_manifest(read, source.tag, platform, where).get("layers") or [])
+            entries = read("manifest.json")
+            if entries is None:
+                raise InputError("archive has neither index.json (OCI) nor manifest.json (docker)", path=where)
+            parsed = _parse_json(entries, "manifest.json", where)
+            if not isinstance(parsed, list) or not parsed or not isinstance(parsed[0], dict):
+                raise InputError("manifest.json lists no images", path=where)
+            return len(parsed[0].get("Layers") or [])
+    except (tarfile.TarError, OSError) as exc:
+        raise InputError(f"not a readable image archive: {exc}", path=where) from None

@@ -4,8 +4,9 @@ Each package layer is content-addressed by its packages' sha256s, the target pre
 python version (for noarch python) and LAYER_FORMAT_VERSION: it is built once with the
 installer's `install_package` into a staging dir and then served from the layer cache, so a
 one-package change rebuilds one layer (plus the env layer if activation changed, and the
-config/manifest). The doit rules call `package_layer_specs`/`LayerCache.get_or_build` per layer
-and `build_image` for the rest; the CLI calls `build_image`.
+config/manifest). Which packages share a layer is the one plan of `layerplan.py`: the doit rules
+plan it when the graph is loaded and run `build_package_layer` per planned layer, then the image
+node runs `build_configured_image` with the same plan; the CLI plans it after loading the base.
 
 Layer order, base-most first: base image layers, package layers (most depended-on first), the
 environment layer (`conda-meta/history`, PyPI wheels, `/entrypoint.sh`), the app layer.
@@ -25,15 +26,16 @@ from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from pixibuild.install.activation import activation_env, entrypoint_script
-from pixibuild.errors import InputError
-from pixibuild.install import dependency_order, install_package
+from pixibuild.errors import BuildError, InputError
+from pixibuild.files.digest import hash_file
 from pixibuild.install.noarch import PythonLayout, environment_python_version, site_packages_override
 from pixibuild.install.wheels import install_wheels
 from pixibuild.conda.platforms import oci_platform
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.oci.assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
 from pixibuild.oci.config import ImageSettings, canonical_json, created_timestamp, standard_labels
-from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
+from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS
+from pixibuild.oci.layerplan import LayerPlan, plan_layers
 from pixibuild.oci.layer import Layer, LayerCache
 from pixibuild.oci.layout import Image
 from pixibuild.oci.options import ImageOptions, image_prefix
@@ -55,36 +57,6 @@ class BuildResult:
     layers_built: int
     layers_reused: int
     package_groups: list[list[str]] = field(default_factory=list)
-
-
-def _python(records: Sequence[CondaRecord], platform: str) -> tuple[str | None, str | None]:
-    return environment_python_version(records), site_packages_override(records)
-
-
-def package_layer_specs(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
-                        budget: int) -> list[tuple[LayerSpec, list[CondaRecord]]]:
-    """One LayerSpec per package group (see grouping.py), installing its packages at `target_prefix`."""
-    records = [r for r, _ in packages]
-    archives = {r.name: Path(p) for r, p in packages}
-    python_version, site_packages = _python(records, platform)
-    mount = target_prefix.strip("/")
-    specs = []
-    for group in group_packages(records, budget):
-        ordered = dependency_order(group)
-        key = layer_key(group, target_prefix) + f"\0platform={platform}"
-        if any(r.noarch == "python" for r in group):
-            key += f"\0python={python_version}\0site={site_packages}"
-
-        def populate(staging: Path, ordered: list[CondaRecord] = ordered) -> None:
-            # store blobs are named by hash: the installer takes the format from the record
-            for record, archive in [(r, archives[r.name]) for r in ordered]:
-                install_package(record, archive, staging, target_prefix=target_prefix,
-                                python_version=python_version, platform=platform,
-                                site_packages_path=site_packages)
-
-        names = ", ".join(r.dist_name for r in ordered)
-        specs.append((LayerSpec(key, populate, mount=mount, created_by=f"pixibuild conda: {names}"), ordered))
-    return specs
 
 
 def build_package_layer(spec: LayerSpec, cache: LayerCache) -> Layer:
@@ -136,8 +108,11 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
                 cache: LayerCache, base: BaseImage = SCRATCH, settings: ImageSettings | None = None,
                 wheels: Sequence[tuple[PypiRecord, Path]] = (), app_files: Sequence[tuple[str, Path]] = (),
                 max_layers: int = DEFAULT_MAX_LAYERS, created: str | None = None,
-                jobs: int | None = None) -> BuildResult:
-    """The whole image for an environment; layers come from `cache` when their inputs are unchanged."""
+                jobs: int | None = None, plan: LayerPlan | None = None) -> BuildResult:
+    """The whole image for an environment; layers come from `cache` when their inputs are unchanged.
+
+    `plan` is the package layering the doit rules planned (its layer nodes filled the cache);
+    without one, the packages are planned here for `max_layers` and this base."""
     if not target_prefix.startswith("/"):
         raise InputError(f"target prefix must be absolute, got {target_prefix!r}", field="prefix")
     try:
@@ -148,41 +123,43 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
     if base.config is None and settings.entrypoint is None:
         log.warning("scratch base: %s runs with /bin/sh, which must then come from a package at /bin/sh "
                     "(or use --base / --entrypoint)", ENTRYPOINT_PATH)
-    budget = max_layers - len(base.layers) - 1 - (1 if app_files else 0)
-    if budget < 1:
-        raise InputError(f"{max_layers} layers are not enough: the base image alone has {len(base.layers)}",
-                         field="max-layers")
+    if plan is None:
+        plan = plan_layers(packages, platform=platform, target_prefix=target_prefix, max_layers=max_layers,
+                           base_layers=len(base.layers), app_layer=bool(app_files), base=base.reference)
+    elif plan.base_layers != len(base.layers):
+        raise BuildError(f"base image {base.reference} has {len(base.layers)} layers now, but the build was "
+                         f"planned for {plan.base_layers}: it changed since planning; run the build again")
     created = created or created_timestamp()
     cache.root.mkdir(parents=True, exist_ok=True)
     # store blobs are named by hash: the installers take formats and wheel names from the records
     return _build_image(packages, platform=platform, target_prefix=target_prefix, cache=cache, base=base,
-                        settings=settings, wheels=wheels, app_files=app_files, budget=budget, created=created,
+                        settings=settings, wheels=wheels, app_files=app_files, plan=plan, created=created,
                         jobs=jobs)
 
 
 def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
                  cache: LayerCache, base: BaseImage, settings: ImageSettings,
-                 wheels: Sequence[tuple[PypiRecord, Path]], app_files: Sequence[tuple[str, Path]], budget: int,
+                 wheels: Sequence[tuple[PypiRecord, Path]], app_files: Sequence[tuple[str, Path]], plan: LayerPlan,
                  created: str, jobs: int | None) -> BuildResult:
     hits, misses = cache.hits, cache.misses
-    pkg_specs = package_layer_specs(packages, platform=platform, target_prefix=target_prefix, budget=budget)
+    specs = [layer.spec for layer in plan.packages]
     # Layers are independent: build them in parallel (zlib and sha256 release the GIL).
     with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
-        built = list(pool.map(lambda spec: build_package_layer(spec, cache), [s for s, _ in pkg_specs]))
-    layers = [(layer, _history(spec)) for layer, (spec, _) in zip(built, pkg_specs)]
+        built = list(pool.map(lambda spec: build_package_layer(spec, cache), specs))
+    layers = [(layer, _history(spec)) for layer, spec in zip(built, specs)]
 
     # Environment layer: activation needs the union of the packages' activation files.
     base_env = dict(item.partition("=")[::2] for item in ((base.config or {}).get("config") or {}).get("Env") or [])
     with tempfile.TemporaryDirectory(prefix="pixibuild-activation-", dir=cache.root) as tmp:
-        view = _activation_view(cache, [s for s, _ in pkg_specs], Path(tmp) / "prefix")
+        view = _activation_view(cache, specs, Path(tmp) / "prefix")
         view.mkdir(parents=True, exist_ok=True)
         script = entrypoint_script(view, target_prefix)
         env = activation_env(view, target_prefix, platform, base_path=base_env.get("PATH", DEFAULT_BASE_PATH))
     records = [r for r, _ in packages]
-    python_version, site_packages = _python(records, platform)
+    python_version, site_packages = environment_python_version(records), site_packages_override(records)
     env_key = canonical_json({"kind": "environment", "prefix": target_prefix, "platform": platform,
                               "entrypoint": script, "python": python_version, "site": site_packages,
-                              "wheels": sorted(f"{w.name}={w.sha256 or _file_sha256(p)}" for w, p in wheels)}).decode()
+                              "wheels": sorted(f"{w.name}={w.sha256 or hash_file(p).sha256.hexdigest()}" for w, p in wheels)}).decode()
     mount = target_prefix.strip("/")
 
     def populate_env(staging: Path) -> None:
@@ -210,7 +187,7 @@ def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str,
     settings = _with_environment(settings, env, target_prefix)
     image = assemble_image(platform=platform, layers=layers, settings=settings, base=base, created=created)
     return BuildResult(image, layers_built=cache.misses - misses, layers_reused=cache.hits - hits,
-                       package_groups=[[r.dist_name for r in group] for _, group in pkg_specs])
+                       package_groups=[[r.dist_name for r in layer.records] for layer in plan.packages])
 
 
 def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, Path]]:
@@ -235,11 +212,10 @@ def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, 
 
 def build_configured_image(options: ImageOptions, *, name: str, env: str, subdir: str, project_root: Path,
                            packages: Sequence[tuple[CondaRecord, Path]], wheels: Sequence[tuple[PypiRecord, Path]],
-                           cache: LayerCache, package_budget: int | None = None) -> BuildResult:
+                           cache: LayerCache, plan: LayerPlan | None = None) -> BuildResult:
     """The image `options` describe for one environment: base, prefix, settings, labels, app files.
-    Shared by `pixibuild image` and the doit image node, so both build the same bytes. With
-    `package_budget`, packages are grouped into exactly that many layers at most (what the layer
-    nodes planned), whatever the base image turns out to hold."""
+    Shared by `pixibuild image` and the doit image node, so both build the same bytes; the doit
+    node passes the layer `plan` its layer nodes were built from."""
     from pixibuild.oci.base import load_base
 
     workdir = options.workdir or "/app"
@@ -249,13 +225,9 @@ def build_configured_image(options: ImageOptions, *, name: str, env: str, subdir
     settings = ImageSettings(env=options.env, entrypoint=options.entrypoint, cmd=options.cmd, working_dir=workdir,
                              exposed_ports=options.expose, labels=labels, user=options.user)
     apps = app_files(project_root, options.include, workdir)
-    if package_budget is None:
-        max_layers = options.max_layers or DEFAULT_MAX_LAYERS
-    else:
-        max_layers = package_budget + len(base.layers) + 1 + (1 if apps else 0)
     return build_image(list(packages), platform=subdir, target_prefix=image_prefix(options, env), cache=cache,
-                       base=base, settings=settings, wheels=list(wheels), app_files=apps, max_layers=max_layers,
-                       created=created)
+                       base=base, settings=settings, wheels=list(wheels), app_files=apps,
+                       max_layers=options.max_layers or DEFAULT_MAX_LAYERS, created=created, plan=plan)
 
 
 def image_tag(options: ImageOptions, name: str, env: str) -> str:
@@ -276,14 +248,6 @@ def _history(spec: LayerSpec):
     return HistoryEntry(created_by=spec.created_by, comment=spec.comment)
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _with_environment(settings: ImageSettings, activation: dict[str, str], target_prefix: str) -> ImageSettings:
     """Image Env = the activated environment (PATH = prefix entries + base PATH, CONDA_PREFIX,
     env_vars.d values) + user env; defaults: Entrypoint /entrypoint.sh, WorkingDir /app."""
@@ -294,4 +258,4 @@ def _with_environment(settings: ImageSettings, activation: dict[str, str], targe
                          exposed_ports=settings.exposed_ports, labels=settings.labels, user=settings.user)
 
 
-__all__ = ["BuildResult", "build_image", "build_package_layer", "package_layer_specs", "standard_labels"]
+__all__ = ["BuildResult", "build_image", "build_package_layer", "standard_labels"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from pixibuild.errors import InputError
+from pixibuild.files.digest import canonical_json
 from pixibuild.conda.platforms import oci_platform
 from pixibuild.oci.layer import Layer
 
@@ -22,11 +22,6 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 
 FIXED_CREATED = 0
 """`created` when SOURCE_DATE_EPOCH is unset: the epoch, so builds never embed the clock."""
-
-
-def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: the bytes whose sha256 is the blob digest."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def sha256_digest(data: bytes) -> str:

@@ -27,6 +27,7 @@ from typing import Sequence
 import networkx as nx
 
 from pixibuild.conda.records import CondaRecord
+from pixibuild.errors import InputError
 
 DEFAULT_MAX_LAYERS = 100
 """Total layers an image may have (incl. base and env/app layers): under Docker's ~125 and overlayfs' 128."""
@@ -67,12 +68,12 @@ def _bucket(name: str, buckets: int) -> int:
 def group_packages(records: Sequence[CondaRecord], budget: int) -> list[list[CondaRecord]]:
     """Partition `records` into at most `budget` layers by the rule in the module docstring."""
     if budget < 1:
-        raise ValueError("the layer budget must be at least 1")
+        raise InputError(f"the package layer budget must be at least 1, got {budget}", field="max-layers")
     by_name: dict[str, CondaRecord] = {}
     for record in records:
         key = record.name.lower()
         if key in by_name:
-            raise ValueError(f"package {record.name} appears twice")
+            raise InputError(f"package {record.name} appears twice in one environment")
         by_name[key] = record
     graph = dependency_graph(records)
     pop = popularity(graph)

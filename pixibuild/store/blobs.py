@@ -22,15 +22,18 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from pixibuild.net.auth import storage_key
 from pixibuild.errors import BuildError, InputError
+from pixibuild.files.digest import CHUNK, Hasher, hash_file
 from pixibuild.store.roots import store_root
+
+if TYPE_CHECKING:
+    from pixibuild.conda.records import CondaRecord, PypiRecord
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -50,32 +53,6 @@ def check_md5(value: str, *, what: str = "md5") -> str:
     return value
 
 
-class Hasher:
-    """sha256 + md5 + byte count over a stream, updated as bytes are written."""
-
-    def __init__(self) -> None:
-        self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5()
-        self.size = 0
-
-    def update(self, data: bytes) -> None:
-        self.sha256.update(data)
-        self.md5.update(data)
-        self.size += len(data)
-
-    def update_from_file(self, f: BinaryIO) -> None:
-        while chunk := f.read(CHUNK):
-            self.update(chunk)
-
-
-def hash_file(path: Path) -> Hasher:
-    """Hash a file by streaming it (never whole in memory)."""
-    h = Hasher()
-    with open(path, "rb") as f:
-        h.update_from_file(f)
-    return h
-
-
 @dataclass(frozen=True)
 class Mismatch:
     """Why bytes do not match what the lock expects (None when they do)."""
@@ -85,17 +62,47 @@ class Mismatch:
     actual: str
 
 
-def compare(h: Hasher, sha256: str | None, md5: str | None, size: int | None = None) -> Mismatch | None:
-    """sha256 if known, else md5; size only when no hash is known (a hash already implies the size)."""
-    if sha256:
-        actual = h.sha256.hexdigest()
-        return None if actual == sha256.lower() else Mismatch("sha256", sha256.lower(), actual)
-    if md5:
-        actual = h.md5.hexdigest()
-        return None if actual == md5.lower() else Mismatch("md5", md5.lower(), actual)
+def compare(h: Hasher, sha256: str | None, md5: str | None, size: int | None = None, *,
+            every: bool = False) -> Mismatch | None:
+    """sha256 if known, else md5; size only when no hash is known (a hash already implies the size).
+    With `every`, each value given is checked (the verify node holds a blob to all the lock says)."""
+    found = mismatches(h, sha256, md5, size)
+    if every or not found:
+        return found[0] if found else None
+    first = "sha256" if sha256 else "md5" if md5 else "size"
+    return next((m for m in found if m.algorithm == first), None)
+
+
+def mismatches(h: Hasher, sha256: str | None, md5: str | None, size: int | None = None) -> list[Mismatch]:
+    """Every way the hashed bytes differ from the given sha256, md5 and size."""
+    out = []
+    if sha256 and h.sha256.hexdigest() != sha256.lower():
+        out.append(Mismatch("sha256", sha256.lower(), h.sha256.hexdigest()))
+    if md5 and h.md5.hexdigest() != md5.lower():
+        out.append(Mismatch("md5", md5.lower(), h.md5.hexdigest()))
     if size is not None and h.size != size:
-        return Mismatch("size", str(size), str(h.size))
-    return None
+        out.append(Mismatch("size", str(size), str(h.size)))
+    return out
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """The store blob a node after `verify` reads: planned from the lock, resolved by looking in the
+    store only. Resolving never downloads; a missing blob means its fetch node did not run."""
+
+    label: str
+    """The package's file name, for messages."""
+    sha256: str | None
+    md5: str | None
+    size: int | None
+    location: str
+    """The URL index key (credential-free) that finds a blob whose lock gives no sha256."""
+
+    @classmethod
+    def of(cls, record: "CondaRecord | PypiRecord") -> "BlobRef":
+        location = getattr(record, "url", None) or getattr(record, "location", "")
+        return cls(record.file_name or record.name, record.sha256, record.md5, getattr(record, "size", None),
+                   storage_key(location))
 
 
 class Store:
@@ -136,6 +143,32 @@ class Store:
             return hash_file(path).sha256.hexdigest() == sha256.lower()
         except FileNotFoundError:
             return False
+
+    def resolve(self, ref: BlobRef) -> Path:
+        """The verified blob `ref` names; BuildError when the store does not hold it."""
+        sha256 = ref.sha256
+        if not sha256:
+            known = self.recall(ref.location) or {}
+            if not ref.md5 or known.get("md5") == ref.md5.lower():
+                sha256 = known.get("sha256")
+        if sha256 and self.has(sha256):
+            return self.blob_path(sha256)
+        raise BuildError(f"{ref.label}: not in the package store {self.root} (its fetch node has not run, "
+                         "or the blob was removed since)")
+
+    def check(self, ref: BlobRef) -> Path:
+        """Re-hash the blob of `ref` against every hash and size the lock gives (the verify node): a blob
+        damaged on disk after download is caught, and removed so the next run fetches it again."""
+        path = self.resolve(ref)
+        h = hash_file(path)
+        found = mismatches(h, ref.sha256, ref.md5, ref.size)
+        if found:
+            if h.sha256.hexdigest() != path.name:
+                with self.lock(path.name):
+                    self.remove(path.name)
+            problems = "; ".join(f"{m.algorithm} expected {m.expected}, got {m.actual}" for m in found)
+            raise BuildError(f"package {ref.label}: stored blob does not match the lock: {problems}")
+        return path
 
     def remove(self, sha256: str) -> None:
         with contextlib.suppress(FileNotFoundError):

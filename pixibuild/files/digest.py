@@ -1,0 +1,49 @@
+"""The two digests everything is keyed by: sha256 (+ md5, size) of a byte stream, computed while it
+streams, and sha256 of canonical JSON (sorted keys, compact, UTF-8), so equal values give equal keys
+on every machine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, BinaryIO
+
+CHUNK = 1 << 20
+
+
+class Hasher:
+    """sha256 + md5 + byte count over a stream, updated as bytes pass (never a second read)."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5()
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.md5.update(data)
+        self.size += len(data)
+
+    def update_from_file(self, f: BinaryIO) -> None:
+        while chunk := f.read(CHUNK):
+            self.update(chunk)
+
+
+def hash_file(path: str | Path) -> Hasher:
+    """Hash a file by streaming it (never whole in memory)."""
+    h = Hasher()
+    with open(path, "rb") as f:
+        h.update_from_file(f)
+    return h
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8; values JSON cannot hold are written as their str().
+    These are the bytes whose sha256 is an OCI blob digest or a content key."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def json_digest(value: Any) -> str:
+    """sha256 hex of `canonical_json(value)`."""
+    return hashlib.sha256(canonical_json(value)).hexdigest()

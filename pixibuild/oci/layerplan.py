@@ -1,0 +1,76 @@
+"""The one layer plan of an image: how many layers the packages may use, and which packages share
+a layer. The doit rules plan it once when the graph is loaded and hand the same plan to every layer
+node and to the image node; `pixibuild image` plans it after loading the base.
+
+Layers of an image, base-most first: the base image's, the package layers, one environment layer
+(conda-meta/history, wheels, entrypoint), and an app layer when files are included. All of them
+must fit in `max_layers` (Docker and overlayfs stop near 125/128).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from pixibuild.conda.records import CondaRecord
+from pixibuild.errors import InputError
+from pixibuild.install import dependency_order, install_package
+from pixibuild.install.noarch import environment_python_version, site_packages_override
+from pixibuild.oci.assemble import LayerSpec
+from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
+
+ENVIRONMENT_LAYERS = 1
+
+
+def package_budget(max_layers: int, base_layers: int, app_layer: bool, *, base: str = "the base image") -> int:
+    """Layers left for packages; an InputError naming the numbers when none are left."""
+    fixed = base_layers + ENVIRONMENT_LAYERS + (1 if app_layer else 0)
+    if max_layers - fixed < 1:
+        app = " and 1 app layer" if app_layer else ""
+        raise InputError(f"{max_layers} layers leave none for packages: {base} has {base_layers} layers, plus "
+                         f"1 environment layer{app} (at least {fixed + 1} needed)", field="max-layers")
+    return max_layers - fixed
+
+
+@dataclass(frozen=True)
+class PackageLayer:
+    """One planned package layer: how to build it (its content key and populate function) and its packages."""
+
+    spec: LayerSpec
+    records: tuple[CondaRecord, ...]
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Package layers for one image, planned for a base with `base_layers` layers."""
+
+    base_layers: int
+    packages: tuple[PackageLayer, ...]
+
+
+def plan_layers(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
+                max_layers: int | None, base_layers: int, app_layer: bool, base: str = "the base image") -> LayerPlan:
+    """Group `packages` (records with their verified archives) into the layers the budget allows."""
+    budget = package_budget(max_layers or DEFAULT_MAX_LAYERS, base_layers, app_layer, base=base)
+    records = [r for r, _ in packages]
+    archives = {r.name: Path(p) for r, p in packages}
+    python_version, site_packages = environment_python_version(records), site_packages_override(records)
+    mount = target_prefix.strip("/")
+    planned = []
+    for group in group_packages(records, budget):
+        ordered = dependency_order(group)
+        key = layer_key(group, target_prefix) + f"\0platform={platform}"
+        if any(r.noarch == "python" for r in group):
+            key += f"\0python={python_version}\0site={site_packages}"
+
+        def populate(staging: Path, ordered: list[CondaRecord] = ordered) -> None:
+            # store blobs are named by hash: the installer takes the format from the record
+            for record in ordered:
+                install_package(record, archives[record.name], staging, target_prefix=target_prefix,
+                                python_version=python_version, platform=platform, site_packages_path=site_packages)
+
+        names = ", ".join(r.dist_name for r in ordered)
+        spec = LayerSpec(key, populate, mount=mount, created_by=f"pixibuild conda: {names}")
+        planned.append(PackageLayer(spec, tuple(ordered)))
+    return LayerPlan(base_layers, tuple(planned))

@@ -1,0 +1,48 @@
+"""The fetch nodes' shared downloader: one Fetcher (one connection pool) per project per graph run,
+made on the first download.
+
+The fetcher module is imported on first use, not here: httpx costs ~60 ms of start-up (measured with
+`python -X importtime`), which planning a no-op run of a large monorepo must not pay.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pixibuild.conda.records import CondaRecord, PypiRecord
+
+if TYPE_CHECKING:
+    from pixibuild.store.fetch import Fetcher
+
+
+class FetchSession:
+    """Downloads for the fetch nodes of one project: its pixi config, the shared store."""
+
+    def __init__(self, store_root: Path, project_root: Path | None = None):
+        self.store_root = Path(store_root)
+        self.project_root = project_root
+        self._fetcher: "Fetcher | None" = None
+        self._lock = threading.Lock()
+
+    def fetcher(self) -> "Fetcher":
+        with self._lock:
+            if self._fetcher is None:
+                from pixibuild.net.config import NetConfig
+                from pixibuild.store.blobs import Store
+                from pixibuild.store.fetch import Fetcher
+
+                self._fetcher = Fetcher(Store(self.store_root), config=NetConfig.load(project_root=self.project_root),
+                                        progress=False)
+            return self._fetcher
+
+    def fetch(self, record: CondaRecord | PypiRecord, base_dir: str | Path) -> Path:
+        """The verified store path of `record`: downloaded, copied from a local channel, or already there."""
+        return self.fetcher().fetch_one(record, Path(base_dir))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fetcher is not None:
+                self._fetcher.close()
+                self._fetcher = None
