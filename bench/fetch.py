@@ -39,9 +39,7 @@ def channel_records(channel: Path, base_url: str) -> list[CondaRecord]:
         data = json.loads(repodata.read_text())
         subdir = repodata.parent.name
         for fn, r in sorted({**data.get("packages", {}), **data.get("packages.conda", {})}.items()):
-            out.append(CondaRecord(url=f"{base_url}/{subdir}/{fn}", file_name=fn, subdir=subdir, name=r["name"],
-                                   version=r["version"], build=r["build"], build_number=r["build_number"],
-                                   sha256=r["sha256"], md5=r["md5"], size=r["size"]))
+            out.append(CondaRecord.from_repodata(r, url=f"{base_url}/{subdir}/{fn}", file_name=fn, subdir=subdir))
     return out
 
 

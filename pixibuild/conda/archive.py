@@ -24,6 +24,7 @@ from typing import IO, Any, Callable, Iterator, Union
 
 import zstandard
 
+from pixibuild.conda.records import CondaRecord
 from pixibuild.errors import InputError
 from pixibuild.files.digest import hash_file
 
@@ -525,33 +526,13 @@ def read_info(path: Path, source: Source | None = None, label: str | None = None
     raise InputError(f"{path}: not a conda package (expected .conda or .tar.bz2)")
 
 
-def record_from_archive(path: Path, url: str | None = None):
+def record_from_archive(path: Path, url: str | None = None) -> CondaRecord:
     """The CondaRecord of a package file, from its index.json (as rattler's `from_package_archive`)."""
-    from pixibuild.conda.records import CondaRecord
-
     try:
         info = read_info(path, early=True)  # conda's info-first .tar.bz2: stop after info/
     except PayloadFirst:
         info = read_info(path)
-    index = info.index
-    for key in ("name", "version"):
-        if not isinstance(index.get(key), (str, int, float)) or isinstance(index.get(key), bool):
-            raise _fail(path.name, "info/index.json", f"missing or bad {key!r}")
-    for key in ("depends", "constrains"):
-        value = index.get(key) or []
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _fail(path.name, "info/index.json", f"{key!r} must be a list of strings")
     h = hash_file(path)
-    sha, md5, size = h.sha256.hexdigest(), h.md5.hexdigest(), h.size
-    core = {"name", "version", "build", "build_number", "depends", "constrains", "subdir", "noarch",
-            "license", "timestamp"}
-    extra = {k: v for k, v in index.items() if k not in core and v is not None}
-    noarch = index.get("noarch")
-    return CondaRecord(
-        url=url or path.resolve().as_uri(), file_name=path.name, subdir=index.get("subdir", "noarch"),
-        name=index["name"], version=str(index["version"]), build=index.get("build", ""),
-        build_number=int(index.get("build_number", 0)), depends=tuple(index.get("depends") or ()),
-        constrains=tuple(index.get("constrains") or ()), sha256=sha, md5=md5, size=size,
-        timestamp=index.get("timestamp"), noarch=("generic" if noarch is True else noarch) or None,
-        license=index.get("license"), extra=extra,
-    )
+    return CondaRecord.from_repodata(info.index, url=url or path.resolve().as_uri(), file_name=path.name,
+                                     where=f"{path.name}: info/index.json", sha256=h.sha256.hexdigest(),
+                                     md5=h.md5.hexdigest(), size=h.size)

@@ -10,7 +10,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from pixibuild.errors import InputError
 from pixibuild.files.digest import json_digest
+
+
+REPODATA_FIELDS = frozenset({"name", "version", "build", "build_number", "depends", "constrains", "subdir", "md5",
+                             "sha256", "size", "timestamp", "noarch", "license"})
+"""The PackageRecord fields a CondaRecord holds as attributes; the rest of an entry is `extra`."""
+OMIT_WHEN_EMPTY = ("constrains", "extra_depends", "flags", "track_features")
+"""Fields rattler's PackageRecord serializer drops when they are empty collections."""
+NOT_PACKAGE_FIELDS = frozenset({"url", "fn", "channel", "conda", "kind", "location", "file_name", "input", "sources",
+                                "package_build_source", "source", "variants"})
+"""Lock fields that say where a package came from, not what it is."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,53 @@ class CondaRecord:
     def dist_name(self) -> str:
         """`name-version-build`, the conda-meta and cache naming convention."""
         return f"{self.name}-{self.version}-{self.build}"
+
+    @classmethod
+    def from_repodata(cls, data: Mapping[str, Any], *, url: str, file_name: str, subdir: str | None = None,
+                      channel: str | None = None, where: str = "repodata", **overrides: Any) -> "CondaRecord":
+        """A record from a repodata.json entry or a package's info/index.json: the fields rattler's
+        PackageRecord has, validated (an InputError naming `where`); every other key goes to `extra`.
+        `overrides` (e.g. hashes computed from the file) win over the entry's own values."""
+        data = {**data, **overrides}
+        for key in ("name", "version"):
+            value = data.get(key)
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool) or value == "":
+                raise InputError(f"{where}: missing or bad {key!r}")
+        for key in ("depends", "constrains"):
+            value = data.get(key) or []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InputError(f"{where}: {key!r} must be a list of strings")
+        try:
+            build_number = int(data.get("build_number") or 0)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: 'build_number' must be an integer") from None
+        noarch = data.get("noarch")
+        return cls(
+            url=url, file_name=file_name, subdir=str(data.get("subdir") or subdir or "noarch"),
+            name=str(data["name"]), version=str(data["version"]), build=str(data.get("build") or ""),
+            build_number=build_number, depends=tuple(data.get("depends") or ()),
+            constrains=tuple(data.get("constrains") or ()), sha256=data.get("sha256"), md5=data.get("md5"),
+            size=data.get("size"), timestamp=data.get("timestamp"),
+            noarch="generic" if noarch is True else (noarch or None), license=data.get("license"),
+            channel=channel, extra={k: v for k, v in data.items() if k not in REPODATA_FIELDS and v is not None},
+        )
+
+    def to_repodata(self) -> dict[str, Any]:
+        """rattler's PackageRecord JSON (repodata.json, conda-meta): alphabetical keys, None omitted,
+        empty constrains/extra_depends/flags/track_features omitted, track_features as one string;
+        where the package came from (url, channel, file name) is not part of it."""
+        fields: dict[str, Any] = {k: v for k, v in self.extra.items() if k not in NOT_PACKAGE_FIELDS}
+        fields.update(
+            build=self.build, build_number=self.build_number, constrains=list(self.constrains),
+            depends=list(self.depends), license=self.license, md5=self.md5, name=self.name, noarch=self.noarch,
+            sha256=self.sha256, size=self.size, subdir=self.subdir, timestamp=self.timestamp, version=self.version,
+        )
+        for key in OMIT_WHEN_EMPTY:
+            if not fields.get(key):
+                fields.pop(key, None)
+        if isinstance(fields.get("track_features"), (list, tuple)):
+            fields["track_features"] = " ".join(fields["track_features"])
+        return {k: fields[k] for k in sorted(fields) if fields[k] is not None}
 
     @property
     def archive_type(self) -> str:

@@ -19,6 +19,8 @@ from typing import Iterable, Literal, Sequence
 
 import zstandard
 
+from pixibuild.conda.records import CondaRecord
+
 PREFIX_TOKEN = b"@PREFIX@"
 """Write this in file contents where the build prefix would be; the writer puts the placeholder there."""
 
@@ -246,17 +248,7 @@ def write_channel(specs: Iterable[tuple[PackageSpec, str]], channel_dir: Path) -
     return written
 
 
-def locked_record(spec: PackageSpec, path: Path, url: str | None = None):
+def locked_record(spec: PackageSpec, path: Path, url: str | None = None) -> CondaRecord:
     """The CondaRecord a lock would pin for a written package (url defaults to its file:// URL)."""
-    from pixibuild.conda.records import CondaRecord
-
-    data = repodata_record(spec, path)
-    core = {"name", "version", "build", "build_number", "depends", "constrains", "subdir", "md5",
-            "sha256", "size", "timestamp", "noarch", "license"}
-    return CondaRecord(
-        url=url or path.resolve().as_uri(), file_name=path.name, subdir=spec.subdir, name=spec.name,
-        version=spec.version, build=spec.build, build_number=spec.build_number,
-        depends=tuple(spec.depends), constrains=tuple(spec.constrains), sha256=data["sha256"],
-        md5=data["md5"], size=data["size"], timestamp=spec.timestamp, noarch=spec.noarch,
-        license=spec.license, extra={k: v for k, v in data.items() if k not in core},
-    )
+    return CondaRecord.from_repodata(repodata_record(spec, path), url=url or path.resolve().as_uri(),
+                                     file_name=path.name, where=str(path))

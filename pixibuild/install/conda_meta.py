@@ -20,29 +20,16 @@ from pixibuild.install.link import LinkedPackage
 HISTORY_PIXI_UNPACK = b"// not relevant for pixi but for `conda run -p`"
 """What pixi-unpack writes to conda-meta/history (conda run needs the file to exist)."""
 
-_OMIT_IF_EMPTY = ("constrains", "track_features", "features", "purls", "extra_depends", "flags")
+_OMIT_IF_EMPTY_IN_PREFIX = ("features", "purls")
 
 
 def package_record_json(record: CondaRecord) -> dict[str, Any]:
-    """rattler's PackageRecord JSON: alphabetical keys, None omitted, empty lists omitted except depends."""
-    fields: dict[str, Any] = dict(record.extra)
-    fields.update(
-        name=record.name, version=record.version, build=record.build, build_number=record.build_number,
-        depends=list(record.depends), constrains=list(record.constrains), sha256=record.sha256,
-        md5=record.md5, size=record.size, subdir=record.subdir, timestamp=record.timestamp,
-        noarch=record.noarch, license=record.license,
-    )
-    for key in ("url", "fn", "channel", "file_name"):
-        fields.pop(key, None)
-    out = {}
-    for key in sorted(fields):
-        value = fields[key]
-        if value is None or (key in _OMIT_IF_EMPTY and not value):
-            continue
-        if key == "track_features" and isinstance(value, (list, tuple)):
-            value = " ".join(value)
-        out[key] = value
-    return out
+    """The package's PackageRecord JSON as conda-meta holds it (empty features/purls left out)."""
+    doc = record.to_repodata()
+    for key in _OMIT_IF_EMPTY_IN_PREFIX:
+        if key in doc and not doc[key]:
+            del doc[key]
+    return doc
 
 
 def prefix_record_json(linked: LinkedPackage, *, requested_spec: str | None = None) -> dict[str, Any]:

@@ -187,23 +187,11 @@ def conda_packages(reader: PackReader) -> list[tuple[CondaRecord, Callable[[], I
 
 
 def _record(label: str, member: str, subdir: str, file_name: str, raw: object) -> CondaRecord:
-    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or "version" not in raw:
-        raise InputError(f"{label}: {member}: repodata record needs 'name' and 'version'")
-    core = {"name", "version", "build", "build_number", "depends", "constrains", "subdir", "md5", "sha256",
-            "size", "timestamp", "noarch", "license"}
-    depends = raw.get("depends") or []
-    constrains = raw.get("constrains") or []
-    if not isinstance(depends, list) or not isinstance(constrains, list):
-        raise InputError(f"{label}: {member}: depends/constrains must be lists")
-    return CondaRecord(
-        url=f"file://{Path(label).absolute().as_posix()}/{member}" if label != "<stdin>" else f"file:///{member}",
-        file_name=file_name, subdir=raw.get("subdir") or subdir, name=raw["name"], version=str(raw["version"]),
-        build=str(raw.get("build", "")), build_number=int(raw.get("build_number", 0)),
-        depends=tuple(depends), constrains=tuple(constrains), sha256=raw.get("sha256"), md5=raw.get("md5"),
-        size=raw.get("size"), timestamp=raw.get("timestamp"), noarch=raw.get("noarch") or None,
-        license=raw.get("license"), channel=None,
-        extra={k: v for k, v in raw.items() if k not in core},
-    )
+    where = f"{label}: {member}: {file_name}"
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: a repodata record must be a JSON object")
+    url = f"file://{Path(label).absolute().as_posix()}/{member}" if label != "<stdin>" else f"file:///{member}"
+    return CondaRecord.from_repodata(raw, url=url, file_name=file_name, subdir=subdir, where=where)
 
 
 def wheels(reader: PackReader) -> list[tuple[PypiRecord, Callable[[], IO[bytes]] | Path]]:
