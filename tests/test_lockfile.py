@@ -114,7 +114,8 @@ def test_missing_lock_file(tmp_path: Path) -> None:
 
 def test_subdir_tables_match_rattler() -> None:
     rattler = pytest.importorskip("rattler")
-    from pixibuild.conda.filename import PARSEABLE_SUBDIRS, arch_and_platform
+    from pixibuild.conda.filename import PARSEABLE_SUBDIRS
+    from pixibuild.conda.platforms import arch_and_platform
 
     subdir_type = getattr(rattler, "Subdir", None) or rattler.Platform  # Platform: deprecated name
     platforms = {str(p) for p in subdir_type.all()}

@@ -6,26 +6,11 @@ from __future__ import annotations
 
 import re
 
-from pixibuild.conda.platforms import KNOWN_SUBDIRS
+from pixibuild.conda.platforms import SUBDIRS
 
 ARCHIVE_EXTENSIONS = (".conda", ".tar.bz2")
 
-# rattler_conda_types Platform::arch() for every known subdir (noarch has none).
-_ARCH = {
-    "linux-32": "x86", "linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-armv6l": "armv6l",
-    "linux-armv7l": "armv7l", "linux-ppc64": "ppc64", "linux-ppc64le": "ppc64le",
-    "linux-s390x": "s390x", "linux-riscv32": "riscv32", "linux-riscv64": "riscv64",
-    "linux-loongarch64": "loongarch64",
-    "osx-64": "x86_64", "osx-arm64": "arm64",
-    "win-32": "x86", "win-64": "x86_64", "win-arm64": "arm64",
-    "emscripten-wasm32": "wasm32", "emscripten-wasm64": "wasm64", "wasi-wasm32": "wasm32", "zos-z": "z",
-    "linux-ppc": "ppc",
-    "freebsd-32": "x86", "freebsd-64": "x86_64", "freebsd-arm64": "arm64", "freebsd-ppc64": "ppc64",
-    "freebsd-ppc64le": "ppc64le",
-    "ios-arm64": "arm64", "iossimulator-arm64": "arm64", "iossimulator-64": "x86_64",
-    "android-aarch64": "aarch64", "android-armv7a": "armv7a", "android-64": "x86_64", "android-32": "x86",
-}
-PARSEABLE_SUBDIRS = frozenset(KNOWN_SUBDIRS) | frozenset(_ARCH)
+PARSEABLE_SUBDIRS = frozenset(SUBDIRS)
 
 
 def split_archive_name(file_name: str) -> tuple[str, str, str] | None:
@@ -100,11 +85,3 @@ def noarch_from(subdir: str, build: str) -> str | None:
     if subdir != "noarch":
         return None
     return "python" if "py" in build else "generic"
-
-
-def arch_and_platform(subdir: str) -> tuple[str | None, str | None]:
-    """(arch, platform) repodata fields for a subdir, e.g. linux-64 → ("x86_64", "linux")."""
-    arch = _ARCH.get(subdir)
-    if arch is None:
-        return None, None
-    return arch, subdir.rsplit("-", 1)[0]

@@ -15,6 +15,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion
 from packaging.version import Version as Pep440Version
 
+from pixibuild.conda.platforms import platform_machine
 from pixibuild.conda.version import MatchSpec, VersionError
 from pixibuild.errors import InputError
 from pixibuild.inputs.lockfile import LockFile
@@ -113,8 +114,6 @@ def _conda_spec_text(spec: Any, name: str, manifest: Manifest) -> str:
 
 _SYS_PLATFORM = {"linux": ("linux", "Linux", "posix"), "osx": ("darwin", "Darwin", "posix"),
                  "win": ("win32", "Windows", "nt")}
-_MACHINE = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le", "osx-64": "x86_64",
-            "osx-arm64": "arm64", "win-64": "AMD64", "win-arm64": "ARM64"}
 
 
 def _marker_environment(conda: list[CondaRecord], extra: str) -> dict[str, str] | None:
@@ -128,7 +127,7 @@ def _marker_environment(conda: list[CondaRecord], extra: str) -> dict[str, str] 
     major_minor = ".".join(python.version.split(".")[:2])
     return {"python_version": major_minor, "python_full_version": python.version, "os_name": os_name,
             "sys_platform": sys_platform, "platform_system": system,
-            "platform_machine": _MACHINE.get(subdir, ""), "implementation_name": "cpython",
+            "platform_machine": platform_machine(subdir), "implementation_name": "cpython",
             "platform_python_implementation": "CPython", "platform_release": "", "platform_version": "",
             "implementation_version": python.version, "extra": extra}
 

@@ -17,8 +17,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from pixibuild.conda.filename import (arch_and_platform, build_number_from_build, channel_from_url, is_url,
-    location_file_name, noarch_from, split_archive_name, subdir_from_url)
+from pixibuild.conda.filename import (build_number_from_build, channel_from_url, is_url, location_file_name,
+                                      noarch_from, split_archive_name, subdir_from_url)
+from pixibuild.conda.platforms import arch_and_platform
 from pixibuild.inputs import simpleyaml
 from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord, PypiRecord

@@ -81,10 +81,7 @@ def image_config(*, platform: str, layers: Sequence[Layer], history: Sequence[Hi
                  settings: ImageSettings, created: str | None = None,
                  base: dict | None = None) -> dict:
     """The OCI image config for `layers` on top of `base` (a base image's config, or None for scratch)."""
-    try:
-        os_name, arch, variant = oci_platform(platform)
-    except ValueError as exc:
-        raise InputError(str(exc), field="platform") from None
+    os_name, arch, variant = oci_platform(platform)
     if len(history) != len(layers):
         raise ValueError("one history entry per layer")
     created = created or created_timestamp()
