@@ -10,6 +10,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion
+
 from pixibuild.errors import InputError
 from pixibuild.files.digest import json_digest
 
@@ -138,6 +141,17 @@ class PypiRecord:
     @property
     def is_wheel(self) -> bool:
         return self.file_name.endswith(".whl")
+
+    @classmethod
+    def from_wheel_file(cls, file_name: str, *, location: str | None = None, sha256: str | None = None,
+                        where: str = "wheel") -> "PypiRecord":
+        """A record for a wheel known only by its file name (an injected wheel, a pack's `pypi/`):
+        name and version as PEP 427 and `packaging` read them; a bad name is an InputError."""
+        try:
+            name, version, _build, _tags = parse_wheel_filename(file_name)
+        except (InvalidWheelFilename, InvalidVersion) as exc:
+            raise InputError(f"{where}: not a valid wheel file name ({exc})") from None
+        return cls(name=str(name), version=str(version), location=location or file_name, sha256=sha256)
 
 
 def record_digest(record: CondaRecord | PypiRecord) -> str:

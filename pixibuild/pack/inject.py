@@ -8,7 +8,6 @@ streamed into the tar the same way.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -16,11 +15,10 @@ from pixibuild.conda.version import MatchSpec, VersionError
 from pixibuild.errors import InputError
 from pixibuild.conda.archive import record_from_archive
 from pixibuild.conda.records import CondaRecord, PypiRecord
-from pixibuild.store.blobs import Store, hash_file
+from pixibuild.files.digest import hash_file
+from pixibuild.store.blobs import Store
 
 log = logging.getLogger(__name__)
-
-_WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
 
 
 def inject_files(paths: Sequence[Path], store: Store, platform: str
@@ -39,13 +37,8 @@ def inject_files(paths: Sequence[Path], store: Store, platform: str
             blob = store.ingest_file(path, sha256=record.sha256, label=name)
             conda.append((record, blob))
         elif name.endswith(".whl"):
-            match = _WHEEL.match(name)
-            if not match:
-                raise InputError("not a valid wheel file name", path=path, field="--inject")
-            digests = hash_file(path)
-            sha256 = digests.sha256.hexdigest()
-            record = PypiRecord(name=match["name"].replace("_", "-").lower(), version=match["version"],
-                                location=name, sha256=sha256)
+            sha256 = hash_file(path).sha256.hexdigest()
+            record = PypiRecord.from_wheel_file(name, sha256=sha256, where=f"--inject {path}")
             wheels.append((record, store.ingest_file(path, sha256=sha256, label=name)))
         else:
             raise InputError("can only inject .conda, .tar.bz2 or .whl files", path=path, field="--inject")

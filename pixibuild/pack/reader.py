@@ -201,8 +201,6 @@ def wheels(reader: PackReader) -> list[tuple[PypiRecord, Callable[[], IO[bytes]]
             file_name = name.split("/", 1)[1]
             if not file_name.endswith(".whl"):
                 raise InputError(f"{reader.label}: {name}: not a wheel file")
-            parts = file_name[:-4].split("-")
-            if len(parts) < 5:
-                raise InputError(f"{reader.label}: {name}: not a valid wheel file name")
-            out.append((PypiRecord(name=parts[0], version=parts[1], location=file_name), reader.opener(name)))
+            record = PypiRecord.from_wheel_file(file_name, where=f"{reader.label}: {name}")
+            out.append((record, reader.opener(name)))
     return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
+from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.files.tar import DeterministicTarWriter
 from pixibuild.pack.metadata import environment_yml, pixi_pack_json
@@ -64,12 +65,13 @@ def _entries(contents: PackContents) -> list[_Entry]:
     for record, blob in contents.conda:
         path = f"channel/{record.subdir}/{record.file_name}"
         if path in tree:
-            raise ValueError(f"two packages would be written to {path}")
+            raise InputError(f"two packages would be written to {path} (the second is {record.dist_name})",
+                             field="packages")
         tree[path] = _Entry(path, source=blob)
     for wheel, blob in contents.wheels:
         path = f"pypi/{wheel.file_name}"
         if path in tree:
-            raise ValueError(f"two wheels would be written to {path}")
+            raise InputError(f"two wheels would be written to {path} ({wheel.name} {wheel.version})", field="pypi")
         tree[path] = _Entry(path, source=blob)
     tree["environment.yml"] = _Entry("environment.yml",
                                      data=environment_yml([r for r, _ in contents.conda], [w for w, _ in contents.wheels]))
