@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from benchlib import ChannelServer
 
 from pixibuild.net.auth import AuthStore
 from pixibuild.store.fetch import Fetcher
@@ -41,32 +42,6 @@ def channel_records(channel: Path, base_url: str) -> list[CondaRecord]:
         for fn, r in sorted({**data.get("packages", {}), **data.get("packages.conda", {})}.items()):
             out.append(CondaRecord.from_repodata(r, url=f"{base_url}/{subdir}/{fn}", file_name=fn, subdir=subdir))
     return out
-
-
-SERVER = """
-import sys
-from pixibuild.testing.http_server import TestServer
-srv = TestServer(sys.argv[1]).start()
-print(srv.url, flush=True)
-sys.stdin.read()
-"""
-
-
-class ServerProcess:
-    """The test server in its own process, so its Python time does not share the fetcher's GIL."""
-
-    def __init__(self, root: Path):
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(root)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        self.url = self.proc.stdout.readline().strip()
-
-    def __enter__(self) -> "ServerProcess":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.proc.stdin.close()
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 def io_floor(files: list[Path], out_dir: Path, jobs: int) -> float:
@@ -120,7 +95,7 @@ def main() -> int:
         total = sum(f.stat().st_size for f in files)
         mb = total / 1e6
         print(f"channel: {len(files)} packages, {mb:.1f} MB (generated in {time.perf_counter() - t:.1f} s)")
-        with ServerProcess(work / "channel") as srv:
+        with ChannelServer(work / "channel") as srv:
             records = channel_records(work / "channel", srv.url)
             shutil.rmtree(work / "store", ignore_errors=True)
             store = Store(work / "store")
@@ -140,7 +115,7 @@ def main() -> int:
             http = min(http_floor(records, jobs) for _ in range(2))
         floor = io_floor(files, work / "floor", jobs)
         n = len(records)
-        print(f"jobs: {jobs}; server: pixibuild.testing.http_server in a separate process")
+        print(f"jobs: {jobs}; server: http.server (HTTP/1.1) in a separate process")
         print(f"cold  : {cold:6.2f} s  {n / cold:8.1f} packages/s  {mb / cold:7.1f} MB/s")
         print(f"warm  : {warm:6.2f} s  {n / warm:8.1f} packages/s  (store lookups only)")
         print(f"floor : {floor:6.2f} s  {n / floor:8.1f} packages/s  {mb / floor:7.1f} MB/s  "

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from support.doitrun import run_doit, write_dodo
+from benchlib import run_doit, write_dodo
+
 from pixibuild.demo.synthetic import bump_package, write_workspace
 
 

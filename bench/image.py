@@ -19,18 +19,21 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+import benchlib
 
-from pixibuild.install import install_environment  # noqa: E402
-from pixibuild.oci.build import build_image  # noqa: E402
-from pixibuild.oci.layer import LayerCache  # noqa: E402
-from pixibuild.oci.layout import write_image_tar  # noqa: E402
-from test_oci_build import real_record  # noqa: E402
+from pixibuild.conda.archive import record_from_archive
+from pixibuild.install import install_environment
+from pixibuild.oci.build import build_image
+from pixibuild.oci.layer import LayerCache
+from pixibuild.oci.layout import write_image_tar
 
-CORPUS = REPO.parent / "shared" / "corpus" / "pkgs"
+CORPUS = benchlib.CORPUS / "pkgs"
 PREFIX = "/app/.pixi/envs/bench"
+
+
+def corpus_record(path: Path):
+    """The record a lock would pin for a corpus package (index.json + the file's hashes)."""
+    return record_from_archive(path, url=f"https://repo.anaconda.com/pkgs/main/linux-64/{path.name}")
 
 
 def corpus_packages(limit: int):
@@ -73,7 +76,7 @@ def records_for(chosen: dict[str, Path], alternatives: dict[str, list[Path]], sc
     out = []
     for name, first in chosen.items():
         for path in [first] + [p for p in alternatives[name] if p != first]:
-            record = real_record(path)
+            record = corpus_record(path)
             if installable(record, path, scratch):
                 out.append((record, path))
                 chosen[name] = path
@@ -111,7 +114,7 @@ def main() -> None:
         # one-package change: another build of a package in the set
         swap = next(((name, alt) for name, alts in sorted(alternatives.items()) for alt in alts
                      if name in {r.name for r, _ in packages} and alt != chosen[name]
-                     and real_record(alt).sha256 != real_record(chosen[name]).sha256), None)
+                     and corpus_record(alt).sha256 != corpus_record(chosen[name]).sha256), None)
         print(f"packages: {len(packages)}, installed size {raw_size / 1e6:.1f} MB, image layers {len(cold.image.layers)}, "
               f"layer blobs {sum(l.size for l in cold.image.layers) / 1e6:.1f} MB gz "
               f"(env tar.gz {(tmp / 'env.tar.gz').stat().st_size / 1e6:.1f} MB)")
@@ -123,7 +126,7 @@ def main() -> None:
               f"ratio cold / tar|gzip: {t_cold / t_gzip:.2f}; ratio warm / tar|gzip: {t_warm / t_gzip:.3f}")
         if swap:
             name, alt = swap
-            changed = [(r, p) if r.name != name else (real_record(alt), alt) for r, p in packages]
+            changed = [(r, p) if r.name != name else (corpus_record(alt), alt) for r, p in packages]
             for max_layers in (None, 8):
                 kw = {"max_layers": max_layers} if max_layers else {}
                 before = build_image(packages, platform="linux-64", target_prefix=PREFIX, cache=cache, **kw)

@@ -1,0 +1,77 @@
+"""What the benchmarks share: a plain HTTP server for a channel, the two-line dodo.py and a doit
+runner that counts executed tasks, and the corpus location. Benchmarks run as scripts
+(`python bench/x.py`), so `import benchlib` finds this file beside them; nothing here comes from
+tests/ (benchmarks must not depend on test code)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("PIXIBUILD_SHARED", REPO.parent / "shared"))
+CORPUS = SHARED / "corpus"
+TWO_LINE_DODO = "from pixibuild.rules import workspace_tasks\nglobals().update(workspace_tasks(__file__))\n"
+
+
+_SERVER = """
+import functools, http.server, sys
+class Handler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as channel CDNs do
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=sys.argv[1]))
+print(f"port {server.server_address[1]}", flush=True)
+server.serve_forever()
+"""
+
+
+class ChannelServer:
+    """The standard library's HTTP/1.1 file server on 127.0.0.1, in its own process (its Python time
+    must not share the measured process's GIL); `url` is its base URL."""
+
+    def __init__(self, root: Path):
+        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(root)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        match = re.search(r"port (\d+)", line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError(f"channel server did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{match.group(1)}"
+
+    def __enter__(self) -> "ChannelServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@dataclass
+class DoitRun:
+    returncode: int
+    executed: list[str]
+    seconds: float
+    output: str
+
+
+def write_dodo(root: Path) -> Path:
+    path = root / "dodo.py"
+    path.write_text(TWO_LINE_DODO)
+    return path
+
+
+def run_doit(root: Path, *args: str, env: dict[str, str] | None = None) -> DoitRun:
+    """`python -m doit -f root/dodo.py ARGS`, timed; executed = the tasks doit prints as `.  name`."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(root / "dodo.py"), "-d", str(root), *args],
+                          capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+    seconds = time.perf_counter() - start
+    executed = [line[3:].strip() for line in proc.stdout.splitlines() if line.startswith(".  ")]
+    return DoitRun(proc.returncode, executed, seconds, proc.stdout + proc.stderr)
