@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import posixpath
+import shlex
 import tarfile
 import zipfile
 import zlib
@@ -190,8 +191,6 @@ def parse_legacy_files(package: str, files: bytes, has_prefix: bytes | None) -> 
 
 def _split_has_prefix(line: str) -> list[str]:
     """has_prefix fields may be double-quoted (paths with spaces)."""
-    import shlex
-
     try:
         return shlex.split(line)
     except ValueError:

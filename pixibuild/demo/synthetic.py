@@ -10,9 +10,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import yaml
+
 from pixibuild.conda.records import CondaRecord
-from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_channel
-from pixibuild.demo.lockwriter import write_lock
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_channel, write_package
+from pixibuild.demo.lockwriter import _conda_entry, write_lock
 
 
 def _spec(rng: random.Random, index: int, subdir: str, median_kib: float) -> PackageSpec:
@@ -66,11 +68,6 @@ def bump_package(project_dir: Path, name: str, *, tag: str = "1") -> CondaRecord
     """Rebuild package `name` with new content (build number +1, build string suffixed `tag`)
     into the channel it came from, and point `project_dir`'s lock at it — "one package changed in
     one lock", as in a real dependency bump. Other projects' locks are untouched."""
-    import yaml
-
-    from pixibuild.demo.condapkg import write_package
-    from pixibuild.demo.lockwriter import _conda_entry
-
     lock_path = project_dir / "pixi.lock"
     doc = yaml.safe_load(lock_path.read_text())
     entry = next(p for p in doc["packages"] if "conda" in p and p.get("name", _name_from_url(p["conda"])) == name)

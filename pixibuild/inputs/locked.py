@@ -135,6 +135,8 @@ def _marker_environment(conda: list[CondaRecord], extra: str) -> dict[str, str] 
 def _extra_problems(record: PypiRecord, extras: list[str], by_name: dict, from_conda: dict,
                     conda: list[CondaRecord], manifest: Manifest) -> list[str]:
     """Requirements an extra adds (`ipython ; extra == 'jupyter'`) must be locked too."""
+    # packaging's requirement/marker parsers cost 30-80 ms to import (python -X importtime); only locks
+    # with PyPI extras get here, and planning a monorepo must not pay for them
     from packaging.markers import UndefinedEnvironmentName
     from packaging.requirements import InvalidRequirement, Requirement
 

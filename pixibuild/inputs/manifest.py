@@ -315,6 +315,7 @@ def _add_python_project(tables: dict[str, Any], project: dict[str, Any], path: P
 
 
 def _pep508_table(requirements: Any, path: Path) -> dict[str, Any]:
+    # 30 ms to import (python -X importtime): only manifests with PEP 508 requirements pay it
     from packaging.requirements import InvalidRequirement, Requirement
 
     table: dict[str, Any] = {}

@@ -10,6 +10,7 @@ import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
+from urllib.parse import urlsplit
 
 from pixibuild import __version__
 from pixibuild.files.atomic import atomic_write_bytes
@@ -131,8 +132,6 @@ def resolve_lock(lock_path: Path) -> tuple[str, dict[tuple[str, str], Resolved]]
 def _has_credentials(resolved: dict[tuple[str, str], Resolved]) -> bool:
     """A lock whose URLs carry user:password is never copied into the cache (secrets stay only
     where the user put them)."""
-    from urllib.parse import urlsplit
-
     for target in resolved.values():
         for location in [r.url for r in target.conda] + [r.location for r in target.pypi]:
             if "@" in location and "://" in location and urlsplit(location).username:

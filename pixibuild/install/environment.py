@@ -18,6 +18,7 @@ from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.install.conda_meta import write_history, write_prefix_record
 from pixibuild.conda.archive import PackageInfo, PayloadFirst, read_info, spool_tar_bz2
 from pixibuild.install.link import CLOBBERS_DIR, LinkedPackage, PrefixDir, link_package
+from pixibuild.install.wheels import install_wheels
 from pixibuild.install.noarch import (PythonLayout, environment_python_version, parse_entry_point, relocate,
     site_packages_override)
 
@@ -199,8 +200,6 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
             shutil.rmtree(spool_dir, ignore_errors=True)
     report = InstallReport(prefix.root, logical, linked, clobbered)
     if wheels:
-        from pixibuild.install.wheels import install_wheels
-
         if layout is None:
             raise InputError("PyPI wheels need a python package in the environment (No python record found.)")
         report.wheels = install_wheels([w for w in wheels], prefix.root, logical, layout)

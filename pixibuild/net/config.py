@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import certifi
+
 from pixibuild.errors import InputError
 
 if sys.version_info >= (3, 11):
@@ -97,8 +99,7 @@ class NetConfig:
             return False
         if self.ca_bundle is None:
             return True
-        import certifi  # httpx's own default trust store; the bundle is added to it, not replacing it
-
+        # httpx's own default trust store (certifi); the bundle is added to it, not replacing it
         ctx = ssl.create_default_context(cafile=certifi.where())
         try:
             ctx.load_verify_locations(cafile=str(self.ca_bundle))

@@ -33,7 +33,8 @@ from pixibuild.install.wheels import install_wheels
 from pixibuild.conda.platforms import oci_platform
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.oci.assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
-from pixibuild.oci.config import ImageSettings, canonical_json, created_timestamp, standard_labels
+from pixibuild.oci.base import load_base
+from pixibuild.oci.config import HistoryEntry, ImageSettings, canonical_json, created_timestamp, standard_labels
 from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS
 from pixibuild.oci.layerplan import LayerPlan, plan_layers
 from pixibuild.oci.layer import Layer, LayerCache
@@ -213,8 +214,6 @@ def build_configured_image(options: ImageOptions, *, name: str, env: str, subdir
     """The image `options` describe for one environment: base, prefix, settings, labels, app files.
     Shared by `pixibuild image` and the doit image node, so both build the same bytes; the doit
     node passes the layer `plan` its layer nodes were built from."""
-    from pixibuild.oci.base import load_base
-
     workdir = options.workdir or "/app"
     base = load_base(options.base, subdir, cache)
     created = created_timestamp()
@@ -239,9 +238,7 @@ def _project_dir(target_prefix: str) -> str:
     return "/"
 
 
-def _history(spec: LayerSpec):
-    from pixibuild.oci.config import HistoryEntry
-
+def _history(spec: LayerSpec) -> HistoryEntry:
     return HistoryEntry(created_by=spec.created_by, comment=spec.comment)
 
 
