@@ -5,14 +5,14 @@ only bytes whose hash matches the lock are renamed into place. Connection errors
 truncated bodies are retried with exponential backoff, resuming with an HTTP Range request when the
 server allows it (also across runs: the partial file survives a crash). A response larger than the size
 the lock declares is cut off there. Mirrors are tried in order; credentials are chosen per request host,
-so redirects to another host never carry them; every URL in a log or error is redacted.
+so redirects to another host never carry them; every URL in a log or error is redacted. The HTTP client,
+the redirect handling and the retry policy are the shared ones of `pixibuild.net.http`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import sys
 import threading
 import time
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence, TextIO, Union
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import httpx
@@ -28,17 +28,14 @@ import httpx
 from pixibuild.net.auth import AuthStore, redact_url, storage_key
 from pixibuild.errors import BuildError, InputError, PixibuildError
 from pixibuild.net.config import NetConfig
+from pixibuild.net.http import (GaveUp, Interrupted, RedirectError, RetryPolicy, Transient, is_transient_status,
+                               make_client, send)
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.store.blobs import Hasher, Store, check_md5, check_sha256, compare
 
 log = logging.getLogger(__name__)
-# httpx logs every request URL at INFO; a lock URL may carry a conda token (`/t/<token>/`) and a redirect
-# target may carry a signed query. Our own messages are redacted, theirs are not: keep them quiet.
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 
 Record = Union[CondaRecord, PypiRecord]
-MAX_REDIRECTS = 10
 
 
 @dataclass(frozen=True)
@@ -88,7 +85,7 @@ def local_path(location: str, base_dir: Path) -> Path | None:
     return path if path.is_absolute() else Path(base_dir) / path
 
 
-class _Retry(Exception):
+class _Retry(Transient):
     """Transient: try the same URL again (after backoff), resuming if possible."""
 
 
@@ -146,6 +143,7 @@ class Fetcher:
         self.jobs = max(1, jobs or self.config.downloads)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.verify_cache = verify_cache
+        self.retry = RetryPolicy.from_config(self.config)
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._verified: set[str] = set()
@@ -171,12 +169,7 @@ class Fetcher:
     def client(self) -> httpx.Client:
         with self._client_lock:
             if self._client is None:
-                c = self.config
-                self._client = httpx.Client(
-                    verify=c.ssl_verify(), follow_redirects=False,
-                    timeout=httpx.Timeout(c.read_timeout, connect=c.connect_timeout),
-                    limits=httpx.Limits(max_connections=self.jobs, max_keepalive_connections=self.jobs),
-                    headers={"User-Agent": "pixibuild", "Accept-Encoding": "identity"})
+                self._client = make_client(self.config, connections=self.jobs)
             return self._client
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -305,30 +298,29 @@ class Fetcher:
                 raise
 
     def _download_locked(self, w: Wanted, url: str, shown: str, partial: Path) -> Path:
-        c = self.config
-        attempt = 0
-        while True:
-            try:
-                h, etag, resumed = self._stream(w, url, shown, partial)
-                bad = compare(h, w.sha256, w.md5, w.size)
-                if bad is None:
-                    break
-                partial.unlink(missing_ok=True)
-                if resumed:  # a stale partial from another source: start over once
-                    raise _Retry(f"{bad.algorithm} mismatch after resuming")
-                raise _Fail(f"{w.label}: {bad.algorithm} mismatch for {shown}: expected {bad.expected}, "
-                            f"got {bad.actual}")
-            except _Retry as exc:
-                attempt += 1
-                if attempt > c.retries:
-                    raise _Fail(f"{w.label}: {self.auth.redact(str(exc))} ({shown}, gave up after "
-                                f"{attempt} attempts)") from None
-                delay = min(c.max_backoff, c.backoff * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
-                log.info("%s: %s (%s); retry %d/%d in %.2fs", w.label, self.auth.redact(str(exc)), shown,
-                         attempt, c.retries, delay)
-                self._count("retries")
-                if self._stop.wait(delay):
-                    raise _Fail(f"{w.label}: interrupted") from None
+        def attempt() -> tuple[Hasher, str | None]:
+            h, etag, resumed = self._stream(w, url, shown, partial)
+            bad = compare(h, w.sha256, w.md5, w.size)
+            if bad is None:
+                return h, etag
+            partial.unlink(missing_ok=True)
+            if resumed:  # a stale partial from another source: start over once
+                raise _Retry(f"{bad.algorithm} mismatch after resuming")
+            raise _Fail(f"{w.label}: {bad.algorithm} mismatch for {shown}: expected {bad.expected}, "
+                        f"got {bad.actual}")
+
+        def on_retry(exc: Transient, n: int, delay: float) -> None:
+            log.info("%s: %s (%s); retry %d/%d in %.2fs", w.label, self.auth.redact(str(exc)), shown,
+                     n, self.retry.retries, delay)
+            self._count("retries")
+
+        try:
+            h, etag = self.retry.run(attempt, on_retry=on_retry, wait=self._stop.wait)
+        except GaveUp as exc:
+            raise _Fail(f"{w.label}: {self.auth.redact(str(exc.last))} ({shown}, gave up after "
+                        f"{exc.attempts} attempts)") from None
+        except Interrupted:
+            raise _Fail(f"{w.label}: interrupted") from None
         sha = h.sha256.hexdigest()
         if w.size is not None and h.size != w.size:
             log.warning("%s: lock says %d bytes but the verified file has %d", w.label, w.size, h.size)
@@ -377,7 +369,7 @@ class Fetcher:
             elif status == 416:
                 partial.unlink(missing_ok=True)
                 raise _Retry("HTTP 416 (range not satisfiable)")
-            elif status >= 500 or status == 429:
+            elif is_transient_status(status):
                 raise _Retry(f"HTTP {status}")
             elif status in (401, 403):
                 hint = "credentials were sent and refused" if _had_auth(response) else \
@@ -417,21 +409,11 @@ class Fetcher:
 
     def _open(self, url: str, headers: dict[str, str], w: Wanted, shown: str) -> httpx.Response:
         """GET with redirects followed by hand, so credentials are re-chosen for each host."""
-        for _hop in range(MAX_REDIRECTS + 1):
-            request_url, auth_headers = self.auth.authenticate(url)
-            request = self.client.build_request("GET", request_url, headers={**headers, **auth_headers})
-            response = self.client.send(request, stream=True)
-            location = response.headers.get("location")
-            if response.status_code in (301, 302, 303, 307, 308) and location:
-                response.close()
-                target = urljoin(request_url, location)
-                if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
-                    raise _Fail(f"{w.label}: {shown} redirects from https to {redact_url(target)}; refused")
-                log.debug("%s: redirected to %s", w.label, redact_url(target))
-                url = target
-                continue
-            return response
-        raise _Fail(f"{w.label}: more than {MAX_REDIRECTS} redirects from {shown}")
+        try:
+            return send(self.client, "GET", url, authenticate=self.auth.authenticate, headers=headers,
+                        stream=True)
+        except RedirectError as exc:
+            raise _Fail(f"{w.label}: {exc}") from None
 
 
 def _had_auth(response: httpx.Response) -> bool:
