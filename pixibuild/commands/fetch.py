@@ -1,10 +1,10 @@
 """Download and verify every package of a locked environment into the global package store.
 
-`pixibuild fetch [PATH] -e ENV -p PLATFORM`: PATH is a project directory, its manifest (pixi.toml /
-pyproject.toml) or its pixi.lock. Conda archives and PyPI distributions are fetched once per machine into
-the content-addressed store ($PIXIBUILD_CACHE_DIR, else the XDG cache), verified against the lock's sha256
-(else md5). Network settings come from pixi's config files; credentials from --auth-file /
-$RATTLER_AUTH_FILE / ~/.netrc.
+`pixibuild fetch [MANIFEST_PATH] -e ENV -p PLATFORM`: MANIFEST_PATH is a project directory, its
+manifest (pixi.toml / pyproject.toml) or its pixi.lock. Conda archives and PyPI distributions are fetched
+once per machine into the content-addressed store (--cache-dir, else $PIXIBUILD_CACHE_DIR, else the XDG
+cache), verified against the lock's sha256 (else md5). Network settings come from pixi's config files;
+credentials from --auth-file / $RATTLER_AUTH_FILE / ~/.netrc (the flags are those of `commands/args.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from pixibuild.commands.args import add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg
 from pixibuild.errors import InputError
 from pixibuild.conda.platforms import current_subdir
 from pixibuild.conda.records import CondaRecord, PypiRecord
@@ -24,25 +25,9 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", default=".", metavar="MANIFEST_PATH",
-                        help="project directory, pixi.toml/pyproject.toml or pixi.lock (default: .)")
-    parser.add_argument("-e", "--environment", default="default", help="locked environment (default: default)")
-    parser.add_argument("-p", "--platform", action="append", default=None,
-                        help="platform to fetch, repeatable (default: this machine's)")
+    add_target_arguments(parser, verb="fetch", lock_too=True, repeatable_platform=True)
     parser.add_argument("--all-platforms", action="store_true", help="every platform the environment locks")
-    parser.add_argument("-j", "--jobs", type=int, default=None,
-                        help="parallel downloads (default: pixi config concurrency.downloads, else 16)")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="package store (default: $PIXIBUILD_CACHE_DIR, else the XDG cache dir)")
-    parser.add_argument("--auth-file", type=Path, default=None,
-                        help="rattler credentials JSON (default: $RATTLER_AUTH_FILE)")
-    parser.add_argument("--config", type=Path, action="append", default=None,
-                        help="pixi config.toml to use instead of pixi's default locations, repeatable")
-    parser.add_argument("--ca-bundle", type=Path, default=None, help="PEM file of extra CAs to trust")
-    parser.add_argument("--tls-no-verify", action="store_true",
-                        help="DANGEROUS: do not verify TLS certificates (never implied by a config file)")
-    parser.add_argument("--verify-cache", action="store_true",
-                        help="re-hash store blobs this environment uses; refetch any that are corrupt")
+    add_fetch_arguments(parser)
     parser.add_argument("--no-pypi", action="store_true", help="skip PyPI distributions")
 
 
@@ -73,7 +58,7 @@ def _fetchable(record: Record, base_dir: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     from pixibuild.inputs.lockfile import read_lock  # the lock reader lives in its own module (lock helper)
 
-    lock_path = lock_path_for(Path(args.path))
+    lock_path = lock_path_for(Path(manifest_arg(args)))
     env = read_lock(lock_path).environment(args.environment)
     platforms = list(env.platforms) if args.all_platforms else (args.platform or [current_subdir()])
     base_dir = lock_path.parent
@@ -90,20 +75,12 @@ def run(args: argparse.Namespace) -> int:
                 skipped.append(record.dist_name if isinstance(record, CondaRecord) else record.name)
     if skipped:
         log.info("not fetched (built from source): %s", ", ".join(sorted(set(skipped))))
-    from pixibuild.store.fetch import Fetcher
-    from pixibuild.net.config import NetConfig
-    from pixibuild.store.blobs import Store
-
-    config = NetConfig.load(args.config, project_root=base_dir, ca_bundle=args.ca_bundle,
-                            auth_file=args.auth_file, concurrency=args.jobs,
-                            allow_tls_no_verify=args.tls_no_verify)
-    store = Store(args.cache_dir)
-    try:
-        with Fetcher(store, config, verify_cache=args.verify_cache) as fetcher:
+    with make_fetcher(args, base_dir) as fetcher:
+        try:
             paths = fetcher.fetch_all(records, base_dir)
-            stats = fetcher.stats
-    finally:
-        store.close()
+        finally:
+            fetcher.store.close()
+    stats, store = fetcher.stats, fetcher.store
     unique = len(set(paths))
     n_pypi = sum(isinstance(r, PypiRecord) for r in records)
     print(f"{unique} packages ({len(records) - n_pypi} conda, {n_pypi} pypi records; {', '.join(platforms)}) "

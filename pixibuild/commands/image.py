@@ -2,7 +2,10 @@
 
 Settings come from `[tool.pixibuild.image]` / `[tool.pixibuild.image.<env>]` in the manifest,
 overridden by flags. Outputs: `-o FILE` (one tar that is both an OCI layout and a docker-archive),
-`--oci-dir DIR` (OCI layout directory), `--push REF` (registry; plain http for localhost).
+`--oci-dir DIR` (OCI layout directory), `--push REF` (registry: `https://HOST/REPO:TAG`, `HOST/REPO:TAG` —
+https, or plain http for a loopback host — or `http://HOST/REPO:TAG`). Packages, the base image pull and
+the push all use the same network settings (`--ca-bundle`, `-c/--config`, `--auth-file`), and layers are
+cached under the package store (`--cache-dir`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from pixibuild.commands.args import (add_fetch_arguments, add_target_arguments, layer_cache, make_fetcher,
+                                     manifest_arg, net_config)
 from pixibuild.errors import InputError
 from pixibuild.conda.platforms import KNOWN_SUBDIRS
 from pixibuild.oci.options import ImageOptions, apply_cli, manifest_image_options
@@ -19,16 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pixibuild.commands.pack import add_network_arguments, add_target_arguments
-
-    add_target_arguments(parser)
+    add_target_arguments(parser, verb="build an image of")
     parser.add_argument("--base", default=None, metavar="REF",
                         help="base image: scratch, oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, or a "
-                             "registry reference (default: scratch)")
+                             "registry reference, [https://]HOST/REPO[:TAG] (default: scratch)")
     parser.add_argument("--tag", default=None, metavar="NAME:TAG", help="image name for the tar/layout index")
     parser.add_argument("-o", "--output", default=None, metavar="FILE", help="write an OCI + docker-archive tar")
     parser.add_argument("--oci-dir", default=None, metavar="DIR", help="write an OCI image layout directory")
-    parser.add_argument("--push", default=None, metavar="REF", help="push to a registry (HOST/REPO:TAG)")
+    parser.add_argument("--push", default=None, metavar="REF",
+                        help="push to a registry: [https://|http://]HOST/REPO:TAG (no scheme: https, plain http "
+                             "for localhost/127.0.0.1)")
     parser.add_argument("--cmd", default=None, metavar="CMD", help="default command (shell words or JSON array)")
     parser.add_argument("--entrypoint", default=None, metavar="CMD",
                         help="entrypoint (default: /entrypoint.sh, which activates the environment then exec's CMD)")
@@ -44,9 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", default=None, help="user to run as")
     parser.add_argument("--max-layers", type=int, default=None, metavar="N",
                         help="total layer budget including the base image (default: 100)")
-    parser.add_argument("--cache-dir", default=None, metavar="DIR",
-                        help="layer cache directory (default: <store root>/oci)")
-    add_network_arguments(parser)
+    add_fetch_arguments(parser)
 
 
 def _subdir(project, env: str, platform: str) -> str:
@@ -60,11 +63,9 @@ def _subdir(project, env: str, platform: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from pixibuild.oci.build import build_configured_image, image_tag
-    from pixibuild.oci.layer import LayerCache
     from pixibuild.oci.layout import write_image_tar, write_oci_dir
     from pixibuild.net.registry import parse_reference, push_image
     from pixibuild.inputs.project import load_project
-    from pixibuild.commands.pack import make_fetcher, manifest_arg
 
     project = load_project(manifest_arg(args))
     env_name, platform = args.environment, args.platform
@@ -79,13 +80,15 @@ def run(args: argparse.Namespace) -> int:
         parse_reference(options.tag)
     target = project.target(env_name, platform)
     subdir = _subdir(project, env_name, platform)
-    with make_fetcher(args, project.root) as fetcher:
-        cache = LayerCache(Path(args.cache_dir) if args.cache_dir else Path(fetcher.store.root) / "oci")
+    net = net_config(args, project.root)  # one network for packages, the base image and the push
+    cache = layer_cache(args)
+    with make_fetcher(args, project.root, net) as fetcher:
         lock_dir = project.lock_path.parent
         conda = list(zip(target.conda, fetcher.fetch_all(target.conda, lock_dir)))
         wheels = list(zip(target.pypi, fetcher.fetch_all(target.pypi, lock_dir))) if target.pypi else []
+        auth = fetcher.auth
     result = build_configured_image(options, name=project.name, env=env_name, subdir=subdir,
-                                    project_root=project.root, packages=conda, wheels=wheels, cache=cache)
+                                    project_root=project.root, packages=conda, wheels=wheels, cache=cache, net=net)
     image = result.image
     tag = image_tag(options, project.name, env_name)
     if options.output:
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if options.oci_dir:
         write_oci_dir(image, Path(options.oci_dir), tag=tag)
     if options.push:
-        push_image(image, options.push)
+        push_image(image, options.push, net=net, auth=auth)
     if not getattr(args, "quiet", False):
         print(f"{image.digest}  {len(image.layers)} layers ({result.layers_built} built, "
               f"{result.layers_reused} reused)")

@@ -11,45 +11,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
+from pixibuild.commands.args import add_target_arguments, manifest_arg
 from pixibuild.net.auth import redact_url  # credentials written into a lock's URLs are never printed
-from pixibuild.errors import InputError
-from pixibuild.inputs.lockfile import DEFAULT_ENVIRONMENT, read_lock
+from pixibuild.inputs.lockfile import read_lock
 from pixibuild.inputs.locked import check_locked
 from pixibuild.inputs.manifest import find_manifest, read_manifest
-from pixibuild.conda.platforms import current_subdir
 
 COMMAND_NAME = "lock-info"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest_path", nargs="?", type=Path, default=None, metavar="MANIFEST_PATH",
-                        help="pixi.toml, pyproject.toml or their directory (default: current directory)")
-    parser.add_argument("--manifest-file", "--manifest-path", dest="manifest_file", type=Path, default=None,
-                        help="alias for MANIFEST_PATH")
-    parser.add_argument("-e", "--environment", default=DEFAULT_ENVIRONMENT, help="environment (default: default)")
-    parser.add_argument("-p", "--platform", default=None,
-                        help="platform name in the lock (default: this machine's subdir)")
+    add_target_arguments(parser, verb="show")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--locked", action="store_true",
                         help="fail unless the lock satisfies the manifest (like `pixi install --locked`)")
 
 
-def manifest_argument(args: argparse.Namespace) -> Path | None:
-    """The manifest path from the positional argument or `--manifest-file` (not both)."""
-    if args.manifest_path is not None and args.manifest_file is not None \
-            and args.manifest_path != args.manifest_file:
-        raise InputError("give the manifest either as MANIFEST_PATH or --manifest-file, not both",
-                         field="--manifest-file")
-    return args.manifest_file if args.manifest_file is not None else args.manifest_path
-
-
 def run(args: argparse.Namespace) -> int:
-    manifest_path = find_manifest(manifest_argument(args))
+    manifest_path = find_manifest(manifest_arg(args))
     lock_path = manifest_path.parent / "pixi.lock"
     lock = read_lock(lock_path)
-    platform = args.platform or current_subdir()
+    platform = args.platform
     env = lock.environment(args.environment)
     conda = env.conda_packages(platform)
     pypi = env.pypi_packages(platform)

@@ -6,12 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
-from pixibuild.conda.platforms import current_subdir
-
-if TYPE_CHECKING:
-    from pixibuild.store.fetch import Fetcher
+from pixibuild.commands.args import add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg
 
 # Heavier modules (httpx, the installer, YAML) are imported where they are used, so that
 # `pixibuild --help` and every other command start fast.
@@ -19,42 +14,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """MANIFEST_PATH / -e / -p exactly as pixi-pack spells them (shared by fetch, pack, image)."""
-    parser.add_argument("manifest", nargs="?", metavar="MANIFEST_PATH", default=None,
-                        help="pixi.toml, pyproject.toml or a directory holding one (default: .)")
-    parser.add_argument("--manifest-file", "--manifest-path", dest="manifest_file", metavar="MANIFEST_PATH",
-                        help="alias of MANIFEST_PATH")
-    parser.add_argument("-e", "--environment", default="default", help="environment (default: default)")
-    parser.add_argument("-p", "--platform", default=current_subdir(), help="platform (default: this machine's)")
-
-
-def add_network_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--use-cache", metavar="DIR", help="package store to use (default: the global store)")
-    parser.add_argument("-c", "--config", metavar="CONFIG", help="pixi config file ([mirrors], concurrency, TLS)")
-    parser.add_argument("--auth-file", metavar="FILE", help="rattler credentials JSON (else $RATTLER_AUTH_FILE)")
-    parser.add_argument("--ca-bundle", metavar="FILE", help="extra CA certificates (PEM) to trust")
-    parser.add_argument("-j", "--jobs", type=int, default=None, help="parallel downloads")
-
-
-def manifest_arg(args: argparse.Namespace) -> str:
-    return args.manifest_file or args.manifest or "."
-
-
-def make_fetcher(args: argparse.Namespace, project_root: Path) -> "Fetcher":
-    """The fetcher the CLI flags describe: store, pixi config, credentials, parallelism."""
-    from pixibuild.store.fetch import Fetcher
-    from pixibuild.net.config import NetConfig
-    from pixibuild.store.blobs import Store
-
-    config = NetConfig.load([args.config] if args.config else None, project_root=project_root,
-                            ca_bundle=args.ca_bundle, auth_file=args.auth_file)
-    store = Store(args.use_cache) if args.use_cache else Store()
-    return Fetcher(store, config=config, jobs=args.jobs)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_target_arguments(parser)
+    add_target_arguments(parser, verb="pack")
     parser.add_argument("-o", "--output-file", default=None,
                         help="output file, '-' for stdout (default: environment.tar, or environment/ "
                              "with --directory-only)")
@@ -64,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-pypi-non-wheel", "--ignore-pypi-errors", action="store_true",
                         help="skip sdist/git/editable pypi entries instead of failing")
     parser.add_argument("--locked", action="store_true", help="fail if the lock does not satisfy the manifest")
-    add_network_arguments(parser)
+    add_fetch_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,14 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from pixibuild.install.activation import SHELLS, activate_script, entrypoint_script
+from pixibuild.commands.args import add_environment_argument, add_shell_argument
+from pixibuild.install.activation import activate_script, entrypoint_script
 from pixibuild.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--prefix", default=None, help="installed prefix (default: .pixi/envs/ENV)")
-    parser.add_argument("-e", "--environment", default="default", help="environment name (default: default)")
-    parser.add_argument("-s", "--shell", default="bash", choices=SHELLS)
+    add_environment_argument(parser, verb="activate")
+    add_shell_argument(parser)
     parser.add_argument("--target-prefix", default=None,
                         help="the path the prefix will be used at (default: its own absolute path)")
     parser.add_argument("--entrypoint", action="store_true",

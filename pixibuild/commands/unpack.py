@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from pixibuild.install.activation import SCRIPT_EXT, SHELLS, activate_script
+from pixibuild.commands.args import add_shell_argument
+from pixibuild.install.activation import SCRIPT_EXT, activate_script
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.install import install_environment
 from pixibuild.install.conda_meta import HISTORY_PIXI_UNPACK
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output-directory", default=".", metavar="OUTPUT_DIR",
                         help="where ENV_NAME and activate.<ext> go (default: current directory)")
     parser.add_argument("-e", "--env-name", default="env", metavar="ENV_NAME", help="environment directory name (default: env)")
-    parser.add_argument("-s", "--shell", default="bash", choices=SHELLS, help="activation script flavour (default: bash)")
+    add_shell_argument(parser)
 
 
 def unpack(pack_file: str | Path, output_dir: Path, env_name: str = "env", shell: str = "bash",

@@ -8,6 +8,10 @@ host (or a `*.domain` wildcard) to one of::
 
 Credentials are looked up per request host, so a redirect to another host never carries them. Every URL
 that reaches a log, an error or the store's metadata goes through `redact_url`/`storage_key` first.
+
+Registries (`registry_credential`) look further first, the way container tools do: explicit
+username/password, then `$PIXIBUILD_REGISTRY_USERNAME`/`$PIXIBUILD_REGISTRY_PASSWORD`, then `auths` in
+docker's `config.json` (`$DOCKER_CONFIG`, else `~/.docker`), then the auth file / netrc entry for the host.
 """
 
 from __future__ import annotations
@@ -168,6 +172,10 @@ class AuthStore:
             url = urlunsplit(parts._replace(path=f"/t/{cred.token}{parts.path}"))
         return url, headers
 
+    def remember(self, *secrets: str) -> None:
+        """Secrets learnt elsewhere (registry passwords, issued tokens) that `redact` must mask too."""
+        self._extra_secrets.update(s for s in secrets if s)
+
     def secrets(self) -> list[str]:
         """All secret strings known to this store (for redaction and for tests that scan outputs)."""
         found = set(self._extra_secrets)
@@ -221,3 +229,66 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
         if secret:
             text = text.replace(secret, REDACTED)
     return text
+
+
+DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io")
+
+
+def docker_config_file() -> Path:
+    """Where docker (and podman/skopeo with docker's layout) keep `auths`: `$DOCKER_CONFIG/config.json`."""
+    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+
+
+def _docker_config_credential(registry: str, path: Path) -> Credential | None:
+    """The `auths` entry for `registry` (`auth` = base64 of user:password, or username/password keys)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(f"cannot read docker config: {exc.strerror}", path=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError("docker config is not valid JSON", path=path) from None
+    auths = data.get("auths") if isinstance(data, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    keys = [registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/",
+            f"https://{registry}/v2/"]
+    if registry == "registry-1.docker.io":
+        keys += DOCKER_HUB_KEYS
+    for key in keys:
+        entry = auths.get(key)
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("auth"), str) and entry["auth"]:
+            try:
+                user, sep, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                sep = ""
+            if not sep:  # never echo the value: it is a secret
+                raise InputError("`auth` must be base64 of username:password", path=path, field=f"auths.{key}")
+            return Credential("basic", username=user, password=password)
+        if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
+            return Credential("basic", username=entry["username"], password=entry["password"])
+    return None
+
+
+def registry_credential(registry: str, *, username: str | None = None, password: str | None = None,
+                        auth: AuthStore | None = None) -> Credential | None:
+    """Credentials for an OCI registry (`host[:port]`): the first source that has some, in the order the
+    module docstring gives. Bearer entries of the auth file are sent as they are (a pre-issued token)."""
+    if username:
+        return Credential("basic", username=username, password=password or "")
+    env_user = os.environ.get("PIXIBUILD_REGISTRY_USERNAME")
+    if env_user:
+        return Credential("basic", username=env_user, password=os.environ.get("PIXIBUILD_REGISTRY_PASSWORD", ""))
+    found = _docker_config_credential(registry, docker_config_file())
+    if found is not None:
+        return found
+    if auth is not None:
+        host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+        for key in dict.fromkeys((registry, host)):
+            cred = auth.lookup(key)
+            if cred is not None and cred.kind in ("basic", "bearer"):
+                return cred
+    return None

@@ -173,10 +173,17 @@ class RetryPolicy:
                 return attempt()
             except Transient as exc:
                 failures += 1
-                if failures > self.retries:
-                    raise GaveUp(exc, failures) from None
-                delay = self.delay(failures)
-                if on_retry is not None:
-                    on_retry(exc, failures, delay)
-                if wait(delay):
-                    raise Interrupted() from None
+                self.pause(exc, failures, on_retry=on_retry, wait=wait)
+
+    def pause(self, failure: Transient, failures: int, *,
+              on_retry: Callable[[Transient, int, float], None] | None = None,
+              wait: Callable[[float], bool] = _NEVER.wait) -> None:
+        """After the `failures`-th transient failure: wait before the next attempt, or raise `GaveUp` when
+        the retries are spent. For loops `run` cannot express (a generator resuming a stream)."""
+        if failures > self.retries:
+            raise GaveUp(failure, failures) from None
+        delay = self.delay(failures)
+        if on_retry is not None:
+            on_retry(failure, failures, delay)
+        if wait(delay):
+            raise Interrupted() from None

@@ -4,7 +4,9 @@ so the output writers and pushes treat base and own layers alike.
 
 Reference forms: `scratch`; `oci:DIR[:TAG]`; `oci-archive:FILE[:TAG]`; `docker-archive:FILE`;
 a plain existing path (directory → layout, file → archive, detected by content);
-`docker://REF` or any other `[host/]repo[:tag][@digest]` → registry.
+`docker://REF`, `https://HOST/REPO[:TAG]`, `http://HOST/REPO[:TAG]` or any other `[host/]repo[:tag][@digest]`
+→ registry, reached through the shared network stack with the caller's `NetConfig` (CA bundle, retries)
+and credentials (see `pixibuild.net.registry` for which scheme is used).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pixibuild.conda.platforms import oci_platform
 from pixibuild.oci.assemble import SCRATCH, BaseImage
 from pixibuild.oci.config import DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, sha256_digest
 from pixibuild.oci.layer import MEDIA_TYPE_GZIP, MEDIA_TYPE_TAR, Layer, LayerCache
-from pixibuild.net.registry import Reference, RegistryClient, parse_reference
+from pixibuild.net.auth import AuthStore
+from pixibuild.net.config import NetConfig
+from pixibuild.net.registry import Reference, RegistryClient, connect, parse_reference
 
 _LAYER_TYPES = {
     "application/vnd.docker.image.rootfs.diff.tar.gzip": MEDIA_TYPE_GZIP,
@@ -196,11 +200,12 @@ def _registry_manifest(client: RegistryClient, ref: Reference, platform: str) ->
     return manifest
 
 
-def pull(reference: str, platform: str, cache: LayerCache, *, client: RegistryClient | None = None) -> BaseImage:
+def pull(reference: str, platform: str, cache: LayerCache, *, client: RegistryClient | None = None,
+         net: NetConfig | None = None, auth: AuthStore | None = None) -> BaseImage:
     """Pull from a registry: manifest (index → our platform), config, layers into the cache by digest."""
     ref = parse_reference(reference)
     own = client is None
-    client = client or RegistryClient(ref.registry)
+    client = client or connect(ref, net, auth=auth)
     try:
         manifest = _registry_manifest(client, ref, platform)
         config_bytes = b"".join(client.iter_blob(ref.repository, manifest["config"]["digest"]))
@@ -256,7 +261,7 @@ def classify(reference: str | None) -> BaseSource:
             if kind == "oci" and not Path(path).is_dir():
                 raise InputError("OCI layout directory not found", path=path)
             return BaseSource(kind, path, tag)
-    if reference.startswith("docker://"):
+    if reference.startswith(("docker://", "https://", "http://")):
         return BaseSource("registry", reference)
     path = Path(reference)
     if path.is_dir():
@@ -268,20 +273,22 @@ def classify(reference: str | None) -> BaseSource:
     return BaseSource("registry", reference)
 
 
-def load_base(reference: str | None, platform: str, cache: LayerCache) -> BaseImage:
-    """The base image named by `reference` (None or "scratch" → no base), its layers in the cache."""
+def load_base(reference: str | None, platform: str, cache: LayerCache, *, net: NetConfig | None = None,
+              auth: AuthStore | None = None) -> BaseImage:
+    """The base image named by `reference` (None or "scratch" → no base), its layers in the cache.
+    `net`/`auth` are for a registry pull (default: pixi's config files and their auth file)."""
     source = classify(reference)
     if source.kind == "scratch":
         return SCRATCH
     if source.kind == "oci":
         return load_oci_layout(Path(source.location), source.tag, platform, cache, source.location)
     if source.kind == "registry":
-        return pull(source.location, platform, cache)
+        return pull(source.location, platform, cache, net=net, auth=auth)
     kind = None if source.kind == "archive" else source.kind
     return load_archive(Path(source.location), source.tag, platform, cache, kind)
 
 
-def base_layer_count(reference: str | None, platform: str) -> int:
+def base_layer_count(reference: str | None, platform: str, *, net: NetConfig | None = None) -> int:
     """How many layers the base brings, read from its manifests only (no layer is copied or pulled):
     what planning an image's layer budget needs. A registry base costs one or two manifest requests."""
     source = classify(reference)
@@ -292,7 +299,7 @@ def base_layer_count(reference: str | None, platform: str) -> int:
         return len(_layout_manifest(_read_dir_file(Path(where)), source.tag, platform, where).get("layers") or [])
     if source.kind == "registry":
         ref = parse_reference(where)
-        with RegistryClient(ref.registry) as client:
+        with connect(ref, net) as client:
             return len(_registry_manifest(client, ref, platform).get("layers") or [])
     path = Path(where)
     if not path.is_file():

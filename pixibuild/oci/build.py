@@ -33,6 +33,7 @@ from pixibuild.install.wheels import install_wheels
 from pixibuild.conda.platforms import oci_platform
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.oci.assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
+from pixibuild.net.config import NetConfig
 from pixibuild.oci.base import load_base
 from pixibuild.oci.config import HistoryEntry, ImageSettings, canonical_json, created_timestamp, standard_labels
 from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS
@@ -210,12 +211,14 @@ def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, 
 
 def build_configured_image(options: ImageOptions, *, name: str, env: str, subdir: str, project_root: Path,
                            packages: Sequence[tuple[CondaRecord, Path]], wheels: Sequence[tuple[PypiRecord, Path]],
-                           cache: LayerCache, plan: LayerPlan | None = None) -> BuildResult:
+                           cache: LayerCache, plan: LayerPlan | None = None,
+                           net: NetConfig | None = None) -> BuildResult:
     """The image `options` describe for one environment: base, prefix, settings, labels, app files.
     Shared by `pixibuild image` and the doit image node, so both build the same bytes; the doit
-    node passes the layer `plan` its layer nodes were built from."""
+    node passes the layer `plan` its layer nodes were built from. `net` is how a registry base image is
+    reached (CA bundle, auth file; default: pixi's config files)."""
     workdir = options.workdir or "/app"
-    base = load_base(options.base, subdir, cache)
+    base = load_base(options.base, subdir, cache, net=net)
     created = created_timestamp()
     labels = {**standard_labels(title=name, created=created), **options.labels}
     settings = ImageSettings(env=options.env, entrypoint=options.entrypoint, cmd=options.cmd, working_dir=workdir,
