@@ -7,6 +7,7 @@ import json
 import platform as host_platform
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -95,27 +96,31 @@ def free_port() -> int:
 
 
 class LocalRegistry:
-    """The Debian docker-registry on 127.0.0.1:<free port> with a throwaway config and storage."""
+    """The Debian docker-registry on 127.0.0.1:<free port> with a throwaway config and storage.
+    With `tls` (a `support.tls.TestCA`), it serves HTTPS with a certificate that CA signed."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, tls=None):
         self.exe = require_tool("docker-registry")
         self.root = root
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
+        self.scheme = "https" if tls is not None else "http"
         self.log_path = root / "registry.log"
         root.mkdir(parents=True, exist_ok=True)
         config = root / "config.yml"
+        tls_config = f", tls: {{certificate: {tls.cert}, key: {tls.key}}}" if tls is not None else ""
         config.write_text(
             "version: 0.1\n"
             "log: {level: warn}\n"
             f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
-            f"http: {{addr: {self.host}}}\n")
+            f"http: {{addr: {self.host}{tls_config}}}\n")
+        context = ssl.create_default_context(cafile=str(tls.ca)) if tls is not None else None
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([self.exe, "serve", str(config)], stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.time() + 15
         while True:
             try:
-                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1).read()
+                urllib.request.urlopen(f"{self.scheme}://{self.host}/v2/", timeout=1, context=context).read()
                 break
             except OSError:
                 if time.time() > deadline or self.proc.poll() is not None:
@@ -136,19 +141,31 @@ class LocalRegistry:
 
 class AuthProxy:
     """A tiny HTTP proxy in front of a registry that demands a Bearer token (issued by its own
-    /token endpoint) and records every request, so tests can count what a push sent."""
+    /token endpoint) and records every request, so tests can count what a push sent.
+
+    `realm_host` names the token endpoint's host in the challenge (default: the Host the client used);
+    `token_credentials` makes the token endpoint demand Basic credentials. `add_fault` injects failures
+    (a status, a dropped connection, a truncated body, a redirect) for requests matching a method and path."""
 
     TOKEN = "test-token-123"
 
-    def __init__(self, upstream: str, *, require_auth: bool = True):
+    def __init__(self, upstream: str, *, require_auth: bool = True, realm_host: str | None = None,
+                 token_credentials: tuple[str, str] | None = None):
+        import base64
         import http.client
         import http.server
         import threading
 
         self.upstream = upstream
         self.requests: list[tuple[str, str]] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of each entry of `requests`
         self.token_requests: list[str] = []
+        self.token_authorizations: list[str | None] = []
+        self.faults: list[dict] = []
+        self._lock = threading.Lock()
         proxy = self
+        expected_basic = ("Basic " + base64.b64encode(":".join(token_credentials).encode()).decode()
+                          if token_credentials else None)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -170,17 +187,33 @@ class AuthProxy:
 
             def _handle(self) -> None:
                 body = self._body()
+                head = self.command == "HEAD"
                 if self.path.startswith("/token"):
                     proxy.token_requests.append(self.path)
+                    proxy.token_authorizations.append(self.headers.get("Authorization"))
+                    if expected_basic and self.headers.get("Authorization") != expected_basic:
+                        self._reply(401, {"Content-Type": "application/json"}, b'{"errors":[]}')
+                        return
                     self._reply(200, {"Content-Type": "application/json"},
                                 json.dumps({"token": AuthProxy.TOKEN}).encode())
                     return
                 proxy.requests.append((self.command, self.path))
+                proxy.authorizations.append(self.headers.get("Authorization"))
                 if require_auth and self.headers.get("Authorization") != f"Bearer {AuthProxy.TOKEN}":
-                    realm = f"http://{self.headers['Host']}/token"
+                    realm = f"http://{realm_host or self.headers['Host']}/token"
                     self._reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="test"',
-                                      "Content-Type": "application/json"}, b'{"errors":[]}',
-                                head=self.command == "HEAD")
+                                      "Content-Type": "application/json"}, b'{"errors":[]}', head=head)
+                    return
+                fault = proxy._take_fault(self.command, self.path)
+                kind = fault["kind"] if fault else None
+                if kind == "status":
+                    self._reply(fault["status"], {"Content-Type": "application/json"}, b'{"errors":[]}', head=head)
+                    return
+                if kind == "drop":
+                    self.close_connection = True
+                    return
+                if kind == "redirect":
+                    self._reply(307, {"Location": fault["location"] + self.path}, b"", head=head)
                     return
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items()
@@ -193,8 +226,17 @@ class AuthProxy:
                        for k, v in resp.getheaders()
                        if k.lower() not in ("transfer-encoding", "connection", "content-length")}
                 conn.close()
-                self._reply(resp.status, out, data, head=self.command == "HEAD",
-                            length=resp.getheader("Content-Length"))
+                if kind == "truncate" and len(data) > 1:  # announce it all, send half, hang up
+                    self.send_response(resp.status)
+                    for k, v in out.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[:len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self._reply(resp.status, out, data, head=head, length=resp.getheader("Content-Length"))
 
             def _reply(self, status: int, headers: dict, data: bytes, head: bool = False, length=None) -> None:
                 self.send_response(status)
@@ -208,9 +250,26 @@ class AuthProxy:
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.port = self.server.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def add_fault(self, kind: str, method: str, path_contains: str, *, times: int = 1, status: int = 503,
+                  location: str = "") -> None:
+        """`kind`: "status" (answer `status`), "drop" (hang up without answering), "truncate" (send half
+        the body), "redirect" (307 to `location` + the path). `times` matching requests are affected."""
+        with self._lock:
+            self.faults.append({"kind": kind, "method": method, "contains": path_contains, "times": times,
+                                "status": status, "location": location})
+
+    def _take_fault(self, method: str, path: str) -> dict | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault["times"] > 0 and fault["method"] == method and fault["contains"] in path:
+                    fault["times"] -= 1
+                    return fault
+        return None
 
     def uploads(self) -> list[tuple[str, str]]:
         """Requests that carry blob data: PATCH/PUT to an upload session (final PUT counts once)."""

@@ -339,8 +339,9 @@ class RegistryClient:
         if response.status_code in (401, 403):
             hint = ("; credentials were refused" if self._cred is not None
                     else f"; no credentials for {self.registry} ({self._credential_hint()})")
-        elif self.scheme == "http" and "HTTPS server" in detail:
-            hint = f"; it serves TLS: write https://{self.registry}/…"
+        elif self.scheme == "http" and response.status_code == 400 and (not detail or "HTTPS server" in detail):
+            # what a TLS server answers to plain http (a HEAD answer has no body to say so)
+            hint = f" (if it serves TLS, write https://{self.registry}/…)"
         return self._error(f"{what}: HTTP {response.status_code} {detail}{hint}")
 
     # -- pull ---------------------------------------------------------------------------------
