@@ -159,6 +159,7 @@ class AuthProxy:
         self.upstream = upstream
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str | None] = []  # the Authorization header of each entry of `requests`
+        self.ranges: list[str | None] = []  # the Range header of each entry of `requests`
         self.token_requests: list[str] = []
         self.token_authorizations: list[str | None] = []
         self.faults: list[dict] = []
@@ -199,6 +200,7 @@ class AuthProxy:
                     return
                 proxy.requests.append((self.command, self.path))
                 proxy.authorizations.append(self.headers.get("Authorization"))
+                proxy.ranges.append(self.headers.get("Range"))
                 if require_auth and self.headers.get("Authorization") != f"Bearer {AuthProxy.TOKEN}":
                     realm = f"http://{realm_host or self.headers['Host']}/token"
                     self._reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="test"',

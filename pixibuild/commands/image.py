@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from pixibuild.net.registry import parse_reference, push_image
     from pixibuild.inputs.project import load_project
 
-    project = load_project(manifest_arg(args))
+    project = load_project(manifest_arg(args), store_root=args.cache_dir)
     env_name, platform = args.environment, args.platform
     options: ImageOptions = apply_cli(manifest_image_options(project.settings, env_name,
                                                              where=f"{project.manifest.path}: tool.pixibuild"), args)

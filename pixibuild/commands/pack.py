@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from pixibuild.pack.build import PackOutput, check_packable, select_pypi, write_pack
     from pixibuild.inputs.project import load_project
 
-    project = load_project(manifest_arg(args))
+    project = load_project(manifest_arg(args), store_root=args.cache_dir)
     target = project.target(args.environment, args.platform)
     if args.locked:
         from pixibuild.inputs.locked import check_locked

@@ -102,15 +102,17 @@ def _resolve_lock(lock_path: Path) -> dict[tuple[str, str], Resolved]:
     return out
 
 
-def resolve_lock(lock_path: Path) -> tuple[str, dict[tuple[str, str], Resolved]]:
+def resolve_lock(lock_path: Path, *,
+                 store_root: str | Path | None = None) -> tuple[str, dict[tuple[str, str], Resolved]]:
     """Parse a lock once per content: the parsed records are cached by the lock's sha256 (and our
-    version), so planning a 20-project monorepo does not re-parse YAML on every no-op run."""
+    version), so planning a 20-project monorepo does not re-parse YAML on every no-op run. The cache
+    lives under the package store `store_root` (default: the default store), like every other cache."""
     try:
         data = lock_path.read_bytes()
     except FileNotFoundError:
         raise InputError("lock file not found (run `pixi lock` first)", path=lock_path) from None
     digest = hashlib.sha256(data).hexdigest()
-    cache = lock_cache_root()
+    cache = lock_cache_root(store_root)
     entry = cache / f"{digest}-{__version__}.pickle" if cache else None
     if entry is not None and entry.is_file():
         try:
@@ -139,11 +141,12 @@ def _has_credentials(resolved: dict[tuple[str, str], Resolved]) -> bool:
     return False
 
 
-def load_project(path: str | Path = ".") -> Project:
-    """A project from a manifest file or a directory holding one (pixi.toml or pyproject.toml)."""
+def load_project(path: str | Path = ".", *, store_root: str | Path | None = None) -> Project:
+    """A project from a manifest file or a directory holding one (pixi.toml or pyproject.toml);
+    `store_root` is the package store whose lock cache is used (the CLI's --cache-dir)."""
     manifest = read_manifest(find_manifest(Path(path)))
     lock_path = manifest.lock_path
-    digest, resolved = resolve_lock(lock_path)
+    digest, resolved = resolve_lock(lock_path, store_root=store_root)
     return Project(manifest=manifest, lock_path=lock_path, lock_sha256=digest, resolved=resolved)
 
 

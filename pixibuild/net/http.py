@@ -109,20 +109,6 @@ def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None
     return None
 
 
-def speaks_no_tls(exc: BaseException) -> bool:
-    """True when a TLS handshake failed because the other side is not a TLS server at all
-    (plain HTTP answered the ClientHello), as opposed to a certificate we do not trust."""
-    if not isinstance(exc, httpx.ConnectError) or certificate_error(exc) is not None:
-        return False
-    current: BaseException | None = exc
-    while current is not None:
-        if isinstance(current, ssl.SSLError):
-            return True
-        current = current.__cause__ or current.__context__
-    text = str(exc).lower()
-    return "wrong version number" in text or "record layer failure" in text or "unexpected eof" in text
-
-
 class Transient(Exception):
     """A failure worth another attempt: a connection error, a 5xx/429, a truncated body."""
 

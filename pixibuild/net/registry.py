@@ -381,7 +381,7 @@ class RegistryClient:
                         skip = got
                     else:
                         raise self._fail(r, what)
-                    for chunk in r.iter_bytes(1 << 20):
+                    for chunk in r.iter_bytes():  # as received: a cut keeps what arrived
                         if skip:
                             dropped = min(skip, len(chunk))
                             chunk, skip = chunk[dropped:], skip - dropped
