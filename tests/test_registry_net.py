@@ -158,6 +158,15 @@ def test_transient_registry_errors_are_retried_and_uploads_restart(tmp_path: Pat
         resumed = [r for (m, p), r in zip(proxy.requests, proxy.ranges) if m == "GET" and layer in p and r]
         assert resumed and int(resumed[0].removeprefix("bytes=").rstrip("-")) > 0  # went on where it was cut
 
+        # an upload that keeps failing: its own error is reported (not its siblings' being stopped)
+        other = simple_image(LayerCache(tmp_path / "oci"), dict(FILES, more={"share/m": b"m" * 3000}))
+        new_layer = next(l.digest for l in other.layers if l.digest not in {x.digest for x in image.layers})
+        proxy.add_fault("status", "PUT", new_layer.split(":")[1], status=500, times=100)
+        with pytest.raises(BuildError) as err:
+            push_image(other, f"{proxy.host}/retry/app:2", net=FAST)
+        assert f"upload {new_layer}" in str(err.value) and "HTTP 500" in str(err.value)
+        assert "gave up after 4 attempts" in str(err.value) and "interrupted" not in str(err.value)
+
         # persistent trouble: one line naming the registry, the request and the attempts
         proxy.add_fault("status", "GET", "/manifests/", status=503, times=100)
         with pytest.raises(BuildError) as err:

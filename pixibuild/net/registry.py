@@ -40,7 +40,7 @@ import httpx
 from pixibuild.errors import BuildError, InputError
 from pixibuild.net.auth import AuthStore, Credential, redact_url, registry_credential
 from pixibuild.net.config import NetConfig
-from pixibuild.net.http import (GaveUp, RedirectError, RetryPolicy, Transient, certificate_error,
+from pixibuild.net.http import (GaveUp, Interrupted, RedirectError, RetryPolicy, Transient, certificate_error,
                                 is_transient_status, make_client, send)
 from pixibuild.oci.config import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST, sha256_digest)
@@ -176,6 +176,14 @@ class RegistryClient:
         self._client = make_client(self.config, connections=connections)
         self._auth: dict[str, str] = {}  # scope → Authorization header value
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # set: retry waits end at once (Ctrl-C, or a sibling upload failed)
+
+    def interrupt(self, stop: bool = True) -> None:
+        """Cut short every wait before a retry (`stop=False` allows waiting again)."""
+        if stop:
+            self._stop.set()
+        else:
+            self._stop.clear()
 
     def close(self) -> None:
         self._client.close()
@@ -310,9 +318,11 @@ class RegistryClient:
             log.info("%s: %s; retry %d/%d in %.2fs", what, self._redact(str(exc)), n, self.retry.retries, delay)
 
         try:
-            return self.retry.run(attempt, on_retry=on_retry)
+            return self.retry.run(attempt, on_retry=on_retry, wait=self._stop.wait)
         except GaveUp as exc:
             raise self._error(f"{what}: {exc.last} (gave up after {exc.attempts} attempts)") from None
+        except Interrupted:
+            raise self._error(f"{what}: interrupted") from None
 
     def _request(self, what: str, method: str, url: str, *, scope: str, content: Callable[[], object] | None = None,
                  headers: dict[str, str] | None = None, stream: bool = False) -> httpx.Response:
@@ -396,11 +406,13 @@ class RegistryClient:
             except Transient as exc:
                 failures += 1
                 try:
-                    self.retry.pause(exc, failures, on_retry=lambda e, n, d: log.info(
+                    self.retry.pause(exc, failures, wait=self._stop.wait, on_retry=lambda e, n, d: log.info(
                         "%s: %s; retry %d/%d in %.2fs", what, self._redact(str(e)), n, self.retry.retries, d))
                 except GaveUp as gave_up:
                     raise self._error(f"{what}: {gave_up.last} (gave up after {gave_up.attempts} attempts)") \
                         from None
+                except Interrupted:
+                    raise self._error(f"{what}: interrupted") from None
 
     # -- push ---------------------------------------------------------------------------------
     def blob_exists(self, repository: str, digest: str) -> bool:
@@ -498,6 +510,47 @@ def connect(ref: Reference, net: NetConfig | None = None, *, auth: AuthStore | N
     return RegistryClient(ref.registry, net, auth=auth, scheme=ref.scheme, chunk_size=chunk_size)
 
 
+def _push_blobs(client: RegistryClient, ref: Reference, blobs: dict[str, Path], stats: PushStats,
+                mount_from: str | None, jobs: int) -> None:
+    """Every blob present in `ref`'s repository afterwards: skipped, mounted or uploaded, `jobs` at a time.
+    The first blob that fails for good is reported; the others then stop at once (no retry waits)."""
+    failed = threading.Event()
+    errors: list[Exception] = []
+    errors_lock = threading.Lock()
+
+    def one(digest: str) -> None:
+        if failed.is_set():
+            return
+        try:
+            if client.blob_exists(ref.repository, digest):
+                stats.add("skipped", digest)
+            elif (mount_from and mount_from != ref.repository
+                  and client.mount_blob(ref.repository, digest, mount_from)):
+                stats.add("mounted", digest)
+            else:
+                client.upload_blob(ref.repository, blobs[digest], digest)
+                stats.add("uploaded", digest)
+        except Exception as exc:
+            with errors_lock:
+                if not failed.is_set():  # the first failure is the one to report, not its aftermath
+                    errors.append(exc)
+                    failed.set()
+                    client.interrupt()
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="push")
+    try:
+        list(pool.map(one, list(blobs)))
+    except BaseException:  # Ctrl-C: the others stop retrying
+        failed.set()
+        client.interrupt()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        client.interrupt(False)
+    if errors:
+        raise errors[0]
+
+
 def push_image(image: Image, target: str | Reference, *, mount_from: str | None = None,
                client: RegistryClient | None = None, jobs: int = 4, chunk_size: int | None = None,
                net: NetConfig | None = None, auth: AuthStore | None = None) -> tuple[str, PushStats]:
@@ -512,19 +565,7 @@ def push_image(image: Image, target: str | Reference, *, mount_from: str | None 
             config_path.write_bytes(image.config)
             blobs = {layer.digest: layer.path for layer in image.layers}
             blobs[image.config_digest] = config_path
-
-            def one(digest: str) -> None:
-                if client.blob_exists(ref.repository, digest):
-                    stats.add("skipped", digest)
-                elif (mount_from and mount_from != ref.repository
-                      and client.mount_blob(ref.repository, digest, mount_from)):
-                    stats.add("mounted", digest)
-                else:
-                    client.upload_blob(ref.repository, blobs[digest], digest)
-                    stats.add("uploaded", digest)
-
-            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-                list(pool.map(one, list(blobs)))
+            _push_blobs(client, ref, blobs, stats, mount_from, jobs)
         digest = client.put_manifest(ref.repository, ref.tag or image.digest, image.manifest, MEDIA_TYPE_MANIFEST)
     finally:
         if own:
