@@ -29,8 +29,10 @@ from pixibuild.conda.records import CondaRecord
 from pixibuild.errors import InputError
 from pixibuild.files.digest import hash_file
 
-CORRUPT = (tarfile.TarError, OSError, EOFError, ValueError, zstandard.ZstdError, zipfile.BadZipFile, zlib.error)
-"""What a damaged archive raises while it is read: all become InputError naming the package."""
+CORRUPT = (tarfile.TarError, OSError, EOFError, ValueError, zstandard.ZstdError, zipfile.BadZipFile, zlib.error,
+           NotImplementedError)
+"""What a damaged archive raises while it is read: all become InputError naming the package. (zipfile raises
+NotImplementedError for flag bits and compression methods it does not support, e.g. a flipped flag bit 5.)"""
 
 MAX_INFO_MEMBER = 64 << 20
 """Largest `info/` member we keep in memory (real ones are kilobytes; repodata-sized at worst)."""
