@@ -36,8 +36,14 @@ def test_wheel_ships_the_rule_set_as_pixibuild_rules(tmp_path: Path) -> None:
     import sys
     import zipfile
 
+    import shutil
+
+    # build from a copy: setuptools leaves build/lib/ behind, which must not shadow the repo's code
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "cache", "examples",
+                                                                 "__pycache__", "*.egg-info", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True)
+                    str(tmp_path), str(source)], check=True, capture_output=True)
     [wheel] = tmp_path.glob("pixibuild-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"pixibuild/rules/{p.name}" for p in (REPO / "rules").glob("*.py")}
@@ -81,3 +87,32 @@ def test_every_library_module_lives_in_a_stage_folder() -> None:
     """The tree shows the pipeline: only the package's face, the CLI and the error types sit at the top."""
     top = sorted(p.name for p in (REPO / "pixibuild").glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "cli.py", "errors.py"]
+
+
+def _folder_imports() -> dict[str, set[str]]:
+    """Stage folder → the other top-level parts of pixibuild its modules import."""
+    out: dict[str, set[str]] = {}
+    for path in (REPO / "pixibuild").rglob("*.py"):
+        parts = path.relative_to(REPO / "pixibuild").parts
+        if len(parts) == 1:
+            continue
+        names = {n.split(".")[1] for n in _module_imports(path) if n.count(".") >= 1}
+        out.setdefault(parts[0], set()).update(names - {parts[0]})
+    return out
+
+
+def test_readme_architecture_table_says_what_each_folder_may_import() -> None:
+    """The README's table is the house plan: every stage folder is in it, and its modules import
+    nothing the table does not allow (so data flows one way: no folder imports a later stage)."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)/` \| [^|]+ \| ([^|]+) \|$", readme, re.M))
+    actual = _folder_imports()
+    assert set(actual) <= set(rows), f"folders missing from the README table: {set(actual) - set(rows)}"
+    for folder, imports in actual.items():
+        allowed = {n.strip() for n in rows[folder].split(",")}
+        if "every folder above" in rows[folder]:
+            continue
+        imports = {n for n in imports if not n.startswith("__")}  # pixibuild.__version__
+        assert imports - allowed == set(), f"{folder}/ imports {imports - allowed} beyond the README"

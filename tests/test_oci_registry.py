@@ -15,7 +15,8 @@ from pixibuild.errors import InputError
 from pixibuild.oci.base import load_base
 from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.layout import write_image_tar, write_oci_dir
-from pixibuild.net.registry import RegistryClient, parse_reference, push_image
+from pixibuild.net.registry import RegistryClient, parse_reference
+from pixibuild.oci.push import push_image
 
 FILES = {"zlib": {"lib/libz.so": b"z" * 4000}, "python": {"bin/python": b"#!/bin/sh\necho py\n"}}
 

@@ -18,7 +18,8 @@ from pixibuild.demo.demo import write_demo
 from pixibuild.errors import BuildError, InputError
 from pixibuild.net.auth import AuthStore, registry_credential
 from pixibuild.net.config import NetConfig
-from pixibuild.net.registry import RegistryClient, parse_reference, push_image
+from pixibuild.net.registry import RegistryClient, parse_reference
+from pixibuild.oci.push import push_image
 from pixibuild.oci.base import load_base
 from pixibuild.oci.layer import LayerCache
 from support.tls import make_ca

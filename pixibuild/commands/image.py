@@ -64,7 +64,8 @@ def _subdir(project, env: str, platform: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from pixibuild.oci.build import build_configured_image, image_tag
     from pixibuild.oci.layout import write_image_tar, write_oci_dir
-    from pixibuild.net.registry import parse_reference, push_image
+    from pixibuild.net.registry import parse_reference
+    from pixibuild.oci.push import push_image
     from pixibuild.inputs.project import load_project
 
     project = load_project(manifest_arg(args), store_root=args.cache_dir)

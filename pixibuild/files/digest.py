@@ -47,3 +47,8 @@ def canonical_json(value: Any) -> bytes:
 def json_digest(value: Any) -> str:
     """sha256 hex of `canonical_json(value)`."""
     return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+def sha256_digest(data: bytes) -> str:
+    """`sha256:<hex>` of some bytes: an OCI descriptor's digest."""
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"

@@ -27,10 +27,8 @@ import base64
 import json
 import logging
 import re
-import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import quote, urlencode, urljoin, urlsplit
@@ -42,14 +40,12 @@ from pixibuild.net.auth import AuthStore, Credential, redact_url, registry_crede
 from pixibuild.net.config import NetConfig
 from pixibuild.net.http import (GaveUp, Interrupted, RedirectError, RetryPolicy, Transient, certificate_error,
                                 is_transient_status, make_client, send)
-from pixibuild.oci.config import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX,
-    MEDIA_TYPE_MANIFEST, sha256_digest)
-from pixibuild.oci.layout import Image
+from pixibuild.files.digest import sha256_digest
+from pixibuild.net.mediatypes import MANIFEST_ACCEPT
 
 log = logging.getLogger(__name__)
 
 DOCKER_HUB = "registry-1.docker.io"
-MANIFEST_ACCEPT = ", ".join([MEDIA_TYPE_MANIFEST, MEDIA_TYPE_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST])
 _REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 T = TypeVar("T")
 
@@ -133,20 +129,6 @@ def _authorization(cred: Credential) -> str:
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.rsplit("@", 1)[-1].lower()
-
-
-@dataclass
-class PushStats:
-    """What a push did, per blob: checked, skipped (already there), mounted, uploaded."""
-
-    skipped: list[str] = field(default_factory=list)
-    mounted: list[str] = field(default_factory=list)
-    uploaded: list[str] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, kind: str, digest: str) -> None:
-        with self._lock:
-            getattr(self, kind).append(digest)
 
 
 class RegistryClient:
@@ -508,70 +490,3 @@ def connect(ref: Reference, net: NetConfig | None = None, *, auth: AuthStore | N
             chunk_size: int | None = None) -> RegistryClient:
     """The client for `ref`'s registry, reached the way `ref` says (see the module docstring)."""
     return RegistryClient(ref.registry, net, auth=auth, scheme=ref.scheme, chunk_size=chunk_size)
-
-
-def _push_blobs(client: RegistryClient, ref: Reference, blobs: dict[str, Path], stats: PushStats,
-                mount_from: str | None, jobs: int) -> None:
-    """Every blob present in `ref`'s repository afterwards: skipped, mounted or uploaded, `jobs` at a time.
-    The first blob that fails for good is reported; the others then stop at once (no retry waits)."""
-    failed = threading.Event()
-    errors: list[Exception] = []
-    errors_lock = threading.Lock()
-
-    def one(digest: str) -> None:
-        if failed.is_set():
-            return
-        try:
-            if client.blob_exists(ref.repository, digest):
-                stats.add("skipped", digest)
-            elif (mount_from and mount_from != ref.repository
-                  and client.mount_blob(ref.repository, digest, mount_from)):
-                stats.add("mounted", digest)
-            else:
-                client.upload_blob(ref.repository, blobs[digest], digest)
-                stats.add("uploaded", digest)
-        except Exception as exc:
-            with errors_lock:
-                if not failed.is_set():  # the first failure is the one to report, not its aftermath
-                    errors.append(exc)
-                    failed.set()
-                    client.interrupt()
-
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="push")
-    try:
-        list(pool.map(one, list(blobs)))
-    except BaseException:  # Ctrl-C: the others stop retrying
-        failed.set()
-        client.interrupt()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        client.interrupt(False)
-    if errors:
-        raise errors[0]
-
-
-def push_image(image: Image, target: str | Reference, *, mount_from: str | None = None,
-               client: RegistryClient | None = None, jobs: int = 4, chunk_size: int | None = None,
-               net: NetConfig | None = None, auth: AuthStore | None = None) -> tuple[str, PushStats]:
-    """Push `image` to `target`; returns (manifest digest, what happened to each blob)."""
-    ref = parse_reference(target) if isinstance(target, str) else target
-    own = client is None
-    client = client or connect(ref, net, auth=auth, chunk_size=chunk_size)
-    stats = PushStats()
-    try:
-        with tempfile.TemporaryDirectory(prefix="pixibuild-push-") as tmp:
-            config_path = Path(tmp) / "config"
-            config_path.write_bytes(image.config)
-            blobs = {layer.digest: layer.path for layer in image.layers}
-            blobs[image.config_digest] = config_path
-            _push_blobs(client, ref, blobs, stats, mount_from, jobs)
-        digest = client.put_manifest(ref.repository, ref.tag or image.digest, image.manifest, MEDIA_TYPE_MANIFEST)
-    finally:
-        if own:
-            client.close()
-    if digest != image.digest:
-        raise BuildError(f"{ref}: registry reports manifest digest {digest}, expected {image.digest}")
-    log.info("pushed %s (%s): %d uploaded, %d mounted, %d already present", ref, digest,
-             len(stats.uploaded), len(stats.mounted), len(stats.skipped))
-    return digest, stats

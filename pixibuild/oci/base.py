@@ -21,17 +21,15 @@ from typing import Callable
 from pixibuild.errors import BuildError, InputError
 from pixibuild.conda.platforms import oci_platform
 from pixibuild.oci.assemble import SCRATCH, BaseImage
-from pixibuild.oci.config import DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX, sha256_digest
-from pixibuild.oci.layer import MEDIA_TYPE_GZIP, MEDIA_TYPE_TAR, Layer, LayerCache
+from pixibuild.files.digest import sha256_digest
+from pixibuild.net.mediatypes import (DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, INDEX_TYPES, MEDIA_TYPE_GZIP,
+                                      MEDIA_TYPE_TAR)
+from pixibuild.oci.layer import Layer, LayerCache
 from pixibuild.net.auth import AuthStore
 from pixibuild.net.config import NetConfig
 from pixibuild.net.registry import Reference, RegistryClient, connect, parse_reference
 
-_LAYER_TYPES = {
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": MEDIA_TYPE_GZIP,
-    "application/vnd.docker.image.rootfs.diff.tar": MEDIA_TYPE_TAR,
-}
-_INDEX_TYPES = (MEDIA_TYPE_INDEX, DOCKER_MANIFEST_LIST)
+_LAYER_TYPES = {DOCKER_LAYER_GZIP: MEDIA_TYPE_GZIP, DOCKER_LAYER_TAR: MEDIA_TYPE_TAR}
 
 
 def _sniff_layer_type(path: Path) -> str:
@@ -129,7 +127,7 @@ def _layout_manifest(read: Callable[[str], bytes | None], tag: str | None, platf
     if not manifests:
         raise InputError("index.json lists no images", path=where)
     desc = manifests[0] if len(manifests) == 1 else _pick_platform(manifests, platform, where)
-    while desc.get("mediaType") in _INDEX_TYPES:
+    while desc.get("mediaType") in INDEX_TYPES:
         nested = json_file(blob_name(desc["digest"]))
         desc = _pick_platform(nested.get("manifests") or [], platform, where)
     return json_file(blob_name(desc["digest"]))
@@ -191,7 +189,7 @@ def _registry_manifest(client: RegistryClient, ref: Reference, platform: str) ->
     """The image manifest of `ref` for `platform` (an index is resolved to our platform's entry)."""
     data, media_type = client.get_manifest(ref.repository, ref.reference)
     manifest = json.loads(data)
-    if media_type in _INDEX_TYPES or manifest.get("mediaType") in _INDEX_TYPES:
+    if media_type in INDEX_TYPES or manifest.get("mediaType") in INDEX_TYPES:
         desc = _pick_platform(manifest.get("manifests") or [], platform, str(ref))
         data, media_type = client.get_manifest(ref.repository, desc["digest"])
         manifest = json.loads(data)

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from pixibuild.errors import InputError
-from pixibuild.files.digest import canonical_json
+from pixibuild.files.digest import canonical_json, sha256_digest
+from pixibuild.net.mediatypes import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST
 from pixibuild.conda.platforms import oci_platform
 from pixibuild.oci.layer import Layer
 
-MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 
 FIXED_CREATED = 0
 """`created` when SOURCE_DATE_EPOCH is unset: the epoch, so builds never embed the clock."""
-
-
-def sha256_digest(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 def created_timestamp(epoch: int | None = None) -> str:

@@ -31,6 +31,7 @@ from typing import BinaryIO, Callable, Iterator
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.errors import BuildError
 from pixibuild.files.tar import DeterministicTarWriter
+from pixibuild.net.mediatypes import MEDIA_TYPE_GZIP
 from pixibuild.store.roots import layer_cache_root
 
 LAYER_FORMAT_VERSION = 1
@@ -38,8 +39,6 @@ LAYER_FORMAT_VERSION = 1
 
 GZIP_LEVEL = 6
 LAYER_MTIME = 0
-MEDIA_TYPE_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"
 """magic, deflate, no flags, mtime 0, XFL 0, OS 255 (unknown): nothing about this machine or time."""

@@ -16,7 +16,8 @@ from typing import Sequence
 
 from pixibuild.files.atomic import atomic_directory, atomic_output
 from pixibuild.files.tar import DeterministicTarWriter
-from pixibuild.oci.config import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, canonical_json, sha256_digest
+from pixibuild.files.digest import canonical_json, sha256_digest
+from pixibuild.net.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 from pixibuild.oci.layer import Layer
 
 OCI_LAYOUT = canonical_json({"imageLayoutVersion": "1.0.0"})
