@@ -14,7 +14,6 @@ import argparse
 import csv
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path

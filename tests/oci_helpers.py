@@ -17,7 +17,8 @@ import pytest
 from conftest import require_tool
 
 from pixibuild.oci.assemble import BaseImage, LayerSpec, assemble_image, build_layers
-from pixibuild.oci.config import ImageSettings, canonical_json
+from pixibuild.files.digest import canonical_json
+from pixibuild.oci.config import ImageSettings
 from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.layout import Image
 

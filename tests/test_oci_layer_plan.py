@@ -13,7 +13,8 @@ from pixibuild.errors import BuildError, InputError
 from pixibuild.oci.assemble import BaseImage
 from pixibuild.oci.base import base_layer_count
 from pixibuild.oci.build import build_image
-from pixibuild.oci.config import canonical_json, image_manifest
+from pixibuild.files.digest import canonical_json
+from pixibuild.oci.config import image_manifest
 from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.layerplan import package_budget, plan_layers
 from pixibuild.oci.layout import Image, write_image_tar, write_oci_dir

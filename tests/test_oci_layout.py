@@ -59,7 +59,8 @@ def test_umoci_rejects_a_wrong_diff_id(tmp_path: Path) -> None:
     image = simple_image(cache, FILES)
     config = json.loads(image.config)
     config["rootfs"]["diff_ids"][-1] = "sha256:" + "0" * 64
-    from pixibuild.oci.config import canonical_json, image_manifest
+    from pixibuild.files.digest import canonical_json
+    from pixibuild.oci.config import image_manifest
     from pixibuild.oci.layout import Image
     cfg = canonical_json(config)
     bad = Image(canonical_json(image_manifest(cfg, [l.descriptor() for l in image.layers])), cfg, image.layers,

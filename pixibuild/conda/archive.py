@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bz2
 import contextlib
-import hashlib
 import io
 import json
 import posixpath

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from pixibuild.conda.platforms import oci_platform
-from pixibuild.oci.config import (HistoryEntry, ImageSettings, canonical_json, created_timestamp,
+from pixibuild.files.digest import canonical_json
+from pixibuild.oci.config import (HistoryEntry, ImageSettings, created_timestamp,
     image_config, image_manifest)
 from pixibuild.oci.layer import Layer, LayerCache
 from pixibuild.oci.layout import Image

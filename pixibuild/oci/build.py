@@ -35,7 +35,8 @@ from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.oci.assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
 from pixibuild.net.config import NetConfig
 from pixibuild.oci.base import load_base
-from pixibuild.oci.config import HistoryEntry, ImageSettings, canonical_json, created_timestamp, standard_labels
+from pixibuild.files.digest import canonical_json
+from pixibuild.oci.config import HistoryEntry, ImageSettings, created_timestamp, standard_labels
 from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS
 from pixibuild.oci.layerplan import LayerPlan, plan_layers
 from pixibuild.oci.layer import Layer, LayerCache

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from pixibuild.errors import InputError
-from pixibuild.files.digest import canonical_json, sha256_digest
+from pixibuild.files.digest import sha256_digest
 from pixibuild.net.mediatypes import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST
 from pixibuild.conda.platforms import oci_platform
 from pixibuild.oci.layer import Layer
