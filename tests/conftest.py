@@ -1,5 +1,6 @@
-"""Shared fixtures: where the real-world corpus lives, and tool requirements that skip locally
-but fail in CI (where `.ci/run` sets PIXIBUILD_REQUIRE_TOOLS=1 after installing the tools)."""
+"""Shared fixtures: where the real-world corpus lives, tool requirements that skip locally but fail
+in CI (where `.ci/run` sets PIXIBUILD_REQUIRE_TOOLS=1 after installing the tools), and the cache
+isolation every test gets: no test, and no subprocess a test starts, may touch the user's cache."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from pixibuild.store.roots import lock_cache_root, store_root
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PIXIBUILD_SHARED", REPO.parent / "shared"))
@@ -50,3 +53,71 @@ def store_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "store"
     monkeypatch.setenv("PIXIBUILD_CACHE_DIR", str(path))
     return path
+
+
+# -- cache isolation -----------------------------------------------------------------------------------
+CACHE_VARIABLES = ("PIXIBUILD_CACHE_DIR", "XDG_CACHE_HOME", "PIXIBUILD_LOCK_CACHE", "HOME")
+
+
+def user_cache_roots() -> list[Path]:
+    """Every cache root pixibuild would use with this process's environment (`store.roots` decides them)."""
+    roots = [store_root()]
+    lock_cache = lock_cache_root()
+    if lock_cache is not None and not lock_cache.is_relative_to(roots[0]):
+        roots.append(lock_cache)
+    return roots
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]] | None:
+    """relative path → (size, mtime_ns) of everything under `root`; None when it does not exist."""
+    if not root.exists():
+        return None
+    out = {".": (0, root.stat().st_mtime_ns)}
+    for path in root.rglob("*"):
+        st = path.lstat()
+        out[path.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+_USER_CACHES: dict[Path, dict[str, tuple[int, int]] | None] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember the user's cache roots as they are before any test runs."""
+    for root in user_cache_roots():
+        _USER_CACHES[root] = snapshot(root)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any test (or a subprocess it started) created or changed the user's cache.
+
+    Another program writing to the same cache during the run would be reported too: the message names
+    the paths, so the two cases can be told apart."""
+    changed = []
+    for root, before in _USER_CACHES.items():
+        after = snapshot(root)
+        if after != before:
+            paths = sorted(set(before or {}) ^ set(after or {}) | {p for p in set(before or {}) & set(after or {})
+                                                                    if before[p] != after[p]})
+            changed.append(f"{root}: {', '.join(paths[:10]) or 'created'}")
+    if changed:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "the user's cache was modified during the test run: " + "; ".join(changed)
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True)
+        else:  # pragma: no cover
+            print(f"ERROR: {message}")
+
+
+@pytest.fixture(autouse=True)
+def isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every cache root (and HOME, which the defaults derive from) points into a fresh temp dir, for the
+    test and every subprocess it starts with the inherited environment. Tests that need a particular
+    store still set PIXIBUILD_CACHE_DIR themselves (`store_dir`)."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("PIXIBUILD_CACHE_DIR", str(home / ".cache" / "pixibuild"))
+    monkeypatch.delenv("PIXIBUILD_LOCK_CACHE", raising=False)
+    return home
