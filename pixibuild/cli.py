@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import logging
+import os
+import select
+import signal
 import sys
-from typing import Sequence
+from typing import Any, Iterator, Sequence, TextIO
 
 from pixibuild import __version__
 from pixibuild.errors import EXIT_BAD_INPUT, PixibuildError
@@ -47,19 +51,130 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_STDOUT_CLOSED = 128 + getattr(signal, "SIGPIPE", 13)
+"""141: what a shell reports for `cat`, `seq`, `git log`... when the reader of their output goes away
+(they die of SIGPIPE). Not 0: a `pack -o - | …` whose reader died must not look like a complete
+archive, and `set -o pipefail` scripts treat us like coreutils. (pixi itself panics there, exit 101:
+prefix-dev/pixi#2043.)"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="pixibuild: %(message)s", stream=sys.stderr)
     try:
-        return int(args._run(args) or 0)
+        try:
+            code = int(args._run(args) or 0)
+            sys.stdout.flush()  # buffered output meets a closed pipe here, not at interpreter exit
+            return code
+        except BrokenPipeError:
+            if not stdout_is_closed():
+                raise  # a pipe to something else (a subprocess, a socket): a real failure
+            return quiet_exit_on_closed_stdout()
+    except StdoutClosed:
+        return EXIT_STDOUT_CLOSED  # stdout already points at devnull
     except PixibuildError as exc:
         print(f"pixibuild: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError as exc:
+        print(f"pixibuild: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("pixibuild: interrupted", file=sys.stderr)
         return 130
+
+
+def _fd_is_closed_pipe(fd: int) -> bool:
+    """A pipe whose reader has gone: poll() reports POLLERR on the write end (Linux and macOS)."""
+    if not hasattr(select, "poll"):  # pragma: no cover - Windows: the error came from stdout, trust it
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    try:
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except OSError:  # pragma: no cover
+        return False
+
+
+def stdout_is_closed(stdout: TextIO | None = None) -> bool:
+    """True when our stdout is a pipe nobody reads any more (`pixibuild … | head -3`)."""
+    try:
+        return _fd_is_closed_pipe((stdout or sys.stdout).fileno())
+    except (AttributeError, ValueError, OSError):  # replaced or closed sys.stdout
+        return False
+
+
+def quiet_exit_on_closed_stdout() -> int:
+    """The reader of our output left: say nothing, and make sure Python's own flush at exit cannot
+    complain either (the standard recipe: point stdout, and stderr if it shared the pipe, at devnull)."""
+    silence_closed_stdout()
+    return EXIT_STDOUT_CLOSED
+
+
+def silence_closed_stdout(stdout: TextIO | None = None) -> None:
+    stdout = stdout or sys.stdout
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+        except (AttributeError, ValueError, OSError):
+            continue
+        if stream is stdout or _fd_is_closed_pipe(fd):
+            os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+class StdoutClosed(KeyboardInterrupt):
+    """Our stdout's reader left while a library that catches every Exception was printing (doit: it
+    would report a task failure with a traceback). A KeyboardInterrupt, so such code stops the way it
+    stops on Ctrl-C; `main` turns it into the quiet exit."""
+
+
+class _StdoutGuard:
+    """A stand-in for sys.stdout that flushes every write (the closed pipe shows at once) and, when the
+    reader has left, silences stdout and raises `StdoutClosed`."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            written = self._stream.write(text)
+            self._stream.flush()
+            return written
+        except BrokenPipeError:
+            self._reader_left()
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_left()
+            raise
+
+    def _reader_left(self) -> None:
+        """Raise StdoutClosed if the broken pipe is our stdout's (not, say, a subprocess's)."""
+        if stdout_is_closed(self._stream):
+            silence_closed_stdout(self._stream)
+            raise StdoutClosed() from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def stdout_closed_interrupts() -> Iterator[TextIO]:
+    """While inside: sys.stdout is guarded (see `_StdoutGuard`); yields the guard for code that was
+    handed the original stream earlier and takes an explicit one (doit's `outfile`)."""
+    saved = sys.stdout
+    guard = _StdoutGuard(saved)
+    sys.stdout = guard  # type: ignore[assignment]
+    try:
+        yield guard  # type: ignore[misc]
+    finally:
+        sys.stdout = saved
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,8 +19,15 @@ def run(args: argparse.Namespace) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
+    from pixibuild.cli import stdout_closed_interrupts
+
     from . import workspace_tasks
 
     namespace = workspace_tasks(args.directory)
     argv = ["list", "--all"] if args.list else ["run", "-n", str(args.jobs), "-P", "thread", *args.tasks]
-    return int(DoitMain(ModuleTaskLoader(namespace)).run(argv))
+    # doit prints task lines and catches every Exception (a closed stdout would become a task failure
+    # with a traceback): its output goes through a guard that stops the run like Ctrl-C instead, and
+    # `pixibuild` exits quietly (141) as on any closed stdout.
+    with stdout_closed_interrupts() as out:
+        namespace["DOIT_CONFIG"] = {**namespace.get("DOIT_CONFIG", {}), "outfile": out}
+        return int(DoitMain(ModuleTaskLoader(namespace)).run(argv))
