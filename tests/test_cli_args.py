@@ -3,13 +3,14 @@ store flag (`--cache-dir`, alias `--use-cache`) puts packages and image layers u
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from pixibuild.cli import main
+from pixibuild.cli import build_parser, main
 from pixibuild.conda.platforms import current_subdir
 from pixibuild.demo.demo import write_demo
 from pixibuild.inputs.lockfile import read_lock
@@ -61,6 +62,22 @@ def test_target_flags_show_their_real_defaults(capsys, command: str) -> None:
 def test_shells_and_environment_are_spelled_alike(capsys) -> None:
     hook, unpack = _help(capsys, "shell-hook"), _help(capsys, "unpack")
     assert _option_help(hook, "-s {") == _option_help(unpack, "-s {")
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {"pixibuild": parser, **sub.choices}
+
+
+def test_every_flag_and_argument_of_every_command_has_help_text() -> None:
+    """`pixibuild COMMAND --help` explains everything it lists (the issue found `-s` bare)."""
+    bare = [f"{name} {'/'.join(action.option_strings) or action.dest}"
+            for name, parser in _subcommands().items() for action in parser._actions
+            if not isinstance(action, argparse._SubParsersAction)
+            and (action.help is None or action.help == argparse.SUPPRESS or not action.help.strip())]
+    assert bare == []
+    assert set(_subcommands()) >= {"lock-info", "fetch", "pack", "unpack", "shell-hook", "image", "build"}
 
 
 def _layer_digests(layout: Path) -> list[str]:

@@ -195,3 +195,18 @@ def test_shell_hook_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["shell-hook", "-p", str(prefix), "--entrypoint", "--target-prefix", "/opt/env"]) == 0
     assert capsys.readouterr().out.endswith('exec "$@"\n')
     assert main(["shell-hook", "-p", str(tmp_path / "missing")]) == 2
+
+
+def test_shell_hook_takes_the_prefix_as_a_positional_argument(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`pixibuild shell-hook PREFIX` (the README's form) prints the same as `-p PREFIX`."""
+    contents = _contents(tmp_path)
+    from pixibuild.install import install_environment
+
+    prefix = tmp_path / "env"
+    install_environment(contents.conda, prefix, platform=PLATFORM)
+    assert main(["shell-hook", str(prefix), "-s", "fish"]) == 0
+    assert capsys.readouterr().out == activate_script(prefix, str(prefix), "fish")
+    assert main(["shell-hook", str(prefix), "-p", str(prefix)]) == 0  # the same prefix twice is fine
+    capsys.readouterr()
+    assert main(["shell-hook", str(prefix), "-p", str(tmp_path)]) == 2
+    assert "either as PREFIX or -p/--prefix" in capsys.readouterr().err

@@ -12,7 +12,9 @@ from pixibuild.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-p", "--prefix", default=None, help="installed prefix (default: .pixi/envs/ENV)")
+    parser.add_argument("prefix_arg", nargs="?", default=None, metavar="PREFIX",
+                        help="installed prefix, e.g. ./env from `pixibuild unpack` (default: .pixi/envs/ENV)")
+    parser.add_argument("-p", "--prefix", default=None, help="the same as PREFIX")
     add_environment_argument(parser, verb="activate")
     add_shell_argument(parser)
     parser.add_argument("--target-prefix", default=None,
@@ -22,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    prefix = Path(args.prefix) if args.prefix else Path(".pixi") / "envs" / args.environment
+    if args.prefix_arg and args.prefix and Path(args.prefix_arg) != Path(args.prefix):
+        raise InputError("give the prefix either as PREFIX or -p/--prefix, not both", field="--prefix")
+    given = args.prefix_arg or args.prefix
+    prefix = Path(given) if given else Path(".pixi") / "envs" / args.environment
     if not prefix.is_dir():
         raise InputError(f"{prefix}: no installed environment here")
     target = args.target_prefix or str(prefix.absolute())
