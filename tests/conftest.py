@@ -113,11 +113,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(autouse=True)
 def isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every cache root (and HOME, which the defaults derive from) points into a fresh temp dir, for the
-    test and every subprocess it starts with the inherited environment. Tests that need a particular
-    store still set PIXIBUILD_CACHE_DIR themselves (`store_dir`)."""
+    test and every subprocess it starts with the inherited environment; so do pixi's config and the
+    credential files. Tests that need a particular store still set PIXIBUILD_CACHE_DIR themselves
+    (`store_dir`)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("PIXIBUILD_CACHE_DIR", str(home / ".cache" / "pixibuild"))
     monkeypatch.delenv("PIXIBUILD_LOCK_CACHE", raising=False)
+    # the user's pixi config (mirrors!) and credentials must not steer a test either: HOME-based defaults
+    for name in ("XDG_CONFIG_HOME", "PIXI_HOME", "RATTLER_AUTH_FILE", "NETRC", "DOCKER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
     return home

@@ -21,10 +21,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import certifi
 
 from pixibuild.errors import InputError
+from pixibuild.net.auth import storage_key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,6 +51,33 @@ def default_config_files(project_root: Path | None = None) -> list[Path]:
     if project_root is not None:
         files.append(Path(project_root) / ".pixi" / "config.toml")
     return files
+
+
+def _shown(path: Path) -> str:
+    """`path` with the home directory written as ~ (shorter, and the same for every user)."""
+    try:
+        return "~/" + path.relative_to(Path.home()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def mirror_prefix(url: str) -> str:
+    """The URL prefix a `[mirrors]` entry for `url` would name: the channel of a conda archive
+    (`https://host/channel` for `…/channel/<subdir>/<file>.conda`), else the server."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/").split("/")
+    if parts.path.endswith((".conda", ".tar.bz2")) and len(path) > 3:
+        return f"{parts.scheme}://{parts.netloc}{'/'.join(path[:-2])}"
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def mirror_hint(url: str) -> str:
+    """What a user can do when `url` cannot be reached: check the network, or name a mirror in pixi's config."""
+    system, user, pixi_home = default_config_files()
+    prefix = mirror_prefix(storage_key(url))
+    return (f"check the network, or download from a mirror: add [mirrors] \"{prefix}\" = [\"https://<mirror>/…\"] to "
+            f"pixi's config, {_shown(user)} (pixi also reads {_shown(system)}, {_shown(pixi_home)} and the project's "
+            f".pixi/config.toml), or to a file given with -c")
 
 
 def _get(table: Mapping[str, Any], *names: str) -> Any:

@@ -12,12 +12,16 @@ Both need the same things, so they are decided here once:
 - `RetryPolicy`: how often and how long to wait on transient failures (connection errors, 5xx, 429):
   `retries` extra attempts, exponential backoff from `backoff` capped at `max_backoff`, ±25 % jitter so
   parallel downloads do not retry in lock-step.
+- `connect_problem`: why a connection could not be made, in words a user can act on, and whether waiting
+  can help (a host name that does not resolve will not resolve in 8 seconds either).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -106,6 +110,52 @@ def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
+    return None
+
+
+@dataclass(frozen=True)
+class ConnectProblem:
+    """A connection that could not be made: to which host, why (a phrase for the user), whether a retry helps."""
+
+    host: str
+    reason: str
+    retry_helps: bool
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.reason}"
+
+
+_NO_SUCH_NAME = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA", "EAI_FAIL", "EAI_ADDRFAMILY")
+                 if hasattr(socket, name)}
+"""getaddrinfo answers that stay the same on a retry: the name does not exist (NXDOMAIN) or has no address.
+EAI_AGAIN ("temporary failure in name resolution", e.g. no DNS server reachable right now) is retried."""
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not e for e in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def connect_problem(exc: BaseException, url: str) -> ConnectProblem | None:
+    """What kept a request to `url` from connecting (None if it did connect, or failed otherwise)."""
+    parts = urlsplit(url)
+    host = parts.hostname or parts.netloc
+    where = f"{host}:{parts.port}" if parts.port else host
+    for cause in _chain(exc):
+        if isinstance(cause, socket.gaierror):
+            if cause.errno in _NO_SUCH_NAME:
+                return ConnectProblem(host, f"the host name cannot be resolved ({cause.strerror})", False)
+            return ConnectProblem(host, f"the host name could not be resolved now ({cause.strerror})", True)
+        if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
+            return ConnectProblem(host, f"the connection to {where} was refused (nothing listens there)", True)
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return ConnectProblem(host, f"{where} cannot be reached ({cause.strerror})", True)
+        if isinstance(cause, httpx.ConnectTimeout):
+            return ConnectProblem(host, f"connecting to {where} timed out", True)
     return None
 
 

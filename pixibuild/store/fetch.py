@@ -7,6 +7,10 @@ server allows it (also across runs: the partial file survives a crash). A respon
 the lock declares is cut off there. Mirrors are tried in order; credentials are chosen per request host,
 so redirects to another host never carry them; every URL in a log or error is redacted. The HTTP client,
 the redirect handling and the retry policy are the shared ones of `pixibuild.net.http`.
+
+A host that cannot be reached is one error line for all its packages, saying why (the name does not
+resolve — not retried, waiting cannot fix it —, the connection was refused, it timed out) and what to
+do: check the network or configure a mirror in pixi's config (`pixibuild.net.config.mirror_hint`).
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ import httpx
 
 from pixibuild.net.auth import AuthStore, redact_url, storage_key
 from pixibuild.errors import BuildError, InputError, PixibuildError
-from pixibuild.net.config import NetConfig
-from pixibuild.net.http import (GaveUp, Interrupted, RedirectError, RetryPolicy, Transient, is_transient_status,
-                               make_client, send)
+from pixibuild.net.config import NetConfig, mirror_hint
+from pixibuild.net.http import (ConnectProblem, GaveUp, Interrupted, RedirectError, RetryPolicy, Transient,
+                               connect_problem, is_transient_status, make_client, send)
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.store.blobs import Hasher, Store, check_md5, check_sha256, compare
 
@@ -88,9 +92,67 @@ def local_path(location: str, base_dir: Path) -> Path | None:
 class _Retry(Transient):
     """Transient: try the same URL again (after backoff), resuming if possible."""
 
+    def __init__(self, message: str, problem: ConnectProblem | None = None):
+        super().__init__(message)
+        self.problem = problem
+
 
 class _Fail(Exception):
     """This URL will not work: try the next mirror, if any."""
+
+
+class _Unreachable(_Fail):
+    """This URL's host could not be connected to (after the retries that can help)."""
+
+    def __init__(self, problem: ConnectProblem, url: str, attempts: int):
+        super().__init__(f"{problem}")
+        self.problem, self.url, self.attempts = problem, url, attempts
+
+
+class HostUnreachable(BuildError):
+    """A package could not be downloaded because its host (every mirror's) could not be connected to."""
+
+    def __init__(self, label: str, failures: Sequence[_Unreachable]):
+        last = failures[-1]
+        tries = f", {last.attempts} attempts" if last.attempts > 1 else ""
+        where = "; ".join(f"{redact_url(f.url)}: {f.problem.reason}" for f in failures)
+        super().__init__(f"{label}: cannot download {where}{tries}; {mirror_hint(failures[0].url)}")
+        self.label, self.failures = label, list(failures)
+
+    @property
+    def cause(self) -> tuple[str, ...]:
+        """What packages failing alike share: the hosts and reasons (so they make one error line)."""
+        return tuple(f"{f.problem}" for f in self.failures)
+
+
+def _summary(errors: Sequence[PixibuildError | str]) -> str:
+    """One line for many failed packages: packages whose hosts could not be reached for the same reason
+    are counted together; the first (group) leads, the rest is counted."""
+    groups: dict[tuple[str, ...], list[HostUnreachable]] = {}
+    lines: list[str] = []
+    for error in errors:
+        if isinstance(error, HostUnreachable):
+            if error.cause not in groups:
+                lines.append("")  # placeholder: the group's line, in first-seen order
+            groups.setdefault(error.cause, []).append(error)
+        else:
+            lines.append(str(error))
+    grouped = iter(groups.values())
+    for i, line in enumerate(lines):
+        if line == "":
+            members = next(grouped)
+            first = members[0]
+            if len(members) == 1:
+                lines[i] = str(first)
+            else:
+                f = first.failures[-1]
+                tries = f", {f.attempts} attempts each" if f.attempts > 1 else ""
+                lines[i] = (f"cannot download {len(members)} packages: {'; '.join(first.cause)}{tries} (first: "
+                            f"{first.label}, {redact_url(f.url)}); {mirror_hint(first.failures[0].url)}")
+    for extra in lines[1:]:
+        log.error("%s", extra)
+    more = f" (and {len(lines) - 1} more failed)" if len(lines) > 1 else ""
+    return lines[0] + more
 
 
 class Progress:
@@ -190,7 +252,7 @@ class Fetcher:
         if own_bar:
             self._bar = Progress(len(unique), sum(wants[i].size or 0 for i in unique.values()))
         results: dict[str, Path] = {}
-        errors: list[str] = []
+        errors: list[PixibuildError | str] = []
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, max(1, len(unique))), thread_name_prefix="fetch")
         try:
             futures = {key: pool.submit(self._fetch_wanted, wants[i], Path(base_dir)) for key, i in unique.items()}
@@ -199,7 +261,7 @@ class Fetcher:
                     try:
                         results[key] = future.result()
                     except PixibuildError as exc:
-                        errors.append(str(exc))
+                        errors.append(exc)
                     except Exception as exc:  # a bug or an OS error: still one line, still redacted
                         errors.append(self.auth.redact(f"{wants[unique[key]].label}: {type(exc).__name__}: {exc}"))
             except BaseException:
@@ -214,10 +276,7 @@ class Fetcher:
                 self._bar.close()
                 self._bar = None
         if errors:
-            more = f" (and {len(errors) - 1} more failed)" if len(errors) > 1 else ""
-            for extra in errors[1:]:
-                log.error("%s", extra)
-            raise BuildError(errors[0] + more)
+            raise BuildError(_summary(errors))
         s = {k: v - before[k] for k, v in self.stats.items()}
         log.info("fetched %d packages: %d downloaded (%.1f MB), %d from store, %d local, in %.2fs",
                  len(unique), s["downloaded"], s["bytes"] / 1e6, s["cached"], s["local"], time.monotonic() - t0)
@@ -270,17 +329,21 @@ class Fetcher:
 
     def _download(self, w: Wanted) -> Path:
         candidates = self.config.mirror_urls(w.location)
-        failures = []
+        failures: list[_Fail] = []
         for n, url in enumerate(candidates):
             try:
                 return self._download_from(w, url)
             except _Fail as exc:
-                failures.append(str(exc))
+                failures.append(exc)
                 if n + 1 < len(candidates):
-                    log.warning("%s; trying the next mirror", exc)
-        if len(failures) == 1:
-            raise BuildError(failures[0])
-        raise BuildError(f"{w.label}: every mirror failed: " + "; ".join(failures))
+                    log.warning("%s: %s; trying the next mirror", w.label, exc) if isinstance(exc, _Unreachable) \
+                        else log.warning("%s; trying the next mirror", exc)
+        if all(isinstance(f, _Unreachable) for f in failures):
+            raise HostUnreachable(w.label, failures)  # type: ignore[arg-type]
+        texts = [f"{w.label}: {f}" if isinstance(f, _Unreachable) else str(f) for f in failures]
+        if len(texts) == 1:
+            raise BuildError(texts[0])
+        raise BuildError(f"{w.label}: every mirror failed: " + "; ".join(texts))
 
     def _download_from(self, w: Wanted, url: str) -> Path:
         shown = redact_url(url)
@@ -317,6 +380,9 @@ class Fetcher:
         try:
             h, etag = self.retry.run(attempt, on_retry=on_retry, wait=self._stop.wait)
         except GaveUp as exc:
+            problem = getattr(exc.last, "problem", None)
+            if problem is not None:
+                raise _Unreachable(problem, url, exc.attempts) from None
             raise _Fail(f"{w.label}: {self.auth.redact(str(exc.last))} ({shown}, gave up after "
                         f"{exc.attempts} attempts)") from None
         except Interrupted:
@@ -351,7 +417,10 @@ class Fetcher:
         try:
             response = self._open(url, headers, w, shown)
         except httpx.TransportError as exc:
-            raise _Retry(f"{type(exc).__name__}: {exc}") from None
+            problem = connect_problem(exc, url)
+            if problem is not None and not problem.retry_helps:
+                raise _Unreachable(problem, url, 1) from None
+            raise _Retry(f"{type(exc).__name__}: {exc}", problem) from None
         resumed = False
         try:
             status = response.status_code
