@@ -17,13 +17,14 @@ SHARED = Path(os.environ.get("PIXIBUILD_SHARED", REPO.parent / "shared"))
 CORPUS = SHARED / "corpus"
 
 
-def require_tool(name: str) -> str:
-    """Path of executable `name`; skip the test when it is missing (fail in CI)."""
+def require_tool(name: str, how: str = "") -> str:
+    """Path of executable `name`; skip the test when it is missing (fail in CI). `how` says where to get
+    it when that is not the Debian package of the same name."""
     path = shutil.which(name)
     if path is None:
         if os.environ.get("PIXIBUILD_REQUIRE_TOOLS"):
             pytest.fail(f"{name} is required in CI (PIXIBUILD_REQUIRE_TOOLS=1) but not on PATH")
-        pytest.skip(f"{name} not installed")
+        pytest.skip(f"{name} not installed" + (f" ({how})" if how else ""))
     return path
 
 

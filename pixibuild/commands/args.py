@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pixibuild.conda.platforms import current_subdir
 from pixibuild.errors import InputError
-from pixibuild.install.activation import SHELLS
+from pixibuild.install.activation import SHELL_ALIASES, SHELLS, shell_name
 from pixibuild.store.roots import layer_cache_root
 
 # Every command's parser is built for `pixibuild --help`: what only `run()` needs loads in the builders
@@ -75,8 +75,11 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, verb: str = "use", 
 
 
 def add_shell_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-s", "--shell", default="bash", choices=SHELLS,
-                        help="activation script flavour (default: %(default)s)")
+    """`-s/--shell`: every shell pixi-unpack accepts (rattler_shell's names and aliases)."""
+    aliases = ", ".join(f"{a}={s}" for a, s in SHELL_ALIASES.items())
+    parser.add_argument("-s", "--shell", default="bash", choices=SHELLS, type=shell_name,
+                        help=f"the shell the activation script is for; also accepted: {aliases} "
+                             "(default: %(default)s)")
 
 
 def manifest_arg(args: argparse.Namespace) -> str:

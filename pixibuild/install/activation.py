@@ -15,9 +15,21 @@ from pathlib import Path
 from pixibuild.errors import InputError
 from pixibuild.conda.platforms import current_subdir, is_windows
 
-SHELLS = ("bash", "zsh", "fish", "powershell", "cmd")
-SCRIPT_EXT = {"bash": "sh", "zsh": "sh", "fish": "fish", "powershell": "ps1", "cmd": "bat"}
-"""The activate.d script kind each shell sources, and the activate.<ext> pixi-unpack writes."""
+SHELLS = ("bash", "zsh", "fish", "xonsh", "powershell", "cmd", "nushell")
+"""Every shell pixi-unpack writes activation for (rattler_shell's ShellEnum)."""
+SHELL_ALIASES = {"sh": "bash", "dash": "bash", "ksh": "bash", "busybox": "bash", "nu": "nushell",
+                 "powershell_ise": "powershell"}
+"""Other names rattler_shell's ShellEnum::from_str accepts for the same scripts."""
+SCRIPT_EXT = {"bash": "sh", "zsh": "sh", "fish": "fish", "xonsh": "xsh", "powershell": "ps1", "cmd": "bat",
+              "nushell": "nu"}
+"""The activate.<ext> pixi-unpack writes for each shell."""
+SOURCED_EXTS = {**{shell: (ext,) for shell, ext in SCRIPT_EXT.items()}, "xonsh": ("xsh", "sh")}
+"""The activate.d script kinds each shell runs (xonsh also runs .sh ones, through `source-bash`)."""
+
+
+def shell_name(text: str) -> str:
+    """A shell as `-s` accepts it: one of SHELLS or an alias of one (argparse `type`)."""
+    return SHELL_ALIASES.get(text, text)
 
 
 def _join(prefix: str, rel: str, windows: bool) -> str:
@@ -62,13 +74,14 @@ def _read_json(path: Path) -> object:
 
 
 def activation_scripts(prefix_dir: Path, target_prefix: str, shell: str) -> list[str]:
-    """activate.d scripts for `shell`, sorted, as paths under the logical prefix."""
+    """activate.d scripts for `shell`, sorted by name (kinds mixed, as rattler does), as paths under
+    the logical prefix."""
     folder = prefix_dir / "etc" / "conda" / "activate.d"
     if not folder.is_dir():
         return []
     windows = shell == "cmd"
     return [_join(target_prefix, f"etc/conda/activate.d/{p.name}", windows)
-            for p in sorted(folder.glob(f"*.{SCRIPT_EXT[shell]}"))]
+            for p in sorted(folder.iterdir()) if p.is_file() and p.suffix[1:] in SOURCED_EXTS[shell]]
 
 
 def activation_env(prefix_dir: Path, target_prefix: str | None = None, platform: str | None = None,
@@ -90,9 +103,20 @@ def _q(value: str) -> str:
     return shlex.quote(value)
 
 
+def _dq(value: str) -> str:
+    """A double-quoted string for shells with backslash escapes (xonsh, nushell), as rattler_shell escapes."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _nu_name(name: str) -> str:
+    """rattler_shell's quote_if_required: a variable name with other than [A-Za-z0-9_-] is quoted."""
+    return name if all(c.isascii() and (c.isalnum() or c in "_-") for c in name) else f'"{name}"'
+
+
 def activate_script(prefix_dir: Path, target_prefix: str | None = None, shell: str = "bash",
                     platform: str | None = None) -> str:
-    """The activation script text for `shell` (bash, zsh, fish, powershell, cmd)."""
+    """The activation script text for `shell` (one of SHELLS), in rattler_shell's syntax for it."""
+    shell = shell_name(shell)
     if shell not in SHELLS:
         raise InputError(f"unknown shell {shell!r} (choose from {', '.join(SHELLS)})")
     platform = platform or ("win-64" if shell == "cmd" else current_subdir())
@@ -115,6 +139,24 @@ def activate_script(prefix_dir: Path, target_prefix: str | None = None, shell: s
         lines.append(f"set -gx CONDA_PREFIX {_q(target_prefix)}")
         lines += [f"set -gx {k} {_q(v)}" for k, v in variables.items()]
         lines += [f"source {_q(s)}" for s in scripts]
+        return "\n".join(lines) + "\n"
+    if shell == "xonsh":
+        # rattler_shell writes `$PATH = "<entries>:${PATH}"`, but xonsh does not expand ${PATH} inside a
+        # Python-mode string (xonsh 0.13.4 and 0.25.0: PATH became [<entries>, "${PATH}"], the old PATH
+        # lost). Prepending to the list keeps it.
+        lines.append(f"$PATH = [{', '.join(_dq(e) for e in entries)}] + list($PATH)")
+        lines.append('$CONDA_SHLVL = "1"')
+        lines.append(f"$CONDA_PREFIX = {_dq(target_prefix)}")
+        lines += [f"${k} = {_dq(v)}" for k, v in variables.items()]
+        lines += [f"{'source-bash' if s.endswith('.sh') else 'source'} {_dq(s)}" for s in scripts]
+        return "\n".join(lines) + "\n"
+    if shell == "nushell":
+        path_var = "Path" if is_windows(platform) else "PATH"
+        lines.append(f"$env.{path_var} = ($env.{path_var} | prepend [{', '.join(_dq(e) for e in entries)}])")
+        lines.append('$env.CONDA_SHLVL = "1"')
+        lines.append(f"$env.CONDA_PREFIX = {_dq(target_prefix)}")
+        lines += [f"$env.{_nu_name(k)} = {_dq(v)}" for k, v in variables.items()]
+        lines += [f"source-env {_dq(s)}" for s in scripts]
         return "\n".join(lines) + "\n"
     if shell == "powershell":
         def ps(v: str) -> str:
