@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import select
 import signal
 import sys
@@ -30,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"pixibuild: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     parser = _Parser(prog="pixibuild", description="Build pixi environments into pixi-pack archives, "
                      "installed prefixes and OCI images, reproducibly.")
     parser.add_argument("-V", "--version", action="version", version=f"pixibuild {__version__}")
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:
+    for name in commands:
         module_name = name if "." in name else f"{__package__}.commands.{name}"
         if importlib.util.find_spec(module_name) is None:
             continue
@@ -51,6 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def embedded_unpack_main(argv: Sequence[str] | None = None) -> int:
+    """The unpacker inside a self-extracting environment (`pack --create-executable`): `pixibuild unpack`
+    with pixi-unpack's command line (`-v`/`-q` may come anywhere), on the target's python, where only
+    the standard library can be expected: without the zstandard module, `.conda` packages are read
+    through the `zstd` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbosity = [a for a in argv if re.fullmatch(r"-v+|-q|--verbose|--quiet", a)]
+    rest = [a for a in argv if a not in verbosity]
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        from pixibuild.conda import zstd_cli
+
+        sys.modules["zstandard"] = zstd_cli
+    return main([*verbosity, "unpack", *rest], commands=("unpack",))
+
+
 EXIT_STDOUT_CLOSED = 128 + getattr(signal, "SIGPIPE", 13)
 """141: what a shell reports for `cat`, `seq`, `git log`... when the reader of their output goes away
 (they die of SIGPIPE). Not 0: a `pack -o - | …` whose reader died must not look like a complete
@@ -58,8 +76,8 @@ archive, and `set -o pipefail` scripts treat us like coreutils. (pixi itself pan
 prefix-dev/pixi#2043.)"""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, commands: Sequence[str] = COMMANDS) -> int:
+    parser = build_parser(commands)
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="pixibuild: %(message)s", stream=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -111,13 +112,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             print(f"ERROR: {message}")
 
 
-@pytest.fixture(autouse=True)
-def isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every cache root (and HOME, which the defaults derive from) points into a fresh temp dir, for the
-    test and every subprocess it starts with the inherited environment; so do pixi's config and the
-    credential files. Tests that need a particular store still set PIXIBUILD_CACHE_DIR themselves
-    (`store_dir`)."""
-    home = tmp_path_factory.mktemp("home")
+def _isolate(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("PIXIBUILD_CACHE_DIR", str(home / ".cache" / "pixibuild"))
@@ -125,4 +120,23 @@ def isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     # the user's pixi config (mirrors!) and credentials must not steer a test either: HOME-based defaults
     for name in ("XDG_CONFIG_HOME", "PIXI_HOME", "RATTLER_AUTH_FILE", "NETRC", "DOCKER_CONFIG"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The same isolation for module- and session-scoped fixtures, which run before a test's own."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        home = tmp_path_factory.mktemp("session-home")
+        _isolate(home, monkeypatch)
+        yield home
+
+
+@pytest.fixture(autouse=True)
+def isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every cache root (and HOME, which the defaults derive from) points into a fresh temp dir, for the
+    test and every subprocess it starts with the inherited environment; so do pixi's config and the
+    credential files. Tests that need a particular store still set PIXIBUILD_CACHE_DIR themselves
+    (`store_dir`)."""
+    home = tmp_path_factory.mktemp("home")
+    _isolate(home, monkeypatch)
     return home

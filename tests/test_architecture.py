@@ -48,6 +48,7 @@ def test_wheel_ships_the_rule_set_as_pixibuild_rules(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"pixibuild/rules/{p.name}" for p in (REPO / "rules").glob("*.py")}
     expected |= {f"pixibuild/{p.relative_to(REPO / 'pixibuild').as_posix()}" for p in (REPO / "pixibuild").rglob("*.py")}
+    expected |= {"pixibuild/pack/executable_header.sh", "pixibuild/pack/executable_header.ps1"}  # package data
     assert expected - names == set()
 
 

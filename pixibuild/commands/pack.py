@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pixibuild.commands.args import add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg
+from pixibuild.errors import BuildError, InputError
+
+if TYPE_CHECKING:
+    from pixibuild.pack.executable import Unpacker
+    from pixibuild.store.fetch import Fetcher
 
 # Heavier modules (httpx, the installer, YAML) are imported where they are used, so that
 # `pixibuild --help` and every other command start fast.
@@ -20,6 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output file, '-' for stdout (default: environment.tar, or environment/ "
                              "with --directory-only)")
     parser.add_argument("--directory-only", action="store_true", help="write a directory instead of a tar")
+    parser.add_argument("--create-executable", action="store_true",
+                        help="write a self-extracting environment.sh (environment.ps1 for win-* platforms) that "
+                             "unpacks itself like pixi-unpack. Its unpacker is pixibuild's own, run by the target's "
+                             "python3 (>= 3.10, standard library only; .conda packages also need the zstd command) "
+                             "with sh, awk, sed, base64, mktemp; use --pixi-unpack-source for a machine without python")
+    parser.add_argument("--pixi-unpack-source", default=None, metavar="PATH|URL",
+                        help="embed this pixi-unpack executable (a file, or an http(s) URL downloaded with the "
+                             "network settings below) instead of the python unpacker, as pixi-pack does; the target "
+                             "then needs nothing but the POSIX tools")
     parser.add_argument("--inject", action="append", default=[], metavar="FILE",
                         help="add a .conda/.tar.bz2/.whl to the pack (repeatable)")
     parser.add_argument("--ignore-pypi-non-wheel", "--ignore-pypi-errors", action="store_true",
@@ -31,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pixibuild.pack.writer import PackContents
     from pixibuild.pack.build import PackOutput, check_packable, select_pypi, write_pack
+    from pixibuild.pack.executable import default_name
     from pixibuild.inputs.project import load_project
 
     project = load_project(manifest_arg(args), store_root=args.cache_dir)
@@ -40,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         from pixibuild.inputs.lockfile import read_lock
 
         check_locked(project.manifest, read_lock(project.lock_path), args.environment, args.platform)
+    if args.create_executable and args.directory_only:
+        raise InputError("--create-executable writes one file: it cannot be combined with --directory-only",
+                         field="--create-executable")
+    if args.pixi_unpack_source and not args.create_executable:
+        raise InputError("--pixi-unpack-source is only used with --create-executable", field="--pixi-unpack-source")
     check_packable(target.conda, project.lock_path)
     wheels = select_pypi(target.pypi, ignore_non_wheel=args.ignore_pypi_non_wheel, lock_path=project.lock_path)
     with make_fetcher(args, project.root) as fetcher:
@@ -53,13 +74,55 @@ def run(args: argparse.Namespace) -> int:
             conda = _replace(conda, extra_conda)
             wheel_pairs = _replace(wheel_pairs, extra_wheels)
             check_dependencies([r for r, _ in conda])
-    output = args.output_file or ("environment" if args.directory_only else "environment.tar")
+        unpacker = _unpacker(args.pixi_unpack_source, fetcher) if args.create_executable else None
+    default = "environment" if args.directory_only else default_name(args.platform) if unpacker else "environment.tar"
+    output = args.output_file or default
     size = write_pack(PackContents(platform=args.platform, conda=conda, wheels=wheel_pairs),
-                      PackOutput(output, directory_only=args.directory_only))
+                      PackOutput(output, directory_only=args.directory_only, executable=unpacker))
     if output != "-":
         log.warning("packed %d conda packages and %d wheels into %s%s", len(conda), len(wheel_pairs), output,
                     f" ({size / 1e6:.1f} MB)" if size else "")
     return 0
+
+
+def _unpacker(source: str | None, fetcher: "Fetcher") -> "Unpacker":
+    """The unpacker to embed: pixibuild's python zipapp, or the pixi-unpack executable `source` names."""
+    from pixibuild.pack.executable import binary_unpacker, python_unpacker
+
+    if source is None:
+        return python_unpacker()
+    if not source.startswith(("http://", "https://")):
+        return binary_unpacker(Path(source))
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pixibuild-pixi-unpack-") as tmp:
+        path = Path(tmp) / "pixi-unpack"
+        _download(source, path, fetcher)
+        return binary_unpacker(path)
+
+
+def _download(url: str, path: Path, fetcher: "Fetcher") -> None:
+    """GET `url` into `path` with the fetcher's client: the same TLS, proxy and credential settings as
+    packages (credentials chosen per host, redirects followed by hand)."""
+    import httpx
+
+    from pixibuild.net.auth import redact_url
+    from pixibuild.net.http import send
+
+    shown = redact_url(url)
+    try:
+        response = send(fetcher.client, "GET", url, authenticate=fetcher.auth.authenticate, stream=True)
+        try:
+            if response.status_code != 200:
+                raise BuildError(f"cannot download the pixi-unpack executable from {shown}: HTTP {response.status_code}")
+            with open(path, "wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        finally:
+            response.close()
+    except httpx.HTTPError as exc:
+        raise BuildError(f"cannot download the pixi-unpack executable from {shown}: {type(exc).__name__}: "
+                         f"{fetcher.auth.redact(str(exc))}") from None
 
 
 def _replace(pairs: list, extra: list) -> list:

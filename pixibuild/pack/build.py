@@ -10,11 +10,13 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 from pixibuild.files.atomic import atomic_directory, atomic_output
 from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.conda.platforms import is_windows
+from pixibuild.pack.executable import Unpacker, write_executable
 from pixibuild.pack.writer import PackContents, write_directory, write_tar
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,12 @@ def check_packable(records: Sequence[CondaRecord], lock_path: Path | str) -> Non
 
 @dataclass(frozen=True)
 class PackOutput:
-    """Where the archive goes: a file, '-' for stdout, or a directory (`--directory-only`)."""
+    """Where the archive goes: a file, '-' for stdout, or a directory (`--directory-only`); with an
+    `executable` unpacker, a self-extracting script instead of a tar (`--create-executable`)."""
 
     path: str
     directory_only: bool = False
+    executable: Unpacker | None = None
 
 
 def write_pack(contents: PackContents, output: PackOutput) -> int:
@@ -59,10 +63,17 @@ def write_pack(contents: PackContents, output: PackOutput) -> int:
         with atomic_directory(output.path) as tmp:
             write_directory(contents, tmp)
         return 0
+
+    def write(out: BinaryIO) -> int:
+        if output.executable is None:
+            return write_tar(contents, out)
+        return write_executable(lambda stream: write_tar(contents, stream), out, platform=contents.platform,
+                                unpacker=output.executable)
+
     if output.path == "-":
-        out = sys.stdout.buffer
-        size = write_tar(contents, out)
-        out.flush()
+        size = write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
         return size
-    with atomic_output(output.path) as out:
-        return write_tar(contents, out)
+    executable = output.executable is not None and not is_windows(contents.platform)
+    with atomic_output(output.path, mode=0o755 if executable else 0o644) as out:
+        return write(out)
