@@ -13,12 +13,17 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pixibuild.commands.args import (add_fetch_arguments, add_target_arguments, layer_cache, make_fetcher,
                                      manifest_arg, net_config)
 from pixibuild.errors import InputError
+from pixibuild.files.progress import Progress
 from pixibuild.conda.platforms import KNOWN_SUBDIRS
 from pixibuild.oci.options import ImageOptions, apply_cli, manifest_image_options
+
+if TYPE_CHECKING:
+    from pixibuild.oci.layer import LayerCache
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,19 @@ def _subdir(project, env: str, platform: str) -> str:
     return read_lock(project.lock_path).environment(env).subdir(platform)
 
 
+def _counting(cache: "LayerCache", progress: Progress) -> "LayerCache":
+    """The same layer cache, telling `progress` about every layer it returns (built or reused)."""
+    from pixibuild.oci.layer import LayerCache
+
+    class CountingLayerCache(LayerCache):
+        def get_or_build(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            layer = super().get_or_build(*args, **kwargs)
+            progress.update(items=1)
+            return layer
+
+    return CountingLayerCache(cache.root, level=cache.level)
+
+
 def run(args: argparse.Namespace) -> int:
     from pixibuild.oci.build import build_configured_image, image_tag
     from pixibuild.oci.layout import write_image_tar, write_oci_dir
@@ -88,8 +106,11 @@ def run(args: argparse.Namespace) -> int:
         conda = list(zip(target.conda, fetcher.fetch_all(target.conda, lock_dir)))
         wheels = list(zip(target.pypi, fetcher.fetch_all(target.pypi, lock_dir))) if target.pypi else []
         auth = fetcher.auth
-    result = build_configured_image(options, name=project.name, env=env_name, subdir=subdir,
-                                    project_root=project.root, packages=conda, wheels=wheels, cache=cache, net=net)
+    with Progress("image", unit="layers") as progress:
+        cache = _counting(cache, progress)
+        result = build_configured_image(options, name=project.name, env=env_name, subdir=subdir,
+                                        project_root=project.root, packages=conda, wheels=wheels, cache=cache,
+                                        net=net)
     image = result.image
     tag = image_tag(options, project.name, env_name)
     if options.output:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from pixibuild.commands.args import add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg
 from pixibuild.errors import BuildError, InputError
+from pixibuild.files.progress import Progress
 
 if TYPE_CHECKING:
     from pixibuild.pack.executable import Unpacker
@@ -77,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
         unpacker = _unpacker(args.pixi_unpack_source, fetcher) if args.create_executable else None
     default = "environment" if args.directory_only else default_name(args.platform) if unpacker else "environment.tar"
     output = args.output_file or default
-    size = write_pack(PackContents(platform=args.platform, conda=conda, wheels=wheel_pairs),
-                      PackOutput(output, directory_only=args.directory_only, executable=unpacker))
+    total = sum(path.stat().st_size for _, path in [*conda, *wheel_pairs])
+    with Progress("pack", nbytes=total * 4 // 3 if unpacker else total) as progress:  # base64: 4 chars per 3 bytes
+        size = write_pack(PackContents(platform=args.platform, conda=conda, wheels=wheel_pairs),
+                          PackOutput(output, directory_only=args.directory_only, executable=unpacker), progress)
     if output != "-":
         log.warning("packed %d conda packages and %d wheels into %s%s", len(conda), len(wheel_pairs), output,
                     f" ({size / 1e6:.1f} MB)" if size else "")

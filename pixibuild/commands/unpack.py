@@ -6,10 +6,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import IO, Callable
 
 from pixibuild.commands.args import add_shell_argument
 from pixibuild.install.activation import SCRIPT_EXT, activate_script
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
+from pixibuild.files.progress import Progress, counting_opener
 from pixibuild.install import install_environment
 from pixibuild.install.conda_meta import HISTORY_PIXI_UNPACK
 from pixibuild.pack.reader import PackReader, conda_packages, validate_metadata, wheels
@@ -35,12 +37,20 @@ def unpack(pack_file: str | Path, output_dir: Path, env_name: str = "env", shell
         meta = validate_metadata(reader, platform)
         packages = conda_packages(reader)
         pypi = wheels(reader)
-        with atomic_directory(env_dir) as staging:
-            install_environment(packages, staging, target_prefix=str(env_dir), wheels=pypi,
+        total = sum(record.size or 0 for record, _ in packages)
+        with Progress("unpack", nbytes=total) as progress, atomic_directory(env_dir) as staging:
+            # the bytes read from the package archives (info, then payload) tell how far linking is
+            counted = [(record, counting_opener(_opener(source), progress)) for record, source in packages]
+            install_environment(counted, staging, target_prefix=str(env_dir), wheels=pypi,
                                 platform=meta["platform"], history=HISTORY_PIXI_UNPACK)
     script = activate_script(env_dir, str(env_dir), shell, platform=meta["platform"] if shell != "cmd" else None)
     atomic_write_bytes(output_dir / f"activate.{SCRIPT_EXT[shell]}", script.encode())
     return env_dir
+
+
+def _opener(source: Callable[[], IO[bytes]] | Path) -> Callable[[], IO[bytes]]:
+    """A pack member (an opener already) or an extracted pack's file, as an opener."""
+    return source if callable(source) else lambda: open(source, "rb")
 
 
 def run(args: argparse.Namespace) -> int:

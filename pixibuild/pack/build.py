@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Sequence
 
 from pixibuild.files.atomic import atomic_directory, atomic_output
+from pixibuild.files.progress import CountingWriter, Progress
 from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.conda.platforms import is_windows
@@ -57,14 +58,17 @@ class PackOutput:
     executable: Unpacker | None = None
 
 
-def write_pack(contents: PackContents, output: PackOutput) -> int:
-    """Write atomically: a crash leaves the previous output (or nothing) under the final name."""
+def write_pack(contents: PackContents, output: PackOutput, progress: Progress | None = None) -> int:
+    """Write atomically: a crash leaves the previous output (or nothing) under the final name.
+    `progress` is told the bytes written (the archive, or its base64 in an executable)."""
     if output.directory_only:
         with atomic_directory(output.path) as tmp:
             write_directory(contents, tmp)
         return 0
 
     def write(out: BinaryIO) -> int:
+        if progress is not None:
+            out = CountingWriter(out, progress)  # type: ignore[assignment]
         if output.executable is None:
             return write_tar(contents, out)
         return write_executable(lambda stream: write_tar(contents, stream), out, platform=contents.platform,

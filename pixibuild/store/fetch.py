@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence, TextIO, Union
+from typing import Iterable, Sequence, Union
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -31,6 +30,7 @@ import httpx
 
 from pixibuild.net.auth import AuthStore, redact_url, storage_key
 from pixibuild.errors import BuildError, InputError, PixibuildError
+from pixibuild.files.progress import Progress
 from pixibuild.net.config import NetConfig, mirror_hint
 from pixibuild.net.http import (ConnectProblem, GaveUp, Interrupted, RedirectError, RetryPolicy, Transient,
                                connect_problem, is_transient_status, make_client, send)
@@ -155,45 +155,6 @@ def _summary(errors: Sequence[PixibuildError | str]) -> str:
     return lines[0] + more
 
 
-class Progress:
-    """One status line on a terminal (packages and bytes), redrawn at most ~10 times a second."""
-
-    def __init__(self, packages: int, total_bytes: int, stream: TextIO | None = None):
-        self.packages, self.total_bytes = packages, total_bytes
-        self.done = self.cached = self.bytes = 0
-        self.stream = stream or sys.stderr
-        self._lock = threading.Lock()
-        self._t0 = self._last = time.monotonic()
-
-    def add_bytes(self, n: int) -> None:
-        with self._lock:
-            self.bytes += n
-            self._draw()
-
-    def finished(self, cached: bool) -> None:
-        with self._lock:
-            self.done += 1
-            self.cached += cached
-            self._draw(force=self.done == self.packages)
-
-    def _draw(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < 0.1:
-            return
-        self._last = now
-        rate = self.bytes / max(now - self._t0, 1e-6) / 1e6
-        total = f"/{self.total_bytes / 1e6:.1f}" if self.total_bytes else ""
-        self.stream.write(f"\rfetch: {self.done}/{self.packages} packages ({self.cached} in store)  "
-                          f"{self.bytes / 1e6:.1f}{total} MB  {rate:.1f} MB/s\x1b[K")
-        self.stream.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            self._draw(force=True)
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 class Fetcher:
     """Thread-safe: records in, verified store paths out. Use as a context manager or call `close()`."""
 
@@ -203,7 +164,8 @@ class Fetcher:
         self.config = config or NetConfig()
         self.auth = auth if auth is not None else AuthStore.load(self.config.auth_file)
         self.jobs = max(1, jobs or self.config.downloads)
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = progress
+        """None: shown as `files.progress` decides (after 2 s, unless -q); False: never; True: always."""
         self.verify_cache = verify_cache
         self.retry = RetryPolicy.from_config(self.config)
         self._client: httpx.Client | None = None
@@ -248,9 +210,10 @@ class Fetcher:
             unique.setdefault(w.key, i)
         t0 = time.monotonic()
         before = dict(self.stats)
-        own_bar = bool(self.progress and unique and self._bar is None)  # concurrent calls share the first bar
+        own_bar = bool(self.progress is not False and unique and self._bar is None)  # concurrent calls share it
         if own_bar:
-            self._bar = Progress(len(unique), sum(wants[i].size or 0 for i in unique.values()))
+            self._bar = Progress("fetch", items=len(unique), nbytes=sum(wants[i].size or 0 for i in unique.values()),
+                                 enabled=self.progress)
         results: dict[str, Path] = {}
         errors: list[PixibuildError | str] = []
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, max(1, len(unique))), thread_name_prefix="fetch")
@@ -273,7 +236,7 @@ class Fetcher:
                 pool.shutdown(wait=True, cancel_futures=True)
         finally:
             if own_bar and self._bar is not None:
-                self._bar.close()
+                self._bar.close(done=not errors)
                 self._bar = None
         if errors:
             raise BuildError(_summary(errors))
@@ -289,7 +252,6 @@ class Fetcher:
     # -- one package ---------------------------------------------------------------------------
     def _fetch_wanted(self, w: Wanted, base_dir: Path) -> Path:
         path = self._from_store(w)
-        cached = path is not None
         if path is None:
             local = local_path(w.location, base_dir)
             if local is not None:
@@ -306,7 +268,7 @@ class Fetcher:
         else:
             self._count("cached")
         if self._bar is not None:
-            self._bar.finished(cached=cached)
+            self._bar.update(items=1)
         return path
 
     def _from_store(self, w: Wanted) -> Path | None:
@@ -465,7 +427,7 @@ class Fetcher:
                         out.write(chunk)
                         h.update(chunk)
                         if self._bar is not None:
-                            self._bar.add_bytes(len(chunk))
+                            self._bar.update(nbytes=len(chunk))
             except httpx.TransportError as exc:
                 raise _Retry(f"{type(exc).__name__} after {h.size} bytes: {exc}") from None
             if expected_total is not None and h.size < expected_total:
