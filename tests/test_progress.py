@@ -83,11 +83,10 @@ def _drain(master: int) -> bytes:
     return out
 
 
-def test_quiet_means_no_progress(monkeypatch) -> None:
+def test_quiet_means_no_progress(monkeypatch, caplog) -> None:
     monkeypatch.setenv("PIXIBUILD_PROGRESS_DELAY", "0")
     log = _Log()
-    logger = logging.getLogger("pixibuild")
-    monkeypatch.setattr(logger, "level", logging.ERROR)  # what `pixibuild -q` makes of it
+    caplog.set_level(logging.ERROR, logger="pixibuild")  # what `pixibuild -q` makes of it
     with Progress("pack", stream=log) as progress:
         progress.update(nbytes=10)
     assert log.getvalue() == ""

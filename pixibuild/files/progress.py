@@ -37,7 +37,7 @@ class Progress:
     """Thread-safe counters of items and bytes done, shown as described in the module docstring."""
 
     def __init__(self, label: str, *, items: int | None = None, nbytes: int | None = None, unit: str = "packages",
-                 stream: TextIO | None = None, enabled: bool | None = None):
+                 stream: TextIO | None = None, enabled: bool | None = None, delay: float | None = None):
         self.label, self.items_total, self.bytes_total, self.unit = label, items, nbytes, unit
         self.items = self.bytes = 0
         self.stream = stream or sys.stderr
@@ -46,7 +46,7 @@ class Progress:
             self.tty = self.stream.isatty()
         except (AttributeError, ValueError):
             self.tty = False
-        self.delay = _seconds("PIXIBUILD_PROGRESS_DELAY", 2.0)
+        self.delay = _seconds("PIXIBUILD_PROGRESS_DELAY", 2.0) if delay is None else delay
         self.interval = REDRAW if self.tty else _seconds("PIXIBUILD_PROGRESS_INTERVAL", 5.0)
         self.shown = False
         self._lock = threading.Lock()

@@ -165,7 +165,7 @@ class Fetcher:
         self.auth = auth if auth is not None else AuthStore.load(self.config.auth_file)
         self.jobs = max(1, jobs or self.config.downloads)
         self.progress = progress
-        """None: shown as `files.progress` decides (after 2 s, unless -q); False: never; True: always."""
+        """None: shown as `files.progress` decides (after 2 s, unless -q); False: never; True: always, at once."""
         self.verify_cache = verify_cache
         self.retry = RetryPolicy.from_config(self.config)
         self._client: httpx.Client | None = None
@@ -213,7 +213,7 @@ class Fetcher:
         own_bar = bool(self.progress is not False and unique and self._bar is None)  # concurrent calls share it
         if own_bar:
             self._bar = Progress("fetch", items=len(unique), nbytes=sum(wants[i].size or 0 for i in unique.values()),
-                                 enabled=self.progress)
+                                 enabled=self.progress, delay=0 if self.progress else None)
         results: dict[str, Path] = {}
         errors: list[PixibuildError | str] = []
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, max(1, len(unique))), thread_name_prefix="fetch")
