@@ -29,6 +29,13 @@ def require_tool(name: str, how: str = "") -> str:
     return path
 
 
+def skip_unless_ci(reason: str) -> None:
+    """Skip with `reason` locally; in CI (PIXIBUILD_REQUIRE_TOOLS=1) nothing may skip: fail instead."""
+    if os.environ.get("PIXIBUILD_REQUIRE_TOOLS"):
+        pytest.fail(f"required in CI (PIXIBUILD_REQUIRE_TOOLS=1): {reason}")
+    pytest.skip(reason)
+
+
 def require_corpus(*parts: str) -> Path:
     """A path inside ../shared/corpus; skip the test when the corpus is absent (fail in CI)."""
     path = CORPUS.joinpath(*parts)

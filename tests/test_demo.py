@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_unless_ci
 from pixibuild.demo.demo import compile_hello, write_demo
 
 rattler = pytest.importorskip("rattler")
@@ -23,7 +24,7 @@ def test_demo_installs_with_rattler_and_runs(tmp_path: Path) -> None:
     prefix = tmp_path / "env"
     asyncio.run(rattler.install(records, prefix, cache_dir=tmp_path / "cache", show_progress=False))
     if compile_hello() is None:
-        pytest.skip("gcc with static libc not available: demo uses a shell stand-in")
+        skip_unless_ci("gcc with static libc (Debian: gcc, libc6-dev) not available: the demo uses a shell stand-in")
     out = subprocess.run([str(prefix / "bin/hello")], capture_output=True, text=True, check=True).stdout
     assert out == f"Hello from the pixibuild demo!\nprefix: {prefix}\n"
 
