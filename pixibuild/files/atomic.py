@@ -11,6 +11,21 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask can only set it: setting and restoring
+    races with other threads creating files; that fallback is for systems without /proc)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename inside `path` durable (best effort: some filesystems refuse)."""
     try:
@@ -64,6 +79,8 @@ def remove_stale_temps(path: Path) -> None:
 def atomic_output(path: str | Path, *, mode: int = 0o644, fsync: bool = True) -> Iterator[BinaryIO]:
     """Open a temp file beside `path`; on success flush, fsync and rename it to `path`.
 
+    The file gets `mode & ~umask`, as open() would have given it (mkstemp makes temp files 0600).
+
     On any exception the temp file is removed and `path` is left as it was.
     """
     path = Path(path)
@@ -76,7 +93,7 @@ def atomic_output(path: str | Path, *, mode: int = 0o644, fsync: bool = True) ->
             out.flush()
             if fsync:
                 os.fsync(out.fileno())
-        os.chmod(tmp, mode)
+        os.chmod(tmp, mode & ~current_umask())
         os.replace(tmp, path)
         if fsync:
             fsync_dir(path.parent)
@@ -96,13 +113,16 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644, fsyn
 def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Build a directory under a temp name beside `path`, then swap it in.
 
-    An existing `path` is replaced only after the new tree is complete.
+    An existing `path` is replaced only after the new tree is complete. The directory gets the mode
+    mkdir would have given it (0777 & ~umask: 0755 under the usual umask 022), not mkdtemp's 0700:
+    an environment unpacked by root must be usable by everyone.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".part", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())
         yield tmp
         _swap_in(tmp, path)
     except BaseException:

@@ -1,0 +1,122 @@
+"""Issue 13 items 2-4: `unpack` holds every archive to the pack's own repodata.json (and wheels to its
+environment.yml), creates an environment other users can run (directories 0777 & ~umask, files their
+archive modes), replaces an existing conda environment saying how it changed, refuses to replace any
+other directory unless --force, and a failed unpack leaves nothing it created and touches nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pixibuild.cli import main
+from pixibuild.conda.archive import record_from_archive
+from pixibuild.conda.platforms import current_subdir
+from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package
+from pixibuild.pack.repodata import repodata_json
+from pixibuild.pack.writer import PackContents, write_directory, write_tar
+from support.wheel import write_wheel
+
+PLATFORM = current_subdir()
+
+
+def _tool(version: str = "1.0", text: bytes = b"#!/bin/sh\necho tool at @PREFIX@\n") -> PackageSpec:
+    return PackageSpec("tool", version, "h0_0", subdir=PLATFORM, files=[
+        PkgFile("bin/tool", text, 0o755, prefix="text"), PkgFile("share/tool/readme", b"read me\n")])
+
+
+def _data() -> PackageSpec:
+    return PackageSpec("data", "1.0", "0", subdir="noarch", noarch="generic",
+                       files=[PkgFile("share/data/table", b"1 2 3\n")])
+
+
+def _packages(tmp: Path, specs: list[PackageSpec]) -> list[tuple[CondaRecord, Path]]:
+    archives = [write_package(s, tmp / "channel" / s.subdir) for s in specs]
+    return [(record_from_archive(a), a) for a in archives]
+
+
+def _write(contents: PackContents, out: Path, as_directory: bool = False) -> Path:
+    if as_directory:
+        write_directory(contents, out)
+    else:
+        with open(out, "wb") as f:
+            write_tar(contents, f)
+    return out
+
+
+def _swapped(tmp: Path, *, same_size: bool) -> PackContents:
+    """A pack whose tool archive was replaced by another self-consistent one (its own paths.json and
+    hashes agree) while channel/<subdir>/repodata.json still describes the original."""
+    (original, _), data = _packages(tmp / "orig", [_tool()])[0], _packages(tmp / "orig", [_data()])[0]
+    [(_, other)] = _packages(tmp / "evil", [_tool(text=b"#!/bin/sh\necho something else @PREFIX@\n")])
+    described = dataclasses.replace(original, size=other.stat().st_size) if same_size else original
+    index = {PLATFORM: repodata_json(PLATFORM, [described]), "noarch": repodata_json("noarch", [data[0]])}
+    return PackContents(platform=PLATFORM, conda=[(described, other), data], index=index)
+
+
+_MODES = """
+import os, sys, stat
+from pathlib import Path
+from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
+from pixibuild.cli import main
+os.umask(int(sys.argv[3], 8))
+out = Path(sys.argv[2])
+assert main(["unpack", sys.argv[1], "-o", str(out)]) == 0
+with atomic_directory(out / "index") as tmp:
+    atomic_write_bytes(tmp / "linux-64" / "repodata.json", b"{}")
+def mode(p): return oct(stat.S_IMODE(os.lstat(p).st_mode))
+print(mode(out / "env"), mode(out / "env" / "bin"), mode(out / "env" / "bin" / "tool"), mode(out / "env" / "share" / "tool" / "readme"),
+      mode(out / "activate.sh"), mode(out / "index"), mode(out / "index" / "linux-64" / "repodata.json"))
+"""
+
+
+@pytest.mark.parametrize("umask, expected", [
+    ("022", "0o755 0o755 0o755 0o644 0o644 0o755 0o644"),
+    ("027", "0o750 0o750 0o755 0o644 0o640 0o750 0o640"),
+])
+def test_unpacked_directories_follow_the_umask_and_files_keep_their_archive_modes(tmp_path: Path, umask: str,
+                                                                                  expected: str) -> None:
+    pack = _write(PackContents(platform=PLATFORM, conda=_packages(tmp_path, [_tool()])), tmp_path / "p.tar")
+    result = subprocess.run([sys.executable, "-c", _MODES, str(pack), str(tmp_path / "out"), umask],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == expected.split()
+
+
+def test_an_environment_unpacked_by_root_runs_for_another_user(tmp_path: Path) -> None:
+    """The demo's relocated `hello` and its activation script, run as `nobody` after root unpacked them."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to unpack as one user and run as another")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) not installed")
+    from pixibuild.demo.demo import write_demo
+
+    webapp = write_demo(tmp_path / "demo")["webapp"]
+    pack = tmp_path / "environment.tar"
+    env = dict(os.environ, PIXIBUILD_CACHE_DIR=str(tmp_path / "store"))
+    subprocess.run([sys.executable, "-m", "pixibuild", "pack", str(webapp), "-e", "prod", "-p", PLATFORM, "-o", str(pack)],
+                   check=True, env=env, capture_output=True)
+    shared = Path(tempfile.mkdtemp(prefix="pixibuild-nobody-"))  # pytest's tmp dirs are 0700: nobody can't enter
+    try:
+        os.chmod(shared, 0o755)
+        out = shared / "deploy"
+        subprocess.run(["sh", "-c", f'umask 022 && exec "$0" -m pixibuild unpack "$1" -o "$2"', sys.executable,
+                        str(pack), str(out)], check=True, capture_output=True)
+        result = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+                                 f'. "{out}/activate.sh" && hello && echo "home=$HELLO_HOME"'],
+                                capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd="/")
+        assert result.returncode == 0, result.stderr
+        assert "Permission denied" not in result.stderr
+        assert result.stdout.splitlines() == ["Hello from the pixibuild demo!", f"prefix: {out}/env",
+                                              f"home={out}/env/share/hello"]
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
