@@ -314,7 +314,8 @@ def test_local_files_and_lock_relative_paths_are_ingested(channel, store, tmp_pa
     for r, p in zip(recs, paths):
         src = root / r.subdir / r.file_name
         assert p.read_bytes() == src.read_bytes()
-        assert os.stat(p).st_ino == os.stat(src).st_ino  # hard-linked, same filesystem
+        # a copy of its own, never a hard link: overwriting the channel file must not rewrite the blob
+        assert os.stat(p).st_ino != os.stat(src).st_ino and os.stat(p).st_nlink == 1
     bad = dataclasses.replace(rel[0], sha256="1" * 64)
     with fetcher(store) as f, pytest.raises(BuildError, match=f"{bad.dist_name}: sha256 mismatch .* expected 1{{64}}"):
         f.fetch_one(bad, base_dir=tmp_path)

@@ -11,6 +11,8 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+from pixibuild.files.verified import VerifiedBlob
+
 CHUNK = 1 << 20
 BLOCK = 512
 
@@ -62,6 +64,14 @@ class DeterministicTarWriter:
         if copied != expected:
             raise OSError(f"{source}: expected {expected} bytes, read {copied} (file changed while archiving?)")
         self._pad(expected)
+
+    def add_blob(self, name: str, blob: VerifiedBlob, mode: int = 0o644) -> None:
+        """Stream a blob into the archive while checking its digest (one read, see files/verified.py):
+        a mismatch raises after its bytes were written, so the caller's output must be discarded."""
+        size = blob.size()
+        self._header(name, tarfile.REGTYPE, mode, size)
+        self.bytes_written += blob.copy_into(self._out)
+        self._pad(size)
 
     def _pad(self, size: int) -> None:
         if size % BLOCK:

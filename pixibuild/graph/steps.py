@@ -2,7 +2,9 @@
 
 Each reads only verified blobs, named by the `BlobRef`s the plan hands it (resolving one looks in
 the store and nowhere else: these actions can never start a download; the fetch node's action
-lives in `pixibuild.store.session`). Each writes its outputs atomically, so doit can run them in
+lives in `pixibuild.store.session`). Every blob's sha256 is checked again while the action reads it
+(files/verified.py, no extra pass): a blob damaged since its verify node ran fails the action naming
+the package, is evicted, and the next run fetches it again. Each writes its outputs atomically, so doit can run them in
 threads in any order their dependencies allow, and a crash never leaves a half-written output
 under its final name.
 """
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
+from pixibuild.files.verified import VerifiedBlob, verifying
 from pixibuild.pack.build import PackOutput, write_pack
 from pixibuild.pack.repodata import repodata_json
 from pixibuild.pack.writer import PackContents
@@ -32,6 +35,15 @@ PlannedWheels = Sequence[tuple[PypiRecord, BlobRef]]
 
 def _paths(store: Store, planned: Sequence[tuple[CondaRecord | PypiRecord, BlobRef]]) -> list:
     return [(record, store.resolve(ref)) for record, ref in planned]
+
+
+def _blobs(store: Store, planned: Sequence[tuple[CondaRecord | PypiRecord, BlobRef]]) -> list[tuple]:
+    """(record, VerifiedBlob) pairs: the consumer's reads check each blob's sha256."""
+    return [(record, store.open_blob(ref)) for record, ref in planned]
+
+
+def _sources(*pairs: Sequence[tuple]) -> list[VerifiedBlob]:
+    return [blob for group in pairs for _, blob in group]
 
 
 def verify(ref: BlobRef, store_root: str) -> None:
@@ -60,7 +72,7 @@ def archive(platform: str, conda: Planned, wheels: PlannedWheels, store_root: st
             directory_only: bool = False) -> None:
     """Archive node: stream the verified blobs and the index into environment.tar."""
     store = Store(store_root)
-    contents = PackContents(platform=platform, conda=_paths(store, conda), wheels=_paths(store, wheels),
+    contents = PackContents(platform=platform, conda=_blobs(store, conda), wheels=_blobs(store, wheels),
                             index=read_index(index_dir))
     write_pack(contents, PackOutput(output, directory_only=directory_only))
 
@@ -75,9 +87,10 @@ def unpack(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str
     store = Store(store_root)
     out = Path(output_dir).absolute()
     env_dir = out / env_name
-    with atomic_directory(env_dir) as staging:  # blobs are named by hash: formats come from the records
-        install_environment(_paths(store, conda), staging, target_prefix=str(env_dir), wheels=_paths(store, wheels),
-                            platform=platform)
+    packages, pypi = _blobs(store, conda), _blobs(store, wheels)
+    with atomic_directory(env_dir) as staging, verifying(_sources(packages, pypi)):
+        # blobs are named by hash: formats come from the records
+        install_environment(packages, staging, target_prefix=str(env_dir), wheels=pypi, platform=platform)
     atomic_write_bytes(out / "activate.sh", activate_script(env_dir, str(env_dir), shell, platform=platform).encode())
 
 

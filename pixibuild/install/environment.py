@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.install.conda_meta import write_history, write_prefix_record
-from pixibuild.conda.archive import PackageInfo, PayloadFirst, read_info, spool_tar_bz2
+from pixibuild.conda.archive import PackageInfo, PayloadFirst, Source, read_info, spool_tar_bz2
 from pixibuild.install.link import CLOBBERS_DIR, LinkedPackage, PrefixDir, link_package
 from pixibuild.install.wheels import install_wheels
 from pixibuild.install.noarch import (PythonLayout, environment_python_version, parse_entry_point, relocate,
@@ -86,14 +86,17 @@ def python_layout(records: Sequence[CondaRecord], platform: str, python_version:
     return PythonLayout(version, platform, site_packages_override(records))
 
 
-def install_package(record: CondaRecord, archive_path: Path, target_dir: Path, *, target_prefix: str | None = None,
-                    python_version: str | None, platform: str, site_packages_path: str | None = None) -> LinkedPackage:
-    """Install one package into `target_dir` (e.g. an image layer's staging dir), conda-meta record included."""
+def install_package(record: CondaRecord, archive_path: Path | Source, target_dir: Path, *,
+                    target_prefix: str | None = None, python_version: str | None, platform: str,
+                    site_packages_path: str | None = None) -> LinkedPackage:
+    """Install one package into `target_dir` (e.g. an image layer's staging dir), conda-meta record included.
+    The archive is a path or a source opening a stream (e.g. a store blob checked while it is read)."""
     target_dir = Path(target_dir)
     prefix = PrefixDir(target_dir)
     logical = target_prefix or str(prefix.root)
     layout = PythonLayout(python_version, platform, site_packages_path) if python_version else None
-    linked = link_package(record, Path(archive_path), prefix, target_prefix=logical, platform=platform, python=layout)
+    source = archive_path if callable(archive_path) else Path(archive_path)
+    linked = link_package(record, source, prefix, target_prefix=logical, platform=platform, python=layout)
     write_prefix_record(prefix.root, linked)
     return linked
 

@@ -28,6 +28,7 @@ from typing import Sequence
 from pixibuild.install.activation import activation_env, entrypoint_script
 from pixibuild.errors import BuildError, InputError
 from pixibuild.files.digest import hash_file
+from pixibuild.files.verified import verifying
 from pixibuild.install.noarch import PythonLayout, environment_python_version, site_packages_override
 from pixibuild.install.wheels import install_wheels
 from pixibuild.conda.platforms import oci_platform
@@ -42,6 +43,7 @@ from pixibuild.oci.layerplan import LayerPlan, plan_layers
 from pixibuild.oci.layer import Layer, LayerCache
 from pixibuild.oci.layout import Image
 from pixibuild.oci.options import ImageOptions, image_prefix
+from pixibuild.store.blobs import blob_source
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +171,9 @@ def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str,
         if wheels:
             if python_version is None:
                 raise InputError("PyPI wheels need a python package in the environment")
-            install_wheels(list(wheels), prefix_dir, target_prefix, PythonLayout(python_version, platform, site_packages))
+            sources = [(w, blob_source(p, w.file_name)) for w, p in wheels]  # store blobs: checked as read
+            with verifying(source for _, source in sources):
+                install_wheels(sources, prefix_dir, target_prefix, PythonLayout(python_version, platform, site_packages))
         entry = staging / ENTRYPOINT_PATH.lstrip("/")
         entry.write_text(script)
         entry.chmod(0o755)

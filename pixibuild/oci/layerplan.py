@@ -15,10 +15,12 @@ from typing import Sequence
 
 from pixibuild.conda.records import CondaRecord
 from pixibuild.errors import InputError
+from pixibuild.files.verified import verifying
 from pixibuild.install import dependency_order, install_package
 from pixibuild.install.noarch import environment_python_version, site_packages_override
 from pixibuild.oci.assemble import LayerSpec
 from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
+from pixibuild.store.blobs import blob_source
 
 ENVIRONMENT_LAYERS = 1
 
@@ -65,10 +67,14 @@ def plan_layers(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
             key += f"\0python={python_version}\0site={site_packages}"
 
         def populate(staging: Path, ordered: list[CondaRecord] = ordered) -> None:
-            # store blobs are named by hash: the installer takes the format from the record
-            for record in ordered:
-                install_package(record, archives[record.name], staging, target_prefix=target_prefix,
-                                python_version=python_version, platform=platform, site_packages_path=site_packages)
+            # store blobs are named by hash: the installer takes the format from the record; their
+            # sha256 is checked as the installer reads them (a damaged blob fails the layer, evicted)
+            sources = [(record, blob_source(archives[record.name], record.file_name)) for record in ordered]
+            with verifying(source for _, source in sources):
+                for record, source in sources:
+                    install_package(record, source, staging, target_prefix=target_prefix,
+                                    python_version=python_version, platform=platform,
+                                    site_packages_path=site_packages)
 
         names = ", ".join(r.dist_name for r in ordered)
         spec = LayerSpec(key, populate, mount=mount, created_by=f"pixibuild conda: {names}")

@@ -3,7 +3,8 @@
 Entry order and headers follow pixi-pack (a sorted pre-order walk; mtime 1153704088 unless
 SOURCE_DATE_EPOCH is set; uid/gid 0; 0755 for directories and executables, 0644 otherwise), so
 the same inputs give the same bytes. Package bodies are copied straight from the store: no staging
-copy, constant memory.
+copy, constant memory; a store blob's sha256 is checked as it is copied (files/verified.py), so a blob
+damaged on disk fails the pack instead of shipping.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, Sequence, Union
 
 from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.files.tar import DeterministicTarWriter
+from pixibuild.files.verified import VerifiedBlob
 from pixibuild.pack.metadata import environment_yml, pixi_pack_json
 from pixibuild.pack.repodata import repodata_json
+from pixibuild.store.blobs import blob_source
 
 PIXI_PACK_MTIME = 1153704088
 """pixi-pack's fixed header time (tar-rs `HeaderMode::Deterministic`)."""
@@ -30,13 +33,18 @@ def pack_mtime() -> int:
     return int(value) if value and value.isdigit() else PIXI_PACK_MTIME
 
 
+Blob = Union[Path, VerifiedBlob]
+"""A package file: a store blob (checked while copied, whether given as a VerifiedBlob or by its store
+path) or any other file (an injected package outside the store, a test's archive)."""
+
+
 @dataclass(frozen=True)
 class PackContents:
     """Everything that goes into one pack: records paired with their verified files."""
 
     platform: str
-    conda: Sequence[tuple[CondaRecord, Path]]
-    wheels: Sequence[tuple[PypiRecord, Path]] = ()
+    conda: Sequence[tuple[CondaRecord, Blob]]
+    wheels: Sequence[tuple[PypiRecord, Blob]] = ()
     index: dict[str, bytes] = field(default_factory=dict)
     """subdir → repodata.json bytes; computed from `conda` when empty."""
 
@@ -53,7 +61,7 @@ class PackContents:
 class _Entry:
     path: str
     data: bytes | None = None
-    source: Path | None = None
+    source: Blob | None = None
     is_dir: bool = False
 
 
@@ -67,12 +75,12 @@ def _entries(contents: PackContents) -> list[_Entry]:
         if path in tree:
             raise InputError(f"two packages would be written to {path} (the second is {record.dist_name})",
                              field="packages")
-        tree[path] = _Entry(path, source=blob)
+        tree[path] = _Entry(path, source=blob_source(blob, record.file_name))
     for wheel, blob in contents.wheels:
         path = f"pypi/{wheel.file_name}"
         if path in tree:
             raise InputError(f"two wheels would be written to {path} ({wheel.name} {wheel.version})", field="pypi")
-        tree[path] = _Entry(path, source=blob)
+        tree[path] = _Entry(path, source=blob_source(blob, wheel.file_name))
     tree["environment.yml"] = _Entry("environment.yml",
                                      data=environment_yml([r for r, _ in contents.conda], [w for w, _ in contents.wheels]))
     tree["pixi-pack.json"] = _Entry("pixi-pack.json", data=pixi_pack_json(contents.platform))
@@ -98,6 +106,8 @@ def write_tar(contents: PackContents, out: BinaryIO, *, mtime: int | None = None
             writer.add_dir(entry.path, 0o755)
         elif entry.data is not None:
             writer.add_bytes(entry.path, entry.data)
+        elif isinstance(entry.source, VerifiedBlob):
+            writer.add_blob(entry.path, entry.source, _mode(entry))
         else:
             assert entry.source is not None
             writer.add_file(entry.path, entry.source, _mode(entry))
@@ -113,6 +123,10 @@ def write_directory(contents: PackContents, out_dir: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
         elif entry.data is not None:
             target.write_bytes(entry.data)
+        elif isinstance(entry.source, VerifiedBlob):
+            with open(target, "wb") as out:
+                entry.source.copy_into(out)
+            os.chmod(target, _mode(entry))
         else:
             assert entry.source is not None
             shutil.copyfile(entry.source, target)

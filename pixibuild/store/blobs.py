@@ -16,7 +16,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import tempfile
 import threading
 import time
@@ -26,7 +25,9 @@ from typing import TYPE_CHECKING, Iterator
 
 from pixibuild.net.auth import storage_key
 from pixibuild.errors import BuildError, InputError
+from pixibuild.files.atomic import current_umask
 from pixibuild.files.digest import CHUNK, Hasher, hash_file
+from pixibuild.files.verified import VerifiedBlob
 from pixibuild.store.roots import store_root
 
 if TYPE_CHECKING:
@@ -234,8 +235,11 @@ class Store:
 
     def ingest_file(self, path: str | Path, sha256: str | None = None, md5: str | None = None, *,
                     label: str | None = None) -> Path:
-        """Put a local file into the store (hard-linked when possible, else copied) after verifying it.
+        """Put a local file into the store as a copy of its own (a reflink where the filesystem can),
+        after verifying it.
 
+        Never a hard link: the store must not share an inode with a file it does not own, or
+        overwriting that file (a `cp` into a file:// channel) would rewrite the blob in place.
         A mismatch against `sha256` (else `md5`) raises BuildError naming `label` (default: the path)
         with expected and actual digests; nothing is left in the store.
         """
@@ -254,8 +258,8 @@ class Store:
                 return self.blob_path(sha256)
             tmp = self.new_temp(sha256)
             try:
-                h = self._link_or_copy(path, tmp)
-                bad = compare(h, sha256, md5)
+                h = copy_hashed(path, tmp, md5=sha256 is None)
+                bad = compare(h, sha256, None if sha256 else md5)  # a sha256 decides (md5 not even computed)
                 if bad:
                     raise BuildError(f"{label}: {bad.algorithm} mismatch for {path}: expected {bad.expected}, "
                                      f"got {bad.actual}")
@@ -273,23 +277,39 @@ class Store:
                     tmp.unlink()
                 raise
 
-    @staticmethod
-    def _link_or_copy(src: Path, tmp: Path) -> Hasher:
-        """Hard-link `src` over `tmp` (same filesystem), else copy it, hashing what ends up in `tmp`."""
-        try:
-            os.unlink(tmp)
-            os.link(src, tmp)
-            return hash_file(tmp)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP):
-                raise BuildError(f"cannot read {src}: {exc.strerror}") from None
-        h = Hasher()
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(CHUNK):
-                h.update(chunk)
-                fout.write(chunk)
-        shutil.copystat(src, tmp)
-        return h
+    # -- verified reading ----------------------------------------------------------------------
+    def open_blob(self, ref: BlobRef) -> VerifiedBlob:
+        """The blob `ref` names, as a source whose sha256 is checked while its consumer reads it."""
+        return self.verified(self.resolve(ref), ref.label)
+
+    def verified(self, path: Path, label: str) -> VerifiedBlob:
+        """A blob of this store as a VerifiedBlob: a mismatch evicts it (the next run fetches it again)
+        and fails with package, expected and actual hash."""
+        sha256 = check_sha256(path.name)
+        return VerifiedBlob(path, "sha256", sha256, label=label, on_mismatch=self._damaged)
+
+    def _damaged(self, blob: VerifiedBlob, actual: str) -> BuildError:
+        evicted = self.evict(blob.expected, blob.identity)
+        what = "removed it from the store; the next run fetches it again" if evicted else \
+            "it was replaced meanwhile"
+        log.warning("store blob %s of %s was damaged (sha256 %s); %s", blob.expected, blob.label, actual, what)
+        return BuildError(f"package {blob.label}: the package store's copy is damaged: sha256 expected "
+                          f"{blob.expected}, got {actual} ({blob.path}); {what}")
+
+    def evict(self, sha256: str, identity: tuple[int, int] | None = None) -> bool:
+        """Remove a damaged blob under its lock; with `identity` (st_dev, st_ino) only that very file,
+        so a good copy another process committed meanwhile stays."""
+        path = self.blob_path(sha256)
+        with self.lock(sha256):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                return True
+            if identity is not None and (st.st_dev, st.st_ino) != identity:
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return True
 
     # -- locks ---------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -337,3 +357,65 @@ class Store:
             if self._index is not None:
                 self._index.close()
                 self._index = None
+
+
+FICLONE = 0x40049409
+"""ioctl(dest, FICLONE, src): share the extents copy-on-write (btrfs, xfs, bcachefs); a new inode."""
+_NO_CLONE = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EBADF, errno.EPERM, errno.ENOSYS)
+
+
+def copy_hashed(src: Path, dest: Path, *, md5: bool = True) -> Hasher:
+    """Copy `src` to the new file `dest` and hash what `dest` holds: a reflink where the filesystem
+    can (then only the clone is read), else read + hash + write with one buffer (ext4: the fastest,
+    see files/verified.py). Blobs get 0644 & ~umask."""
+    h = Hasher() if md5 else _Sha256Only()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    try:
+        with open(src, "rb", buffering=0) as fin, open(dest, "wb", buffering=0) as fout:
+            try:
+                fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+                cloned = True
+            except OSError as exc:
+                if exc.errno not in _NO_CLONE:
+                    raise
+                cloned = False
+            if cloned:
+                with open(dest, "rb", buffering=0) as clone:
+                    while n := clone.readinto(buf):
+                        h.update(view[:n])
+            else:
+                while n := fin.readinto(buf):
+                    h.update(view[:n])
+                    fout.write(view[:n])
+            os.fchmod(fout.fileno(), 0o644 & ~current_umask())
+    except OSError as exc:
+        raise BuildError(f"cannot copy {src} into the store: {exc.strerror or exc}") from None
+    return h
+
+
+class _Sha256Only(Hasher):
+    """Hasher without the md5 (~40% of the hashing time) when the lock gives a sha256."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5()
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.size += len(data)
+
+
+def blob_source(path: Path, label: str) -> "VerifiedBlob | Path":
+    """`path` as a VerifiedBlob when it is a store blob (`<root>/blobs/sha256/<2>/<sha256>`), so the
+    consumers of planned paths (image layers, the pack writer) check what they read; any other
+    file is returned as it is."""
+    if isinstance(path, VerifiedBlob):
+        return path
+    path = Path(path)
+    name = path.name
+    if (_SHA256_RE.match(name) and path.parent.name == name[:2] and path.parent.parent.name == "sha256"
+            and path.parent.parent.parent.name == "blobs"):
+        return Store(path.parents[3]).verified(path, label)
+    return path
