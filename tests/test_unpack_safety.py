@@ -62,6 +62,40 @@ def _swapped(tmp: Path, *, same_size: bool) -> PackContents:
     return PackContents(platform=PLATFORM, conda=[(described, other), data], index=index)
 
 
+@pytest.mark.parametrize("as_directory", [False, True], ids=["tar", "directory"])
+def test_a_swapped_package_is_refused_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               as_directory: bool) -> None:
+    pack = _write(_swapped(tmp_path, same_size=True), tmp_path / "pack", as_directory)
+    out = tmp_path / "out"
+    assert main(["unpack", str(pack), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    member = f"channel/{PLATFORM}/tool-1.0-h0_0.conda"
+    assert f"{member}: sha256 is " in err and f"but channel/{PLATFORM}/repodata.json says " in err, err
+    assert "swapped or damaged" in err and len(err.strip().splitlines()) == 1
+    assert not (out / "env").exists()
+
+
+def test_a_package_of_another_size_is_refused_before_reading_it(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pack = _write(_swapped(tmp_path, same_size=False), tmp_path / "pack.tar")
+    assert main(["unpack", str(pack), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"channel/{PLATFORM}/tool-1.0-h0_0.conda: " in err and f"bytes but channel/{PLATFORM}/repodata.json says" in err
+
+
+def test_a_wheel_the_pack_does_not_list_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    python = PackageSpec("python", "3.11.4", "h0_cpython", subdir=PLATFORM,
+                         files=[PkgFile("bin/python3.11", b"#!/bin/sh\n", 0o755)])
+    wheel = write_wheel(tmp_path / "w", "demo-whl", "2.0", {"demo_whl/__init__.py": b""})
+    contents = PackContents(platform=PLATFORM, conda=_packages(tmp_path, [python]),
+                            wheels=[(PypiRecord("demo-whl", "1.0", wheel.name), wheel)])  # environment.yml: ==1.0
+    pack = _write(contents, tmp_path / "pack.tar")
+    assert main(["unpack", str(pack), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"pypi/{wheel.name}: environment.yml lists demo-whl==1.0" in err
+    assert not (tmp_path / "out" / "env").exists()
+
+
 _MODES = """
 import os, sys, stat
 from pathlib import Path

@@ -12,6 +12,7 @@ from pixibuild.commands.args import add_shell_argument
 from pixibuild.install.activation import SCRIPT_EXT, activate_script
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.files.progress import Progress, counting_opener
+from pixibuild.files.verified import verifying
 from pixibuild.install import install_environment
 from pixibuild.install.conda_meta import HISTORY_PIXI_UNPACK
 from pixibuild.pack.reader import PackReader, conda_packages, validate_metadata, wheels
@@ -38,7 +39,10 @@ def unpack(pack_file: str | Path, output_dir: Path, env_name: str = "env", shell
         packages = conda_packages(reader)
         pypi = wheels(reader)
         total = sum(record.size or 0 for record, _ in packages)
-        with Progress("unpack", nbytes=total) as progress, atomic_directory(env_dir) as staging:
+        # every archive is checked against the pack's repodata.json while it is read (the VerifiedBlobs
+        # of `packages`, whatever wraps their streams)
+        with Progress("unpack", nbytes=total) as progress, atomic_directory(env_dir) as staging, \
+                verifying(s for _, s in [*packages, *pypi]):
             # the bytes read from the package archives (info, then payload) tell how far linking is
             counted = [(record, counting_opener(_opener(source), progress)) for record, source in packages]
             install_environment(counted, staging, target_prefix=str(env_dir), wheels=pypi,

@@ -3,12 +3,19 @@
 A tar file is indexed by its headers only (bodies are skipped with seeks); package archives are
 then read straight out of the tar as seekable member streams, so unpacking never writes a copy of
 the channel. Only stdin, which cannot seek, is spooled to a temporary file first.
+
+A pack is checked against itself before anything of it is trusted: every package archive must have
+the size and the sha256 its own `channel/<subdir>/repodata.json` gives (the hash is computed while
+the installer reads the archive, files/verified.py: no extra pass), and every wheel must be one
+`environment.yml` lists (the pack format carries no wheel hashes: pixi-pack never checks them).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 import shutil
 import sys
 import tarfile
@@ -16,12 +23,17 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
+from packaging.utils import canonicalize_name, canonicalize_version
+
 from pixibuild.errors import InputError
+from pixibuild.files.verified import VerifiedBlob
 from pixibuild.conda.platforms import current_subdir
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.conda.archive import check_member_name
 
 PACK_FORMAT_VERSION = "1"
+
+log = logging.getLogger(__name__)
 
 
 class _Slice(io.RawIOBase):
@@ -125,6 +137,33 @@ class PackReader:
 
         return open_member
 
+    def size(self, name: str) -> int:
+        if self._dir is not None:
+            return (self._dir / name).stat().st_size
+        info = self._members.get(name)
+        if info is None:
+            raise InputError(f"{self.label}: {name}: missing from the pack")
+        return info.size
+
+    def blob(self, name: str, algorithm: str, digest: str, what: str) -> VerifiedBlob:
+        """Member `name` as a VerifiedBlob that must hash to `digest` (`what` names where that digest
+        comes from, for the error)."""
+        label = self.label
+
+        def mismatch(blob: VerifiedBlob, actual: str) -> InputError:
+            return InputError(f"{label}: {name}: {algorithm} is {actual} but {what} says {blob.expected}: "
+                              "the package is not the one this pack was made with (swapped or damaged); "
+                              "nothing was installed")
+
+        if self._dir is not None:
+            return VerifiedBlob(self._dir / name, algorithm, digest, label=name, on_mismatch=mismatch)
+        info = self._members.get(name)
+        if info is None:
+            raise InputError(f"{self.label}: {name}: missing from the pack")
+        assert self._tar_path is not None
+        return VerifiedBlob(self._tar_path, algorithm, digest, label=name, on_mismatch=mismatch,
+                            offset=info.offset_data, length=info.size)
+
     def read(self, name: str, limit: int = 256 << 20) -> bytes:
         source = self.opener(name)
         with (open(source, "rb") if isinstance(source, Path) else source()) as f:
@@ -164,8 +203,10 @@ def validate_metadata(reader: PackReader, platform: str | None = None) -> dict:
     return meta
 
 
-def conda_packages(reader: PackReader) -> list[tuple[CondaRecord, Callable[[], IO[bytes]] | Path]]:
-    """Every package of every `channel/<subdir>/repodata.json`, paired with its archive in the pack."""
+def conda_packages(reader: PackReader) -> list[tuple[CondaRecord, VerifiedBlob | Callable[[], IO[bytes]] | Path]]:
+    """Every package of every `channel/<subdir>/repodata.json`, paired with its archive in the pack:
+    a VerifiedBlob checked against that record's sha256 (else md5) while it is read. The sizes are
+    checked here, before anything is read."""
     out = []
     for name in reader.names():
         parts = name.split("/")
@@ -182,8 +223,23 @@ def conda_packages(reader: PackReader) -> list[tuple[CondaRecord, Callable[[], I
             if "/" in file_name:
                 raise InputError(f"{reader.label}: {name}: bad package file name {file_name!r}")
             member = f"channel/{subdir}/{file_name}"
-            out.append((_record(reader.label, member, subdir, file_name, raw), reader.opener(member)))
+            record = _record(reader.label, member, subdir, file_name, raw)
+            out.append((record, _checked(reader, name, member, record)))
     return out
+
+
+def _checked(reader: PackReader, index: str, member: str, record: CondaRecord) -> VerifiedBlob | Callable[[], IO[bytes]] | Path:
+    """The archive of `record`, held to what the pack's repodata.json says about it."""
+    size = reader.size(member)
+    if record.size is not None and size != record.size:
+        raise InputError(f"{reader.label}: {member}: {size} bytes but {index} says {record.size}: the package is "
+                         "not the one this pack was made with (swapped or damaged); nothing was installed")
+    if record.sha256:
+        return reader.blob(member, "sha256", record.sha256, index)
+    if record.md5:
+        return reader.blob(member, "md5", record.md5, index)
+    log.warning("%s: %s: %s gives no sha256 or md5: the archive cannot be checked", reader.label, member, index)
+    return reader.opener(member)
 
 
 def _record(label: str, member: str, subdir: str, file_name: str, raw: object) -> CondaRecord:
@@ -195,6 +251,7 @@ def _record(label: str, member: str, subdir: str, file_name: str, raw: object) -
 
 
 def wheels(reader: PackReader) -> list[tuple[PypiRecord, Callable[[], IO[bytes]] | Path]]:
+    """The wheels under `pypi/`, each one `environment.yml` lists (`name==version` under `pip:`)."""
     out = []
     for name in reader.names():
         if name.startswith("pypi/") and name.count("/") == 1:
@@ -203,4 +260,27 @@ def wheels(reader: PackReader) -> list[tuple[PypiRecord, Callable[[], IO[bytes]]
                 raise InputError(f"{reader.label}: {name}: not a wheel file")
             record = PypiRecord.from_wheel_file(file_name, where=f"{reader.label}: {name}")
             out.append((record, reader.opener(name)))
+    if out or reader.has("environment.yml"):
+        _check_listed(reader, [record for record, _ in out])
     return out
+
+
+_PIP_LINE = re.compile(r"^ {4}- ([A-Za-z0-9._-]+)==(\S+)\s*$")
+
+
+def _check_listed(reader: PackReader, found: list[PypiRecord]) -> None:
+    """Wheels and environment.yml's pip list must agree: a wheel the pack was not made with (or one
+    missing) is refused naming it."""
+    if not reader.has("environment.yml"):
+        raise InputError(f"{reader.label}: environment.yml: missing, but the pack holds wheels (pypi/)")
+    text = reader.read("environment.yml", 16 << 20).decode("utf-8", "replace")
+    listed = {canonicalize_name(m.group(1)): m.group(2) for m in map(_PIP_LINE.match, text.splitlines()) if m}
+    for record in found:
+        version = listed.pop(canonicalize_name(record.name), None)
+        if version is None or canonicalize_version(version) != canonicalize_version(record.version):
+            says = f"lists {record.name}=={version}" if version else f"does not list {record.name}"
+            raise InputError(f"{reader.label}: pypi/{record.file_name}: environment.yml {says}: the wheel is not the one this pack "
+                             "was made with; nothing was installed")
+    if listed:
+        missing = ", ".join(f"{n}=={v}" for n, v in sorted(listed.items()))
+        raise InputError(f"{reader.label}: environment.yml lists {missing} but pypi/ has no such wheel")
