@@ -72,7 +72,7 @@ def test_a_swapped_package_is_refused_naming_it(tmp_path: Path, capsys: pytest.C
     member = f"channel/{PLATFORM}/tool-1.0-h0_0.conda"
     assert f"{member}: sha256 is " in err and f"but channel/{PLATFORM}/repodata.json says " in err, err
     assert "swapped or damaged" in err and len(err.strip().splitlines()) == 1
-    assert not (out / "env").exists()
+    assert not out.exists()
 
 
 def test_a_package_of_another_size_is_refused_before_reading_it(tmp_path: Path,
@@ -93,7 +93,55 @@ def test_a_wheel_the_pack_does_not_list_is_refused(tmp_path: Path, capsys: pytes
     assert main(["unpack", str(pack), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert f"pypi/{wheel.name}: environment.yml lists demo-whl==1.0" in err
-    assert not (tmp_path / "out" / "env").exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_existing_environment_is_replaced_and_the_changes_are_listed(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    old = _write(PackContents(platform=PLATFORM, conda=_packages(tmp_path / "a", [_tool(), _data()])), tmp_path / "a.tar")
+    extra = PackageSpec("extra", "0.1", "0", subdir="noarch", noarch="generic", files=[PkgFile("share/extra", b"x")])
+    new = _write(PackContents(platform=PLATFORM, conda=_packages(tmp_path / "b", [_tool("2.0"), extra])),
+                 tmp_path / "b.tar")
+    out = tmp_path / "out"
+    assert main(["unpack", str(old), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["unpack", str(new), "-o", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"Replaced the conda environment at {out / 'env'}: 1 added, 1 removed, 1 changed, 0 unchanged."
+    assert err[1:4] == ["  + extra 0.1 0", "  - data 1.0 0", "  ~ tool 1.0 h0_0 → 2.0 h0_0"]
+    assert (out / "env" / "share" / "extra").exists() and not (out / "env" / "share" / "data").exists()
+
+
+def test_a_directory_that_is_not_an_environment_is_refused_unless_forced(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    pack = _write(PackContents(platform=PLATFORM, conda=_packages(tmp_path, [_tool()])), tmp_path / "p.tar")
+    out = tmp_path / "out"
+    (out / "env").mkdir(parents=True)
+    (out / "env" / "notes.txt").write_text("mine")
+    assert main(["unpack", str(pack), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"pixibuild: error: {out / 'env'}: exists and is not a conda environment (no conda-meta/): "
+                           "refusing to replace it and everything in it (choose another -o/-e, or pass --force)")
+    assert (out / "env" / "notes.txt").read_text() == "mine"
+    assert main(["unpack", str(pack), "-o", str(out), "--force"]) == 0
+    assert not (out / "env" / "notes.txt").exists() and (out / "env" / "bin" / "tool").exists()
+    (out / "empty").mkdir()
+    assert main(["unpack", str(pack), "-o", str(out), "-e", "empty"]) == 0  # an empty directory is fine
+
+
+def test_a_failed_unpack_leaves_nothing_it_created_and_an_existing_env_untouched(tmp_path: Path) -> None:
+    bad = _write(_swapped(tmp_path / "s", same_size=True), tmp_path / "bad.tar")
+    fresh = tmp_path / "a" / "b" / "c"
+    assert main(["unpack", str(bad), "-o", str(fresh)]) == 2
+    assert not (tmp_path / "a").exists()
+    good = _write(PackContents(platform=PLATFORM, conda=_packages(tmp_path / "g", [_tool()])), tmp_path / "good.tar")
+    out = tmp_path / "out"
+    assert main(["unpack", str(good), "-o", str(out)]) == 0
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    (out / "env" / "marker").write_text("still here")
+    assert main(["unpack", str(bad), "-o", str(out)]) == 2
+    assert (out / "env" / "marker").read_text() == "still here"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted([*before, "env/marker"])
 
 
 _MODES = """

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import IO, Callable
 
 from pixibuild.commands.args import add_shell_argument
+from pixibuild.errors import InputError
 from pixibuild.install.activation import SCRIPT_EXT, activate_script
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.files.progress import Progress, counting_opener
 from pixibuild.files.verified import verifying
 from pixibuild.install import install_environment
 from pixibuild.install.conda_meta import HISTORY_PIXI_UNPACK
+from pixibuild.install.existing import ENVIRONMENT, OTHER, changes, installed_packages, target_kind
 from pixibuild.pack.reader import PackReader, conda_packages, validate_metadata, wheels
 
 log = logging.getLogger(__name__)
@@ -26,29 +30,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output-directory", default=".", metavar="OUTPUT_DIR",
                         help="where ENV_NAME and activate.<ext> go (default: current directory)")
     parser.add_argument("-e", "--env-name", default="env", metavar="ENV_NAME", help="environment directory name (default: env)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUTPUT_DIR/ENV_NAME even when it is not a conda environment (an existing "
+                             "conda environment is always replaced, and the changes are listed)")
     add_shell_argument(parser)
 
 
 def unpack(pack_file: str | Path, output_dir: Path, env_name: str = "env", shell: str = "bash",
-           platform: str | None = None) -> Path:
-    """Install the pack; returns the environment directory. The environment is swapped in whole."""
+           platform: str | None = None, *, force: bool = False) -> Path:
+    """Install the pack; returns the environment directory.
+
+    The environment is built beside its final place and swapped in whole, so a failure leaves an
+    existing environment untouched, and removes the directories this call created. An existing
+    conda environment is replaced (the changes are reported); any other non-empty directory is
+    refused unless `force`."""
     output_dir = Path(output_dir).absolute()
     env_dir = output_dir / env_name
-    with PackReader(pack_file) as reader:
-        meta = validate_metadata(reader, platform)
-        packages = conda_packages(reader)
-        pypi = wheels(reader)
-        total = sum(record.size or 0 for record, _ in packages)
-        # every archive is checked against the pack's repodata.json while it is read (the VerifiedBlobs
-        # of `packages`, whatever wraps their streams)
-        with Progress("unpack", nbytes=total) as progress, atomic_directory(env_dir) as staging, \
-                verifying(s for _, s in [*packages, *pypi]):
-            # the bytes read from the package archives (info, then payload) tell how far linking is
-            counted = [(record, counting_opener(_opener(source), progress)) for record, source in packages]
-            install_environment(counted, staging, target_prefix=str(env_dir), wheels=pypi,
-                                platform=meta["platform"], history=HISTORY_PIXI_UNPACK)
-    script = activate_script(env_dir, str(env_dir), shell, platform=meta["platform"] if shell != "cmd" else None)
-    atomic_write_bytes(output_dir / f"activate.{SCRIPT_EXT[shell]}", script.encode())
+    kind = target_kind(env_dir)
+    if kind == OTHER and not force:
+        raise InputError(f"{env_dir}: exists and is not a conda environment (no conda-meta/): refusing to replace "
+                         "it and everything in it (choose another -o/-e, or pass --force)")
+    before = installed_packages(env_dir) if kind == ENVIRONMENT else None
+    created = _missing_dirs(output_dir)
+    try:
+        with PackReader(pack_file) as reader:
+            meta = validate_metadata(reader, platform)
+            packages = conda_packages(reader)
+            pypi = wheels(reader)
+            total = sum(record.size or 0 for record, _ in packages)
+            # every archive is checked against the pack's repodata.json while it is read (the VerifiedBlobs
+            # of `packages`, whatever wraps their streams)
+            with Progress("unpack", nbytes=total) as progress, atomic_directory(env_dir) as staging, \
+                    verifying(s for _, s in [*packages, *pypi]):
+                # the bytes read from the package archives (info, then payload) tell how far linking is
+                counted = [(record, counting_opener(_opener(source), progress)) for record, source in packages]
+                install_environment(counted, staging, target_prefix=str(env_dir), wheels=pypi,
+                                    platform=meta["platform"], history=HISTORY_PIXI_UNPACK)
+                script = activate_script(staging, str(env_dir), shell,
+                                         platform=meta["platform"] if shell != "cmd" else None)
+        atomic_write_bytes(output_dir / f"activate.{SCRIPT_EXT[shell]}", script.encode())
+    except BaseException:
+        _remove_empty(created)
+        raise
+    if before is not None:
+        diff = changes(before, [r for r, _ in packages])
+        print(f"Replaced the conda environment at {env_dir}: {diff.counts()}.", file=sys.stderr)
+        for line in diff.lines():
+            print(line, file=sys.stderr)
+    elif kind == OTHER:
+        log.warning("replaced %s (--force)", env_dir)
     return env_dir
 
 
@@ -57,7 +87,23 @@ def _opener(source: Callable[[], IO[bytes]] | Path) -> Callable[[], IO[bytes]]:
     return source if callable(source) else lambda: open(source, "rb")
 
 
+def _missing_dirs(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove the directories a failed run created (deepest first; only while they are empty)."""
+    for path in dirs:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
 def run(args: argparse.Namespace) -> int:
-    unpack(args.pack_file, Path(args.output_directory), args.env_name, args.shell)
+    unpack(args.pack_file, Path(args.output_directory), args.env_name, args.shell, force=args.force)
     print(f"Finished unpacking to {Path(args.output_directory).absolute()}.", file=sys.stderr)
     return 0
