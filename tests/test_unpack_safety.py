@@ -52,12 +52,14 @@ def _write(contents: PackContents, out: Path, as_directory: bool = False) -> Pat
     return out
 
 
-def _swapped(tmp: Path, *, same_size: bool) -> PackContents:
+def _swapped(tmp: Path, *, same_size: bool, md5_only: bool = False) -> PackContents:
     """A pack whose tool archive was replaced by another self-consistent one (its own paths.json and
     hashes agree) while channel/<subdir>/repodata.json still describes the original."""
     (original, _), data = _packages(tmp / "orig", [_tool()])[0], _packages(tmp / "orig", [_data()])[0]
     [(_, other)] = _packages(tmp / "evil", [_tool(text=b"#!/bin/sh\necho something else @PREFIX@\n")])
     described = dataclasses.replace(original, size=other.stat().st_size) if same_size else original
+    if md5_only:
+        described = dataclasses.replace(described, sha256=None)
     index = {PLATFORM: repodata_json(PLATFORM, [described]), "noarch": repodata_json("noarch", [data[0]])}
     return PackContents(platform=PLATFORM, conda=[(described, other), data], index=index)
 
@@ -73,6 +75,12 @@ def test_a_swapped_package_is_refused_naming_it(tmp_path: Path, capsys: pytest.C
     assert f"{member}: sha256 is " in err and f"but channel/{PLATFORM}/repodata.json says " in err, err
     assert "swapped or damaged" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_pack_that_gives_only_md5s_is_checked_by_md5(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pack = _write(_swapped(tmp_path, same_size=True, md5_only=True), tmp_path / "pack.tar")
+    assert main(["unpack", str(pack), "-o", str(tmp_path / "out")]) == 2
+    assert f"channel/{PLATFORM}/tool-1.0-h0_0.conda: md5 is " in capsys.readouterr().err
 
 
 def test_a_package_of_another_size_is_refused_before_reading_it(tmp_path: Path,

@@ -29,6 +29,8 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
+from pixibuild.errors import BuildError
+
 CHUNK = 1 << 20
 """Copy buffer: 1 MiB measured as fast as 4 MiB and faster than 256 KiB (see the module doc)."""
 GAP = 64 << 10
@@ -83,7 +85,10 @@ class VerifiedBlob:
 
     # -- reading -------------------------------------------------------------------------------
     def _open_fd(self) -> int:
-        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise BuildError(f"{self.label}: cannot read {self.path}: {exc.strerror or exc}") from None
         try:
             st = os.fstat(fd)
             with self._lock:
@@ -134,7 +139,10 @@ class VerifiedBlob:
         with self._lock:
             if self._finished is None:
                 if self.length is None or self._upto < self.length:
-                    fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                    try:
+                        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                    except OSError as exc:
+                        raise BuildError(f"{self.label}: cannot read {self.path}: {exc.strerror or exc}") from None
                     try:
                         if self.length is None:
                             self.length = max(0, os.fstat(fd).st_size - self.offset)
@@ -241,7 +249,7 @@ def verifying(blobs: Iterable[Any]) -> Iterator[None]:
             if blob.opened:
                 try:
                     error = blob.mismatch()
-                except OSError:
+                except (OSError, BuildError):
                     continue
                 if error is not None:
                     raise error from exc

@@ -295,7 +295,6 @@ class Store:
         evicted = self.evict(blob.expected, blob.identity)
         what = "removed it from the store; the next run fetches it again" if evicted else \
             "it was replaced meanwhile"
-        log.warning("store blob %s of %s was damaged (sha256 %s); %s", blob.expected, blob.label, actual, what)
         return BuildError(f"package {blob.label}: the package store's copy is damaged: sha256 expected "
                           f"{blob.expected}, got {actual} ({blob.path}); {what}")
 
