@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pixibuild.commands.args import add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg
+from pixibuild.commands.args import add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg, net_config
 
 # Heavier modules (httpx, the installer, YAML) are imported where they are used, so that
 # `pixibuild --help` and every other command start fast.
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inject", action="append", default=[], metavar="FILE",
                         help="add a .conda/.tar.bz2/.whl to the pack (repeatable)")
     parser.add_argument("--ignore-pypi-non-wheel", "--ignore-pypi-errors", action="store_true",
-                        help="skip sdist/git/editable pypi entries instead of failing")
+                        help="skip sdist/git/local-path pypi entries instead of building them into wheels")
     parser.add_argument("--locked", action="store_true", help="fail if the lock does not satisfy the manifest")
     add_fetch_arguments(parser)
 
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from pixibuild.pack.writer import PackContents
     from pixibuild.pack.build import PackOutput, check_packable, select_pypi, write_pack
     from pixibuild.inputs.project import load_project
+    from pixibuild.pypi.sources import needs_build
 
     project = load_project(manifest_arg(args), store_root=args.cache_dir)
     target = project.target(args.environment, args.platform)
@@ -41,17 +42,25 @@ def run(args: argparse.Namespace) -> int:
 
         check_locked(project.manifest, read_lock(project.lock_path), args.environment, args.platform)
     check_packable(target.conda, project.lock_path)
-    wheels = select_pypi(target.pypi, ignore_non_wheel=args.ignore_pypi_non_wheel, lock_path=project.lock_path)
-    with make_fetcher(args, project.root) as fetcher:
-        base = project.lock_path.parent
+    base = project.lock_path.parent
+    sources = [r for r in target.pypi if needs_build(r, base)]
+    wheels = select_pypi([r for r in target.pypi if r not in sources] + (sources if args.ignore_pypi_non_wheel else []),
+                         ignore_non_wheel=args.ignore_pypi_non_wheel, lock_path=project.lock_path)
+    net = net_config(args, project.root)
+    with make_fetcher(args, project.root, net) as fetcher:
         conda = list(zip(target.conda, fetcher.fetch_all(target.conda, base)))
         wheel_pairs = list(zip(wheels, fetcher.fetch_all(wheels, base)))
+        if sources and not args.ignore_pypi_non_wheel:
+            from pixibuild.pypi.oneshot import build_target_wheels
+
+            wheel_pairs += build_target_wheels(project, target, fetcher=fetcher, net=net,
+                                               hint="(pass --ignore-pypi-non-wheel to skip PyPI sources)")
         if args.inject:
-            from pixibuild.pack.inject import check_dependencies, inject_files
+            from pixibuild.pack.inject import check_dependencies, inject_files, replace_injected
 
             extra_conda, extra_wheels = inject_files([Path(p) for p in args.inject], fetcher.store, args.platform)
-            conda = _replace(conda, extra_conda)
-            wheel_pairs = _replace(wheel_pairs, extra_wheels)
+            conda = replace_injected(conda, extra_conda)
+            wheel_pairs = replace_injected(wheel_pairs, extra_wheels)
             check_dependencies([r for r, _ in conda])
     output = args.output_file or ("environment" if args.directory_only else "environment.tar")
     size = write_pack(PackContents(platform=args.platform, conda=conda, wheels=wheel_pairs),
@@ -61,9 +70,3 @@ def run(args: argparse.Namespace) -> int:
                     f" ({size / 1e6:.1f} MB)" if size else "")
     return 0
 
-
-def _replace(pairs: list, extra: list) -> list:
-    """Injected packages replace locked ones of the same name (pixi-pack keeps both; a channel
-    with two builds of one name would let the solver pick either, so we keep the injected one)."""
-    names = {r.name for r, _ in extra}
-    return [p for p in pairs if p[0].name not in names] + list(extra)

@@ -17,6 +17,7 @@ from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.pack.build import PackOutput, write_pack
 from pixibuild.pack.repodata import repodata_json
 from pixibuild.pack.writer import PackContents
+from pixibuild.pypi.wheels import WheelRef, resolve as resolve_built
 from pixibuild.store.blobs import BlobRef, Store
 
 if TYPE_CHECKING:
@@ -32,6 +33,11 @@ PlannedWheels = Sequence[tuple[PypiRecord, BlobRef]]
 
 def _paths(store: Store, planned: Sequence[tuple[CondaRecord | PypiRecord, BlobRef]]) -> list:
     return [(record, store.resolve(ref)) for record, ref in planned]
+
+
+def _built(store: Store, built: Sequence[WheelRef]) -> list[tuple[PypiRecord, Path]]:
+    """Wheels the target's wheel nodes built (pixibuild.pypi), by their keys: from the store only."""
+    return [resolve_built(store.root, ref) for ref in built]
 
 
 def verify(ref: BlobRef, store_root: str) -> None:
@@ -57,16 +63,16 @@ def read_index(index_dir: str | Path) -> dict[str, bytes]:
 
 
 def archive(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str, index_dir: str, output: str,
-            directory_only: bool = False) -> None:
-    """Archive node: stream the verified blobs and the index into environment.tar."""
+            directory_only: bool = False, built: Sequence[WheelRef] = ()) -> None:
+    """Archive node: stream the verified blobs, the built wheels and the index into environment.tar."""
     store = Store(store_root)
-    contents = PackContents(platform=platform, conda=_paths(store, conda), wheels=_paths(store, wheels),
-                            index=read_index(index_dir))
+    contents = PackContents(platform=platform, conda=_paths(store, conda),
+                            wheels=_paths(store, wheels) + _built(store, built), index=read_index(index_dir))
     write_pack(contents, PackOutput(output, directory_only=directory_only))
 
 
 def unpack(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str, output_dir: str,
-           env_name: str = "env", shell: str = "bash") -> None:
+           env_name: str = "env", shell: str = "bash", built: Sequence[WheelRef] = ()) -> None:
     """Unpack node: install the target into `<output_dir>/<env_name>` (swapped in whole) plus
     `activate.sh` — the same result as `pixibuild unpack` of the target's pack."""
     from pixibuild.install import install_environment
@@ -76,8 +82,8 @@ def unpack(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str
     out = Path(output_dir).absolute()
     env_dir = out / env_name
     with atomic_directory(env_dir) as staging:  # blobs are named by hash: formats come from the records
-        install_environment(_paths(store, conda), staging, target_prefix=str(env_dir), wheels=_paths(store, wheels),
-                            platform=platform)
+        install_environment(_paths(store, conda), staging, target_prefix=str(env_dir),
+                            wheels=_paths(store, wheels) + _built(store, built), platform=platform)
     atomic_write_bytes(out / "activate.sh", activate_script(env_dir, str(env_dir), shell, platform=platform).encode())
 
 
@@ -91,9 +97,10 @@ def image_layer(layer: "PackageLayer", cache_root: str) -> None:
 
 
 def image(manifest_path: str, env: str, platform: str, conda: Planned, wheels: PlannedWheels, store_root: str,
-          cache_root: str, output: str, plan: "LayerPlan | None") -> None:
+          cache_root: str, output: str, plan: "LayerPlan | None", built: Sequence[WheelRef] = ()) -> None:
     """Image node: base + the planned package layers (from the cache the layer nodes filled) +
-    environment and app layers → one tar, both an OCI layout and a docker-archive."""
+    environment and app layers + the built wheels' own top layer → one tar, both an OCI layout and a
+    docker-archive."""
     from pixibuild.inputs.manifest import read_manifest
     from pixibuild.oci.build import build_configured_image, image_tag
     from pixibuild.oci.layer import LayerCache
@@ -106,5 +113,6 @@ def image(manifest_path: str, env: str, platform: str, conda: Planned, wheels: P
     options = manifest_image_options(manifest.tool, env, where=f"{manifest.path}: tool.pixibuild")
     result = build_configured_image(
         options, name=name, env=env, subdir=platform, project_root=Path(manifest.root),
-        packages=_paths(store, conda), wheels=_paths(store, wheels), cache=LayerCache(Path(cache_root)), plan=plan)
+        packages=_paths(store, conda), wheels=_paths(store, wheels), cache=LayerCache(Path(cache_root)), plan=plan,
+        project_wheels=_built(store, built))
     write_image_tar(result.image, Path(output), tag=image_tag(options, name, env))
