@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 from build import BuildBackendException, BuildException, ProjectBuilder
 from packaging.requirements import InvalidRequirement, Requirement
 
+from pixibuild.conda.platforms import current_subdir
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.errors import BuildError, InputError
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
@@ -130,7 +131,7 @@ def _venv_python(prefix: Path) -> Path:
 
 
 def create_isolated_env(requirements: Sequence[str], job: WheelJob, store_root: str | Path,
-                        net: NetConfig | None) -> Path:
+                        net: NetConfig | None, rejected: Sequence[str] = ()) -> Path:
     """A venv with `requirements` installed from the job's index (kept for the same inputs)."""
     prefix = isolated_env_dir(store_root, requirements, job)
     if (prefix / ".pixibuild-complete").is_file():
@@ -160,19 +161,13 @@ def create_isolated_env(requirements: Sequence[str], job: WheelJob, store_root: 
             if proc.returncode != 0:
                 lines = [line.strip() for line in (proc.stderr + proc.stdout).splitlines()
                          if line.strip().startswith("ERROR")] or [(proc.stderr or proc.stdout).strip()[-300:]]
+                why = "; ".join(rejected) or f"the lock has no environment with python for {current_subdir()}"
                 raise BuildError(
                     f"build requirements {', '.join(requirements)} are in no locked environment for "
-                    f"{job.candidates[0].platform if job.candidates else 'this machine'} with python "
-                    f"({_no_candidate_reason(job, requirements)}), and cannot be installed from "
+                    f"{current_subdir()} ({why}), and cannot be installed from "
                     f"{job.index.describe()}: {lines[-1]}", field=job.where)
             (staging / ".pixibuild-complete").write_text("\n".join(requirements) + "\n")
     return prefix
-
-
-def _no_candidate_reason(job: WheelJob, requirements: Sequence[str]) -> str:
-    if not job.candidates:
-        return "the lock has no environment with python for this platform"
-    return "; ".join(f"'{c.env}' lacks {', '.join(c.unmet(list(requirements)))}" for c in job.candidates)
 
 
 # -- the node's action -----------------------------------------------------------------------------
@@ -207,23 +202,26 @@ def prepare_build_env(job: WheelJob, store_root: str | Path, *, net: NetConfig |
         except InvalidRequirement as exc:
             raise InputError(f"bad build requirement {text!r}: {exc}", field=job.where) from None
     choice: BuildEnv | None = None
+    rejected = list(job.rejected)
     for candidate in job.candidates:
         if candidate.unmet(requirements):
+            rejected.append(f"'{candidate.env}' lacks {', '.join(candidate.unmet(requirements))}")
             continue
         prefix = install_locked_env(candidate, store_root, blobs)
         python = _locked_python(prefix, candidate)
         dynamic = _dynamic_requirements(job, store_root, python, prefix / "bin", log)
         if candidate.unmet(dynamic):
+            rejected.append(f"'{candidate.env}' lacks {', '.join(candidate.unmet(dynamic))} (asked for by the backend)")
             continue
         choice = BuildEnv("locked", str(python), str(prefix / "bin"), candidate.describe(requirements + dynamic))
         break
     if choice is None:
-        prefix = create_isolated_env(requirements, job, store_root, net)
+        prefix = create_isolated_env(requirements, job, store_root, net, rejected)
         python = _venv_python(prefix)
         dynamic = [r for r in _dynamic_requirements(job, store_root, python, python.parent, log)
                    if r not in requirements]
         if dynamic:
-            prefix = create_isolated_env(sorted(set(requirements) | set(dynamic)), job, store_root, net)
+            prefix = create_isolated_env(sorted(set(requirements) | set(dynamic)), job, store_root, net, rejected)
             python = _venv_python(prefix)
         choice = BuildEnv("isolated", str(python), str(python.parent),
                           f"isolated environment ({', '.join(sorted(set(requirements) | set(dynamic)))} "

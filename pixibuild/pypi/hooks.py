@@ -58,11 +58,13 @@ class LoggedRunner:
                            check=True, timeout=HOOK_TIMEOUT)
 
 
-def log_tail(log: Path, lines: int = 12) -> str:
-    """The last meaningful lines of a log, joined on one line (for a one-line error)."""
+def log_tail(log: Path, lines: int = 6) -> str:
+    """The last meaningful lines of a log, joined on one line (for a one-line error): traceback
+    carets and our own command lines left out."""
     try:
         text = log.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    kept = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("$ ")]
+    kept = [line.strip() for line in text.splitlines()
+            if line.strip() and not line.startswith(("$ ", "# ")) and line.strip().strip("^~ ")]
     return " | ".join(kept[-lines:])

@@ -87,6 +87,8 @@ class WheelJob:
     epoch: int
     lock_dir: Path
     snapshot: TreeSnapshot | None = None
+    rejected: tuple[str, ...] = ()
+    """Why the lock's environments cannot build it, when that is known when planning (a local tree)."""
 
     @property
     def label(self) -> str:

@@ -77,6 +77,7 @@ def plan_wheels(project: Project, target: Resolved, *, net: NetConfig | None = N
     jobs = []
     for record, source in sources:
         snap = None
+        rejected: tuple[str, ...] = ()
         requirements: list[str] | None = None
         usable = list(candidates)
         if isinstance(source, TreeSource):
@@ -85,6 +86,8 @@ def plan_wheels(project: Project, target: Resolved, *, net: NetConfig | None = N
             requires_id = requirement_files_digest(source.path)
             requirements = read_requirements(source.path, f"pypi package {record.name} ({record.location})")
             usable = [c for c in candidates if not c.unmet(requirements)][:1]
+            rejected = tuple(f"'{c.env}' lacks {', '.join(c.unmet(requirements))}" for c in candidates
+                             if c.unmet(requirements))
         elif isinstance(source, SdistSource):
             source_id = record.sha256 or json_digest([storage_key(record.location), record.md5])
             requires_id = source_id
@@ -100,6 +103,6 @@ def plan_wheels(project: Project, target: Resolved, *, net: NetConfig | None = N
                              candidates=tuple(usable), index=index,
                              requirements=tuple(requirements) if requirements is not None else None,
                              target_platform=target.platform, target_python=target_python, epoch=epoch,
-                             lock_dir=lock_dir, snapshot=snap))
+                             lock_dir=lock_dir, snapshot=snap, rejected=rejected))
     return jobs
 
