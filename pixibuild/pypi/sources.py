@@ -58,13 +58,15 @@ def parse_git_url(location: str, *, where: str = "git URL") -> GitSource:
     parts = urlsplit(location[len("git+"):] if location.startswith("git+") else location)
     commit = parts.fragment.strip().lower()
     query = parse_qs(parts.query)
+    path, rev = parts.path, (query.get("rev") or query.get("tag") or query.get("branch") or [None])[0]
+    if "@" in path.rsplit("/", 1)[-1]:  # pip's `repo.git@rev` spelling (older locks pin `@<commit>` so)
+        path, _, at_rev = path.rpartition("@")
+        rev = rev or at_rev
+        if not commit and _COMMIT_RE.match(at_rev.lower()):
+            commit = at_rev.lower()
     if not _COMMIT_RE.match(commit):
         raise InputError(f"a git source must be pinned to a full commit hash after '#', got {parts.fragment!r}",
                          field=where)
-    path, rev = parts.path, (query.get("rev") or query.get("tag") or query.get("branch") or [None])[0]
-    if "@" in path.rsplit("/", 1)[-1]:  # pip's `repo.git@rev` spelling
-        path, _, at_rev = path.rpartition("@")
-        rev = rev or at_rev
     subdirectory = unquote((query.get("subdirectory") or [""])[0]).strip("/")
     if ".." in Path(subdirectory).parts or subdirectory.startswith("/"):
         raise InputError(f"subdirectory {subdirectory!r} must stay inside the repository", field=where)
