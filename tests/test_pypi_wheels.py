@@ -353,3 +353,21 @@ def test_image_inject_wheel_goes_to_the_top_layer(tmp_path: Path, capsys) -> Non
     assert code == 0, capsys.readouterr().err
     top = _image_layers(out)[-1][1]
     assert f"app/.pixi/envs/default/lib/python{PY}/site-packages/prebuilt_tool/__init__.py" in top
+
+
+def test_image_inject_checks_dependencies_like_pack(tmp_path: Path, capsys) -> None:
+    from pixibuild.demo.condapkg import PackageSpec, write_package
+
+    records = conda_channel(tmp_path / "channel")
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pixi.toml").write_text(f'[workspace]\nname = "inj"\nchannels = ["{(tmp_path / "channel").as_uri()}"]\n'
+                                       f'platforms = ["{HOST}"]\n\n[dependencies]\npython = "*"\n')
+    write_project_lock(project, {"default": {HOST: [records[HOST]["python"]]}}, channel=tmp_path / "channel",
+                       indexes=[DEAD_INDEX])
+    needy = write_package(PackageSpec(name="needy", subdir="noarch", depends=["libmissing >=9"]), tmp_path, ".conda")
+    out = tmp_path / "image.tar"
+    code = main(["image", str(project), "-o", str(out), "--inject", str(needy), "--cache-dir", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and not out.exists()
+    assert "package needy-1.0-0: dependency 'libmissing >=9' is not satisfied (the pack has nothing)" in err
