@@ -23,6 +23,9 @@ KIND_DOCS = {
     "unpack": "install a target into build/…/env (this machine's platform)",
     "layer": "build one image layer (a package at the image prefix)",
     "image": "build an OCI/Docker image tar",
+    "git": "fetch a git source at its locked commit into the store",
+    "buildenv": "prepare the Python that builds a PyPI source (locked env, else isolated from the index)",
+    "wheel": "build a wheel from a PyPI source (local tree, sdist, git) with PEP 517",
 }
 
 

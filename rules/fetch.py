@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pixibuild.conda.records import CondaRecord, PypiRecord
@@ -16,6 +16,8 @@ from pixibuild.errors import InputError
 from pixibuild.graph import steps
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, record_id
 from pixibuild.inputs.project import Project, Resolved
+from pixibuild.pypi.sources import needs_build
+from pixibuild.pypi.wheels import WheelRef
 from pixibuild.store.blobs import BlobRef, Store
 from pixibuild.store.session import FetchSession
 
@@ -63,19 +65,33 @@ class TargetPackages:
     wheel_digests: list[str]
     conda_verify: list[str]
     wheel_verify: list[str]
+    built: list[WheelRef] = field(default_factory=list)
+    """Wheels built from the target's PyPI sources (`rules/wheel.py`), resolved from the store by key."""
+    built_keys: list[str] = field(default_factory=list)
+    built_nodes: list[str] = field(default_factory=list)
 
     @property
     def verify_nodes(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys([*self.conda_verify, *self.wheel_verify]))
+        """The nodes whose outputs the target's output nodes read: verified blobs and built wheels."""
+        return tuple(dict.fromkeys([*self.conda_verify, *self.wheel_verify, *self.built_nodes]))
 
 
 def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: Resolved,
                    session: FetchSession) -> TargetPackages:
-    """fetch/verify nodes for every package of a target (wheels only: sdists and editables cannot
-    be shipped, see pixibuild.pack.build.select_pypi)."""
-    wheels = [(w, d) for w, d in zip(target.pypi, target.pypi_digests) if w.is_wheel and not w.editable]
+    """fetch/verify nodes for every package of a target; its PyPI sources (local trees, sdists, git)
+    get wheel nodes (`rules/wheel.py`)."""
+    # the wheel rules load PyPA build, the installer and the PyPI planner (~240 ms, python -X importtime):
+    # only workspaces whose targets have PyPI sources pay for them
+    from . import wheel
+
+    lock_dir = project.lock_path.parent
+    sources = [w for w in target.pypi if needs_build(w, lock_dir)]
+    wheels = [(w, d) for w, d in zip(target.pypi, target.pypi_digests) if w not in sources]
     conda_verify = [declare(graph, ws, project, r, d, session) for r, d in zip(target.conda, target.conda_digests)]
     wheel_verify = [declare(graph, ws, project, w, d, session) for w, d in wheels]
+    built = wheel.declare_target(graph, ws, project, target, session) if sources else None
     return TargetPackages(conda=[(r, BlobRef.of(r)) for r in target.conda],
                           wheels=[(w, BlobRef.of(w)) for w, _ in wheels], wheel_digests=[d for _, d in wheels],
-                          conda_verify=conda_verify, wheel_verify=wheel_verify)
+                          conda_verify=conda_verify, wheel_verify=wheel_verify,
+                          built=built.refs if built else [], built_keys=built.keys if built else [],
+                          built_nodes=built.nodes if built else [])

@@ -63,7 +63,8 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
     if all(blobs):  # else (a lock without sha256s) the image node plans its layers once the blobs are fetched
         plan = plan_layers(list(zip(target.conda, blobs)), platform=platform, target_prefix=prefix,
                            max_layers=options.max_layers, base_layers=base_layer_count(options.base, platform),
-                           app_layer=bool(options.include), base=f"base image {options.base}")
+                           app_layer=bool(options.include), base=f"base image {options.base}",
+                           wheel_layer=bool(packages.built))
         for layer in plan.packages:
             name = f"layer:{hashlib.sha256(layer.spec.key.encode()).hexdigest()[:16]}"
             graph.add(Node(name=name, kind="layer", key=content_key("layer", layer.spec.key),
@@ -76,13 +77,14 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
     layer_keys = [layer.spec.key for layer in plan.packages] if plan else list(target.conda_digests)
     key = content_key("image", platform, env, label, layer_keys, sorted(packages.wheel_digests), vars(options),
                       _base_fingerprint(options.base or "scratch"), _file_fingerprint(project.root, options.include),
-                      os.environ.get("SOURCE_DATE_EPOCH"))
+                      os.environ.get("SOURCE_DATE_EPOCH"), sorted(packages.built_keys))
     name = target_name(ws, "image", label, env, platform)
     graph.add(Node(name=name, kind="image", key=key, outputs=(out,),
                    deps=(*deps, *layer_nodes, *packages.verify_nodes),
                    doc=f"OCI/docker image of {label}, env {env}, {platform} → {out}",
                    action=functools.partial(steps.image, str(project.manifest.path), env, platform, packages.conda,
-                                            packages.wheels, str(ws.store_root), str(cache.root), str(out), plan)))
+                                            packages.wheels, str(ws.store_root), str(cache.root), str(out), plan,
+                                            built=packages.built)))
     return name
 
 

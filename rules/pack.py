@@ -34,12 +34,12 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                    doc=f"repodata.json for {label} {env} {platform}",
                    action=functools.partial(steps.index, list(target.conda), str(index_dir))))
     pack_key = content_key("pack", index_key, platform, sorted(target.conda_digests), sorted(packages.wheel_digests),
-                           os.environ.get("SOURCE_DATE_EPOCH"))
+                           os.environ.get("SOURCE_DATE_EPOCH"), sorted(packages.built_keys))
     tar = out_dir / "environment.tar"
     name = target_name(ws, "pack", label, env, platform)
     graph.add(Node(name=name, kind="pack", key=pack_key, outputs=(tar,),
                    deps=(index_name, *packages.verify_nodes),
                    doc=f"pixi-pack archive of {label}, env {env}, {platform}",
                    action=functools.partial(steps.archive, platform, packages.conda, packages.wheels,
-                                            str(ws.store_root), str(index_dir), str(tar))))
+                                            str(ws.store_root), str(index_dir), str(tar), built=packages.built)))
     return name

@@ -50,8 +50,8 @@ def _fetchable(record: Record, base_dir: Path) -> bool:
     """Source packages and local source trees are built, not downloaded."""
     if isinstance(record, CondaRecord):
         return not record.is_source
-    if record.editable:
-        return False
+    if record.editable or record.location.startswith("git+"):
+        return False  # git sources are fetched at their commit by the build (pixibuild.pypi.git)
     return not (record.is_path and "://" not in record.location and (base_dir / record.location).is_dir())
 
 

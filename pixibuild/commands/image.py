@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", default=None, help="user to run as")
     parser.add_argument("--max-layers", type=int, default=None, metavar="N",
                         help="total layer budget including the base image (default: 100)")
+    parser.add_argument("--inject", action="append", default=[], metavar="FILE",
+                        help="add a prebuilt .conda/.tar.bz2/.whl (repeatable; wheels go in the top layer "
+                             "with the project's own)")
     add_fetch_arguments(parser)
 
 
@@ -85,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     from pixibuild.net.registry import parse_reference
     from pixibuild.oci.push import push_image
     from pixibuild.inputs.project import load_project
+    from pixibuild.pack.inject import check_dependencies, inject_files, replace_injected
+    from pixibuild.pypi.oneshot import build_target_wheels
+    from pixibuild.pypi.sources import needs_build
 
     project = load_project(manifest_arg(args), store_root=args.cache_dir)
     env_name, platform = args.environment, args.platform
@@ -103,14 +109,23 @@ def run(args: argparse.Namespace) -> int:
     cache = layer_cache(args)
     with make_fetcher(args, project.root, net) as fetcher:
         lock_dir = project.lock_path.parent
+        sources = [r for r in target.pypi if needs_build(r, lock_dir)]
+        plain = [r for r in target.pypi if r not in sources]
         conda = list(zip(target.conda, fetcher.fetch_all(target.conda, lock_dir)))
-        wheels = list(zip(target.pypi, fetcher.fetch_all(target.pypi, lock_dir))) if target.pypi else []
+        wheels = list(zip(plain, fetcher.fetch_all(plain, lock_dir))) if plain else []
+        project_wheels = build_target_wheels(project, target, fetcher=fetcher, net=net) if sources else []
+        if args.inject:  # the same checks as `pixibuild pack --inject`
+            extra_conda, extra_wheels = inject_files([Path(p) for p in args.inject], fetcher.store, subdir)
+            conda = replace_injected(conda, extra_conda)
+            wheels = [w for w in wheels if w[0].name not in {r.name for r, _ in extra_wheels}]
+            project_wheels = replace_injected(project_wheels, extra_wheels)
+            check_dependencies([r for r, _ in conda])
         auth = fetcher.auth
     with Progress("image", unit="layers") as progress:
         cache = _counting(cache, progress)
         result = build_configured_image(options, name=project.name, env=env_name, subdir=subdir,
                                         project_root=project.root, packages=conda, wheels=wheels, cache=cache,
-                                        net=net)
+                                        net=net, project_wheels=project_wheels)
     image = result.image
     tag = image_tag(options, project.name, env_name)
     if options.output:

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pixibuild.commands.args import add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg
+from pixibuild.commands.args import (add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg,
+                                     net_config)
 from pixibuild.errors import BuildError, InputError
 from pixibuild.files.progress import Progress
 
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inject", action="append", default=[], metavar="FILE",
                         help="add a .conda/.tar.bz2/.whl to the pack (repeatable)")
     parser.add_argument("--ignore-pypi-non-wheel", "--ignore-pypi-errors", action="store_true",
-                        help="skip sdist/git/editable pypi entries instead of failing")
+                        help="skip sdist/git/local-path pypi entries instead of building them into wheels")
     parser.add_argument("--locked", action="store_true", help="fail if the lock does not satisfy the manifest")
     add_fetch_arguments(parser)
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from pixibuild.pack.build import PackOutput, check_packable, select_pypi, write_pack
     from pixibuild.pack.executable import default_name
     from pixibuild.inputs.project import load_project
+    from pixibuild.pypi.sources import needs_build
 
     project = load_project(manifest_arg(args), store_root=args.cache_dir)
     target = project.target(args.environment, args.platform)
@@ -63,17 +65,25 @@ def run(args: argparse.Namespace) -> int:
     if args.pixi_unpack_source and not args.create_executable:
         raise InputError("--pixi-unpack-source is only used with --create-executable", field="--pixi-unpack-source")
     check_packable(target.conda, project.lock_path)
-    wheels = select_pypi(target.pypi, ignore_non_wheel=args.ignore_pypi_non_wheel, lock_path=project.lock_path)
-    with make_fetcher(args, project.root) as fetcher:
-        base = project.lock_path.parent
+    base = project.lock_path.parent
+    sources = [r for r in target.pypi if needs_build(r, base)]
+    wheels = select_pypi([r for r in target.pypi if r not in sources] + (sources if args.ignore_pypi_non_wheel else []),
+                         ignore_non_wheel=args.ignore_pypi_non_wheel, lock_path=project.lock_path)
+    net = net_config(args, project.root)
+    with make_fetcher(args, project.root, net) as fetcher:
         conda = list(zip(target.conda, fetcher.fetch_all(target.conda, base)))
         wheel_pairs = list(zip(wheels, fetcher.fetch_all(wheels, base)))
+        if sources and not args.ignore_pypi_non_wheel:
+            from pixibuild.pypi.oneshot import build_target_wheels
+
+            wheel_pairs += build_target_wheels(project, target, fetcher=fetcher, net=net,
+                                               hint="(pass --ignore-pypi-non-wheel to skip PyPI sources)")
         if args.inject:
-            from pixibuild.pack.inject import check_dependencies, inject_files
+            from pixibuild.pack.inject import check_dependencies, inject_files, replace_injected
 
             extra_conda, extra_wheels = inject_files([Path(p) for p in args.inject], fetcher.store, args.platform)
-            conda = _replace(conda, extra_conda)
-            wheel_pairs = _replace(wheel_pairs, extra_wheels)
+            conda = replace_injected(conda, extra_conda)
+            wheel_pairs = replace_injected(wheel_pairs, extra_wheels)
             check_dependencies([r for r, _ in conda])
         unpacker = _unpacker(args.pixi_unpack_source, fetcher) if args.create_executable else None
     default = "environment" if args.directory_only else default_name(args.platform) if unpacker else "environment.tar"
@@ -127,9 +137,3 @@ def _download(url: str, path: Path, fetcher: "Fetcher") -> None:
         raise BuildError(f"cannot download the pixi-unpack executable from {shown}: {type(exc).__name__}: "
                          f"{fetcher.auth.redact(str(exc))}") from None
 
-
-def _replace(pairs: list, extra: list) -> list:
-    """Injected packages replace locked ones of the same name (pixi-pack keeps both; a channel
-    with two builds of one name would let the solver pick either, so we keep the injected one)."""
-    names = {r.name for r, _ in extra}
-    return [p for p in pairs if p[0].name not in names] + list(extra)

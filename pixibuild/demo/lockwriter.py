@@ -48,12 +48,16 @@ def _pypi_entry(record: PypiRecord) -> dict:
         entry["requires_dist"] = list(record.requires_dist)
     if record.requires_python:
         entry["requires_python"] = record.requires_python
+    if record.editable:
+        entry["editable"] = True
     return entry
 
 
 def write_lock(path: Path, environments: Mapping[str, Mapping[str, Sequence[Package]]],
-               channels: Sequence[str] = ("https://conda.anaconda.org/conda-forge/",)) -> Path:
-    """`environments`: env name → platform → packages (conda and pypi, in install order)."""
+               channels: Sequence[str] = ("https://conda.anaconda.org/conda-forge/",),
+               indexes: Sequence[str] = ("https://pypi.org/simple",)) -> Path:
+    """`environments`: env name → platform → packages (conda and pypi, in install order); `indexes`:
+    the PyPI indexes an environment with pypi packages was resolved against."""
     unique: dict[tuple, dict] = {}
     envs: dict = {}
     for env_name, platforms in environments.items():
@@ -70,7 +74,7 @@ def write_lock(path: Path, environments: Mapping[str, Mapping[str, Sequence[Pack
             listing[platform] = rows
         env: dict = {"channels": [{"url": c} for c in channels]}
         if any("pypi" in row for rows in listing.values() for row in rows):
-            env["indexes"] = ["https://pypi.org/simple"]
+            env["indexes"] = list(indexes)
         env["packages"] = listing
         envs[env_name] = env
     document = {"version": 6, "environments": envs,

@@ -20,6 +20,8 @@ from pixibuild.files.verified import VerifiedBlob, verifying
 from pixibuild.pack.build import PackOutput, write_pack
 from pixibuild.pack.repodata import repodata_json
 from pixibuild.pack.writer import PackContents
+from pixibuild.pypi.wheels import WheelRef
+from pixibuild.pypi.wheels import resolve as resolve_built
 from pixibuild.store.blobs import BlobRef, Store
 
 if TYPE_CHECKING:
@@ -40,6 +42,16 @@ def _paths(store: Store, planned: Sequence[tuple[CondaRecord | PypiRecord, BlobR
 def _blobs(store: Store, planned: Sequence[tuple[CondaRecord | PypiRecord, BlobRef]]) -> list[tuple]:
     """(record, VerifiedBlob) pairs: the consumer's reads check each blob's sha256."""
     return [(record, store.open_blob(ref)) for record, ref in planned]
+
+
+def _built(store: Store, built: Sequence[WheelRef]) -> list[tuple[PypiRecord, VerifiedBlob]]:
+    """Wheels the target's wheel nodes built (pixibuild.pypi), by their keys: from the store only,
+    checked while read like every other blob."""
+    out = []
+    for ref in built:
+        record, path = resolve_built(store.root, ref)
+        out.append((record, store.verified(path, record.file_name)))
+    return out
 
 
 def _sources(*pairs: Sequence[tuple]) -> list[VerifiedBlob]:
@@ -69,16 +81,16 @@ def read_index(index_dir: str | Path) -> dict[str, bytes]:
 
 
 def archive(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str, index_dir: str, output: str,
-            directory_only: bool = False) -> None:
-    """Archive node: stream the verified blobs and the index into environment.tar."""
+            directory_only: bool = False, built: Sequence[WheelRef] = ()) -> None:
+    """Archive node: stream the verified blobs, the built wheels and the index into environment.tar."""
     store = Store(store_root)
-    contents = PackContents(platform=platform, conda=_blobs(store, conda), wheels=_blobs(store, wheels),
-                            index=read_index(index_dir))
+    contents = PackContents(platform=platform, conda=_blobs(store, conda),
+                            wheels=_blobs(store, wheels) + _built(store, built), index=read_index(index_dir))
     write_pack(contents, PackOutput(output, directory_only=directory_only))
 
 
 def unpack(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str, output_dir: str,
-           env_name: str = "env", shell: str = "bash") -> None:
+           env_name: str = "env", shell: str = "bash", built: Sequence[WheelRef] = ()) -> None:
     """Unpack node: install the target into `<output_dir>/<env_name>` (swapped in whole) plus
     `activate.sh` — the same result as `pixibuild unpack` of the target's pack."""
     from pixibuild.install import install_environment
@@ -87,7 +99,7 @@ def unpack(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str
     store = Store(store_root)
     out = Path(output_dir).absolute()
     env_dir = out / env_name
-    packages, pypi = _blobs(store, conda), _blobs(store, wheels)
+    packages, pypi = _blobs(store, conda), _blobs(store, wheels) + _built(store, built)
     with atomic_directory(env_dir) as staging, verifying(_sources(packages, pypi)):
         # blobs are named by hash: formats come from the records
         install_environment(packages, staging, target_prefix=str(env_dir), wheels=pypi, platform=platform)
@@ -104,9 +116,10 @@ def image_layer(layer: "PackageLayer", cache_root: str) -> None:
 
 
 def image(manifest_path: str, env: str, platform: str, conda: Planned, wheels: PlannedWheels, store_root: str,
-          cache_root: str, output: str, plan: "LayerPlan | None") -> None:
+          cache_root: str, output: str, plan: "LayerPlan | None", built: Sequence[WheelRef] = ()) -> None:
     """Image node: base + the planned package layers (from the cache the layer nodes filled) +
-    environment and app layers → one tar, both an OCI layout and a docker-archive."""
+    environment and app layers + the built wheels' own top layer → one tar, both an OCI layout and a
+    docker-archive."""
     from pixibuild.inputs.manifest import read_manifest
     from pixibuild.oci.build import build_configured_image, image_tag
     from pixibuild.oci.layer import LayerCache
@@ -119,5 +132,6 @@ def image(manifest_path: str, env: str, platform: str, conda: Planned, wheels: P
     options = manifest_image_options(manifest.tool, env, where=f"{manifest.path}: tool.pixibuild")
     result = build_configured_image(
         options, name=name, env=env, subdir=platform, project_root=Path(manifest.root),
-        packages=_paths(store, conda), wheels=_paths(store, wheels), cache=LayerCache(Path(cache_root)), plan=plan)
+        packages=_paths(store, conda), wheels=_paths(store, wheels), cache=LayerCache(Path(cache_root)), plan=plan,
+        project_wheels=[resolve_built(store.root, ref) for ref in built])
     write_image_tar(result.image, Path(output), tag=image_tag(options, name, env))

@@ -33,6 +33,8 @@ class Resolved:
     conda_digests: tuple[str, ...] = ()
     """`record_digest` of each conda record (computed once per lock content, then cached)."""
     pypi_digests: tuple[str, ...] = ()
+    pypi_indexes: tuple[str, ...] = ()
+    """The PyPI index URLs the lock resolved this environment against (its `indexes:`)."""
 
 
 @dataclass
@@ -98,7 +100,8 @@ def _resolve_lock(lock_path: Path) -> dict[tuple[str, str], Resolved]:
             out[(env_name, platform)] = Resolved(
                 env=env_name, platform=platform, conda=conda, pypi=pypi, channels=tuple(env.channels),
                 conda_digests=tuple(record_digest(r) for r in conda),
-                pypi_digests=tuple(record_digest(r) for r in pypi))
+                pypi_digests=tuple(record_digest(r) for r in pypi),
+                pypi_indexes=tuple(str(u) for u in env.pypi_indexes.get("indexes") or () if isinstance(u, str)))
     return out
 
 

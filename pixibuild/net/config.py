@@ -6,7 +6,9 @@ Read the same files pixi reads (later ones override earlier ones):
 
 Keys used: `[mirrors]` (`"https://conda.anaconda.org/conda-forge" = ["https://m1/cf", "https://m2/cf"]`,
 a URL-prefix rewrite, mirrors tried in order), `[concurrency] downloads`, `authentication-override-file`,
-`tls-no-verify`, and the pixibuild extension `tls-ca-bundle` (a PEM file of extra trusted CAs).
+`tls-no-verify`, the pixibuild extension `tls-ca-bundle` (a PEM file of extra trusted CAs), and
+`[pypi-config] index-url / extra-index-urls` (where isolated PyPI build environments come from when the
+lock names no index).
 
 TLS verification is always on unless the *caller* passes `allow_tls_no_verify=True` (the CLI's explicit
 `--tls-no-verify`): a config file alone cannot silently turn it off.
@@ -105,6 +107,9 @@ class NetConfig:
     """First retry delay in seconds; doubles each attempt (capped at `max_backoff`)."""
     max_backoff: float = 8.0
     sources: tuple[Path, ...] = ()
+    pypi_index_url: str | None = None
+    """`[pypi-config] index-url`: the index for isolated wheel-build environments when the lock has none."""
+    pypi_extra_index_urls: tuple[str, ...] = ()
 
     @property
     def downloads(self) -> int:
@@ -174,7 +179,8 @@ class NetConfig:
         return cls(mirrors=merged["mirrors"], concurrency=conc, ca_bundle=Path(ca) if ca else None,
                    tls_verify=not allow_tls_no_verify,
                    auth_file=Path(auth_file) if auth_file else merged.get("auth_file"),
-                   sources=tuple(sources), **overrides)
+                   sources=tuple(sources), pypi_index_url=merged.get("pypi_index_url"),
+                   pypi_extra_index_urls=tuple(merged.get("pypi_extra_index_urls", ())), **overrides)
 
 
 def _merge(merged: dict[str, Any], data: Mapping[str, Any], path: Path) -> None:
@@ -202,3 +208,17 @@ def _merge(merged: dict[str, Any], data: Mapping[str, Any], path: Path) -> None:
     auth = _get(data, "authentication-override-file", "authentication_override_file")
     if auth is not None:
         merged["auth_file"] = Path(str(auth)).expanduser()
+    pypi = data.get("pypi-config")
+    if pypi is not None:
+        if not isinstance(pypi, Mapping):
+            raise InputError("[pypi-config] must be a table", path=path, field="pypi-config")
+        index = _get(pypi, "index-url", "index_url")
+        extra = _get(pypi, "extra-index-urls", "extra_index_urls")
+        if index is not None:
+            if not isinstance(index, str):
+                raise InputError("must be a URL string", path=path, field="pypi-config.index-url")
+            merged["pypi_index_url"] = index
+        if extra is not None:
+            if isinstance(extra, str) or not isinstance(extra, Sequence) or not all(isinstance(u, str) for u in extra):
+                raise InputError("must be a list of URLs", path=path, field="pypi-config.extra-index-urls")
+            merged["pypi_extra_index_urls"] = tuple(extra)

@@ -9,7 +9,8 @@ plan it when the graph is loaded and run `build_package_layer` per planned layer
 node runs `build_configured_image` with the same plan; the CLI plans it after loading the base.
 
 Layer order, base-most first: base image layers, package layers (most depended-on first), the
-environment layer (`conda-meta/history`, PyPI wheels, `/entrypoint.sh`), the app layer.
+environment layer (`conda-meta/history`, PyPI wheels, `/entrypoint.sh`), the app layer, and the
+project's own built wheels (pixibuild.pypi) in a small top layer, so a code change rebuilds only that.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
                 cache: LayerCache, base: BaseImage = SCRATCH, settings: ImageSettings | None = None,
                 wheels: Sequence[tuple[PypiRecord, Path]] = (), app_files: Sequence[tuple[str, Path]] = (),
                 max_layers: int = DEFAULT_MAX_LAYERS, created: str | None = None,
-                jobs: int | None = None, plan: LayerPlan | None = None) -> BuildResult:
+                jobs: int | None = None, plan: LayerPlan | None = None,
+                project_wheels: Sequence[tuple[PypiRecord, Path]] = ()) -> BuildResult:
     """The whole image for an environment; layers come from `cache` when their inputs are unchanged.
 
     `plan` is the package layering the doit rules planned (its layer nodes filled the cache);
@@ -127,7 +129,8 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
                     "(or use --base / --entrypoint)", ENTRYPOINT_PATH)
     if plan is None:
         plan = plan_layers(packages, platform=platform, target_prefix=target_prefix, max_layers=max_layers,
-                           base_layers=len(base.layers), app_layer=bool(app_files), base=base.reference)
+                           base_layers=len(base.layers), app_layer=bool(app_files), base=base.reference,
+                           wheel_layer=bool(project_wheels))
     elif plan.base_layers != len(base.layers):
         raise BuildError(f"base image {base.reference} has {len(base.layers)} layers now, but the build was "
                          f"planned for {plan.base_layers}: it changed since planning; run the build again")
@@ -136,13 +139,13 @@ def build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
     # store blobs are named by hash: the installers take formats and wheel names from the records
     return _build_image(packages, platform=platform, target_prefix=target_prefix, cache=cache, base=base,
                         settings=settings, wheels=wheels, app_files=app_files, plan=plan, created=created,
-                        jobs=jobs)
+                        jobs=jobs, project_wheels=project_wheels)
 
 
 def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
                  cache: LayerCache, base: BaseImage, settings: ImageSettings,
                  wheels: Sequence[tuple[PypiRecord, Path]], app_files: Sequence[tuple[str, Path]], plan: LayerPlan,
-                 created: str, jobs: int | None) -> BuildResult:
+                 created: str, jobs: int | None, project_wheels: Sequence[tuple[PypiRecord, Path]] = ()) -> BuildResult:
     hits, misses = cache.hits, cache.misses
     specs = [layer.spec for layer in plan.packages]
     # Layers are independent: build them in parallel (zlib and sha256 release the GIL).
@@ -188,10 +191,34 @@ def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str,
                                           created_by="pixibuild app files: " + ", ".join(d for d, _ in app_files))],
                                cache)
 
+    if project_wheels:
+        layers += build_layers([_project_wheel_layer(project_wheels, target_prefix, platform, python_version,
+                                                     site_packages)], cache)
+
     settings = _with_environment(settings, env, target_prefix)
     image = assemble_image(platform=platform, layers=layers, settings=settings, base=base, created=created)
     return BuildResult(image, layers_built=cache.misses - misses, layers_reused=cache.hits - hits,
                        package_groups=[[r.dist_name for r in layer.records] for layer in plan.packages])
+
+
+def _project_wheel_layer(wheels: Sequence[tuple[PypiRecord, Path]], target_prefix: str, platform: str,
+                         python_version: str | None, site_packages: str | None) -> LayerSpec:
+    """The project's own wheels (built from its sources), installed non-editable in one top layer:
+    keyed by their hashes, so editing the code rebuilds (and pushes) this layer alone."""
+    if python_version is None:
+        raise InputError("PyPI wheels need a python package in the environment")
+    mount = target_prefix.strip("/")
+    key = canonical_json({"kind": "project-wheels", "prefix": target_prefix, "platform": platform,
+                          "python": python_version, "site": site_packages,
+                          "wheels": sorted(f"{w.file_name}={w.sha256 or hash_file(p).sha256.hexdigest()}"
+                                           for w, p in wheels)}).decode()
+
+    def populate(staging: Path) -> None:
+        install_wheels(list(wheels), staging / mount, target_prefix,
+                       PythonLayout(python_version, platform, site_packages))
+
+    names = ", ".join(sorted(f"{w.name} {w.version}" for w, _ in wheels))
+    return LayerSpec(key, populate, created_by=f"pixibuild project wheels: {names}")
 
 
 def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, Path]]:
@@ -217,11 +244,13 @@ def app_files(root: Path, patterns: list[str], workdir: str) -> list[tuple[str, 
 def build_configured_image(options: ImageOptions, *, name: str, env: str, subdir: str, project_root: Path,
                            packages: Sequence[tuple[CondaRecord, Path]], wheels: Sequence[tuple[PypiRecord, Path]],
                            cache: LayerCache, plan: LayerPlan | None = None,
-                           net: NetConfig | None = None) -> BuildResult:
+                           net: NetConfig | None = None,
+                           project_wheels: Sequence[tuple[PypiRecord, Path]] = ()) -> BuildResult:
     """The image `options` describe for one environment: base, prefix, settings, labels, app files.
     Shared by `pixibuild image` and the doit image node, so both build the same bytes; the doit
     node passes the layer `plan` its layer nodes were built from. `net` is how a registry base image is
-    reached (CA bundle, auth file; default: pixi's config files)."""
+    reached (CA bundle, auth file; default: pixi's config files). `project_wheels` (built from the
+    project's PyPI sources) go in their own top layer."""
     workdir = options.workdir or "/app"
     base = load_base(options.base, subdir, cache, net=net)
     created = created_timestamp()
@@ -231,7 +260,8 @@ def build_configured_image(options: ImageOptions, *, name: str, env: str, subdir
     apps = app_files(project_root, options.include, workdir)
     return build_image(list(packages), platform=subdir, target_prefix=image_prefix(options, env), cache=cache,
                        base=base, settings=settings, wheels=list(wheels), app_files=apps,
-                       max_layers=options.max_layers or DEFAULT_MAX_LAYERS, created=created, plan=plan)
+                       max_layers=options.max_layers or DEFAULT_MAX_LAYERS, created=created, plan=plan,
+                       project_wheels=list(project_wheels))
 
 
 def image_tag(options: ImageOptions, name: str, env: str) -> str:

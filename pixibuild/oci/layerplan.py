@@ -25,11 +25,13 @@ from pixibuild.store.blobs import blob_source
 ENVIRONMENT_LAYERS = 1
 
 
-def package_budget(max_layers: int, base_layers: int, app_layer: bool, *, base: str = "the base image") -> int:
-    """Layers left for packages; an InputError naming the numbers when none are left."""
-    fixed = base_layers + ENVIRONMENT_LAYERS + (1 if app_layer else 0)
+def package_budget(max_layers: int, base_layers: int, app_layer: bool, *, base: str = "the base image",
+                   wheel_layer: bool = False) -> int:
+    """Layers left for packages; an InputError naming the numbers when none are left. `wheel_layer`:
+    the project's built wheels get their own top layer (pixibuild.pypi)."""
+    fixed = base_layers + ENVIRONMENT_LAYERS + (1 if app_layer else 0) + (1 if wheel_layer else 0)
     if max_layers - fixed < 1:
-        app = " and 1 app layer" if app_layer else ""
+        app = (" and 1 app layer" if app_layer else "") + (" and 1 project-wheel layer" if wheel_layer else "")
         raise InputError(f"{max_layers} layers leave none for packages: {base} has {base_layers} layers, plus "
                          f"1 environment layer{app} (at least {fixed + 1} needed)", field="max-layers")
     return max_layers - fixed
@@ -52,9 +54,11 @@ class LayerPlan:
 
 
 def plan_layers(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
-                max_layers: int | None, base_layers: int, app_layer: bool, base: str = "the base image") -> LayerPlan:
+                max_layers: int | None, base_layers: int, app_layer: bool, base: str = "the base image",
+                wheel_layer: bool = False) -> LayerPlan:
     """Group `packages` (records with their verified archives) into the layers the budget allows."""
-    budget = package_budget(max_layers or DEFAULT_MAX_LAYERS, base_layers, app_layer, base=base)
+    budget = package_budget(max_layers or DEFAULT_MAX_LAYERS, base_layers, app_layer, base=base,
+                            wheel_layer=wheel_layer)
     records = [r for r, _ in packages]
     archives = {r.name: Path(p) for r, p in packages}
     python_version, site_packages = environment_python_version(records), site_packages_override(records)

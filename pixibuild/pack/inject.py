@@ -76,3 +76,10 @@ def _parse(text: str, record: CondaRecord) -> MatchSpec | None:
             return None
         log.warning("package %s: cannot parse '%s'; checking the name only", record.dist_name, text)
         return MatchSpec(name.lower())
+
+
+def replace_injected(pairs: list, extra: list) -> list:
+    """Injected packages replace locked ones of the same name (pixi-pack keeps both; a channel
+    with two builds of one name would let the solver pick either, so we keep the injected one)."""
+    names = {r.name for r, _ in extra}
+    return [p for p in pairs if p[0].name not in names] + list(extra)

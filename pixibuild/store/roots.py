@@ -7,6 +7,7 @@ One directory holds everything a machine caches (so one flag, `--cache-dir`, or 
     <root>/index/           url → sha256 (diskcache)
     <root>/oci/             image layers by content key (`LayerCache`)
     <root>/lock-cache/      parsed locks by lock sha256
+    <root>/pypi/            built wheels' keys → store blobs, git checkouts, PEP 517 build environments
 """
 
 from __future__ import annotations
@@ -38,3 +39,9 @@ def lock_cache_root(root: str | os.PathLike[str] | None = None) -> Path | None:
     if value:
         return Path(value)
     return store_root(root) / "lock-cache"
+
+
+def pypi_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """What building PyPI sources keeps: `wheels/` (wheel key → built wheel, whose bytes are a store
+    blob), `git/` (checkouts by commit), `envs/` (build environments)."""
+    return store_root(root) / "pypi"

@@ -146,6 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         root = self.state.root.resolve()
         target = (root / path.lstrip("/")).resolve()
+        if target.is_dir() and (target / "index.html").is_file():  # a PEP 503 simple index page
+            target = target / "index.html"
         if root not in target.parents or not target.is_file():
             self._simple(404, b"not found")
             return
@@ -168,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 status = 206
         self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Type", "text/html" if target.suffix == ".html" else "application/octet-stream")
         self.send_header("ETag", etag)
         self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
         if self.state.ranges:

@@ -1,0 +1,1 @@
+"""PyPI sources → wheels: local trees, sdists and git checkouts built with PEP 517 (PyPA `build`)."""
