@@ -413,7 +413,7 @@ class PackageLinker:
         info_files: dict[str, bytes] = {}
         stream = ar.open_tar_bz2(self.source, self.label, ar.MAX_INFO_TOTAL)
         with stream:
-            for member, _ in ar.iter_tar(self.label, stream):
+            for member in ar.iter_tar(self.label, stream):
                 if member.name.startswith("info/"):
                     if self.info is None:
                         if member.kind == "file":
@@ -445,7 +445,7 @@ class PackageLinker:
         assert self.info is not None
         bound = ar.tar_size_bound(self.info.paths) + sum(len(v) + 2048 for v in self.info.files.values())
         with ar.open_tar_bz2(self.source, self.label, bound) as stream:
-            for member, _ in ar.iter_tar(self.label, stream):
+            for member in ar.iter_tar(self.label, stream):
                 if member.name.startswith("info/"):
                     continue
                 self._place(member)
