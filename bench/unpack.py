@@ -102,7 +102,7 @@ def _run_one(tool: str, archives: list[Path], work: Path) -> dict:
         from pixibuild.conda.archive import record_from_archive
 
         packages = [(record_from_archive(p), p) for p in archives]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         install_environment(packages, work / "prefix", platform="linux-64")
     else:
         import rattler
@@ -111,26 +111,47 @@ def _run_one(tool: str, archives: list[Path], work: Path) -> dict:
             return [await rattler.RepoDataRecord.from_package_archive(p) for p in archives]
 
         recs = asyncio.run(records())
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         asyncio.run(rattler.install(recs, work / "prefix", cache_dir=work / "cache", show_progress=False))
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    return {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu_start,
+            "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
-def _measure(tool: str, archives: list[Path], repeat: int) -> tuple[float, int]:
-    times, rss = [], []
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-") as tmp:
-            listing = Path(tmp) / "archives.json"
-            listing.write_text(json.dumps([str(p) for p in archives]))
-            out = subprocess.run([sys.executable, __file__, "--run", tool, "--list", str(listing), "--work", tmp],
-                                 capture_output=True, text=True)
-            if out.returncode != 0:
-                raise SystemExit(f"{tool} failed:\n{out.stderr[-2000:]}")
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            times.append(result["seconds"])
-            rss.append(result["maxrss_kib"])
-    return statistics.median(times), max(rss)
+def _cpu_seconds() -> float:
+    """User + system CPU of this process, all threads: the work done, whatever the machine's load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_subprocess(tool: str, archives: list[Path], work: Path) -> dict:
+    work.mkdir()
+    listing = work / "archives.json"
+    listing.write_text(json.dumps([str(p) for p in archives]))
+    out = subprocess.run([sys.executable, __file__, "--run", tool, "--list", str(listing), "--work", str(work)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{tool} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _measure(archives: list[Path], repeat: int, scratch: Path) -> dict[str, list[dict]]:
+    """Install `repeat` times with each tool, alternating (A B B A ...) so drifting machine load
+    hits both alike. Returns tool -> one result per run (seconds, cpu_seconds, maxrss_kib).
+
+    Installed trees are only deleted after the last run: ext4 makes every new inode check the
+    inodes freed in the last minute or so (`recently_deleted`), so deleting one run's thousands of
+    files would slow down the next run's file creation several-fold."""
+    results: dict[str, list[dict]] = {"ours": [], "rattler": []}
+    for run in range(repeat):
+        for tool in ("ours", "rattler") if run % 2 == 0 else ("rattler", "ours"):
+            results[tool].append(_run_subprocess(tool, archives, scratch / f"{tool}-{run}"))
+    return results
+
+
+def _summary(runs: list[dict], key: str) -> tuple[float, float]:
+    values = [r[key] for r in runs]
+    return min(values), statistics.median(values)
 
 
 def main() -> None:
@@ -154,14 +175,20 @@ def main() -> None:
             if corpus:
                 sets["corpus"] = corpus
         for name, archives in sets.items():
+            (Path(tmp) / f"runs-{name}").mkdir()
             size = sum(p.stat().st_size for p in archives)
-            ours_t, ours_rss = _measure("ours", archives, args.repeat)
-            rat_t, rat_rss = _measure("rattler", archives, args.repeat)
-            print(f"{name}: {len(archives)} packages, {size / 1e6:.1f} MB archives")
-            print(f"  pixibuild : {ours_t:7.3f} s  peak RSS {ours_rss / 1024:6.1f} MiB")
-            print(f"  rattler   : {rat_t:7.3f} s  peak RSS {rat_rss / 1024:6.1f} MiB")
-            print(f"  ratio time {ours_t / rat_t:.2f}x   ratio RSS {ours_rss / rat_rss:.2f}x   (ours/rattler)",
-                  flush=True)
+            results = _measure(archives, args.repeat, Path(tmp) / f"runs-{name}")
+            print(f"{name}: {len(archives)} packages, {size / 1e6:.1f} MB archives, {args.repeat} runs each "
+                  f"(install only; min / median)")
+            for tool, label in (("ours", "pixibuild"), ("rattler", "rattler")):
+                (t_min, t_med), (c_min, c_med) = _summary(results[tool], "seconds"), _summary(results[tool], "cpu_seconds")
+                rss = max(r["maxrss_kib"] for r in results[tool])
+                print(f"  {label:10s}: {t_min:6.3f} s / {t_med:6.3f} s   cpu {c_min:6.3f} s / {c_med:6.3f} s   "
+                      f"peak RSS {rss / 1024:6.1f} MiB")
+            ours_t, rat_t = _summary(results["ours"], "seconds"), _summary(results["rattler"], "seconds")
+            ours_c, rat_c = _summary(results["ours"], "cpu_seconds"), _summary(results["rattler"], "cpu_seconds")
+            print(f"  ratio time {ours_t[0] / rat_t[0]:.2f}x / {ours_t[1] / rat_t[1]:.2f}x   "
+                  f"ratio cpu {ours_c[0] / rat_c[0]:.2f}x / {ours_c[1] / rat_c[1]:.2f}x   (ours/rattler)", flush=True)
     os._exit(0)  # see above: py-rattler and interpreter finalization
 
 

@@ -14,9 +14,11 @@ import contextlib
 import io
 import json
 import posixpath
+import queue
 import re
 import shlex
 import tarfile
+import threading
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -92,6 +94,8 @@ def _fail(package: str, member: str | None, message: str) -> InputError:
 
 def check_member_name(package: str, name: str) -> str:
     """The normalised relative path of an archive member; raise on anything that could escape."""
+    if name.isascii() and _plain_name(name):
+        return name  # already normal: no empty, `.` or `..` component, no backslash, NUL or drive
     if "\x00" in name:
         raise _fail(package, repr(name), "NUL byte in member name")
     try:
@@ -106,6 +110,12 @@ def check_member_name(package: str, name: str) -> str:
     if any(p == ".." for p in parts) or any("\\" in p for p in parts):
         raise _fail(package, name, "path escapes the prefix ('..' or backslash component)")
     return "/".join(parts)
+
+
+def _plain_name(name: str) -> bool:
+    """A relative path that `check_member_name` would return unchanged (checked in C, per member)."""
+    return bool(name) and name[0] not in "/.\\" and name[-1] != "/" and "//" not in name and "/." not in name \
+        and "\\" not in name and "\x00" not in name and name[1:2] != ":"
 
 
 def check_link_target(package: str, member: str, target: str) -> None:
@@ -270,6 +280,12 @@ class _Header:
 
 def _number(field: bytes) -> int:
     """A numeric header field: octal text, or base-256 (GNU) when the first byte says so."""
+    digits = field.split(b"\0", 1)[0]
+    if digits.isdigit():  # the usual zero-padded octal (an 8 or 9 is refused below, as by tarfile)
+        try:
+            return int(digits, 8)
+        except ValueError:
+            raise _BadHeader("invalid number field") from None
     if field[0] in (0o200, 0o377):
         value = int.from_bytes(field[1:], "big")
         return value - 256 ** (len(field) - 1) if field[0] == 0o377 else value
@@ -297,14 +313,23 @@ def _parse_header(block: bytes) -> _Header:
         type_ = b"5"  # old V7 tar: a directory is a file named with a trailing slash
     if type_ == b"5":
         name = name.rstrip("/")
-    prefix = _text(block[345:500])
-    if prefix and type_ not in (b"L", b"K", b"S"):
-        name = prefix + "/" + name
+    if block[345]:  # the ustar prefix of a long name
+        prefix = _text(block[345:500])
+        if prefix and type_ not in (b"L", b"K", b"S"):
+            name = prefix + "/" + name
+    linkname = _text(block[157:257]) if block[157] else ""
+    common = _COMMON_NUMBERS.fullmatch(block, 100, 148)
+    if common is not None and block[329:345] in _NO_DEVICE:  # the usual layout: one regex, two ints
+        return _Header(name, type_, int(common.group(1), 8), int(common.group(2), 8), linkname)
     for start, end in _UNUSED_NUMBERS:  # unused, but tarfile refuses a header where they are not numbers
         _number(block[start:end])
-    return _Header(name, type_, _number(block[100:108]), _number(block[124:136]), _text(block[157:257]))
+    return _Header(name, type_, _number(block[100:108]), _number(block[124:136]), linkname)
 
 
+# mode, uid, gid (7 octal digits and a NUL each), size, mtime (11 and a NUL): how tarfile, conda
+# and most tools write them. Device numbers: all NUL, or zeros.
+_COMMON_NUMBERS = re.compile(rb"([0-7]{7})\0[0-7]{7}\0[0-7]{7}\0([0-7]{11})\0[0-7]{11}\0")
+_NO_DEVICE = (bytes(16), b"0000000\x000000000\x00")
 _UNUSED_NUMBERS = ((108, 116), (116, 124), (136, 148), (329, 337), (337, 345))  # uid gid mtime devmajor devminor
 
 
@@ -615,6 +640,10 @@ class CondaArchive:
         with self._stream(self._pkg, limit) as stream:
             yield iter_tar(self.package, stream)
 
+    def payload_stream(self, limit: int | None) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """The payload tar, decompressed and bounded by `limit`, as a byte stream."""
+        return self._stream(self._pkg, limit)
+
     def close(self) -> None:
         self._zip.close()
         self._file.close()
@@ -685,6 +714,93 @@ def open_tar_bz2(source: Source, package: str, limit: int | None = None) -> IO[b
     except OSError as exc:
         raise _fail(package, None, f"cannot open ({exc})") from None
     return _Bounded(raw, limit, package, package) if limit else raw
+
+
+@contextlib.contextmanager
+def payload_stream(source: Source, file_name: str, package: str, info: PackageInfo) -> Iterator[IO[bytes]]:
+    """The decompressed tar holding a package's payload, bounded by what `info` declares: a
+    `.conda`'s pkg-*.tar.zst, or a whole `.tar.bz2` (or its decompressed spool), info/ included."""
+    if file_name.endswith(".conda"):
+        archive = CondaArchive(source, package)
+        try:
+            with archive.payload_stream(tar_size_bound(info.paths)) as stream:
+                yield stream
+        finally:
+            archive.close()
+        return
+    bound = tar_size_bound(info.paths) + sum(len(v) + 2048 for v in info.files.values())
+    with open_tar_bz2(source, package, bound) as stream:
+        yield stream
+
+
+class ReadAhead:
+    """A byte stream read by another thread, up to `depth` chunks ahead of its reader.
+
+    Why: decompression (zstd, bz2) releases the GIL, so a worker decompressing the next packages
+    runs on another core while the installing thread writes files; the installing thread only
+    takes finished chunks. Errors (a corrupt or oversized stream) reach the reader at the point
+    where it would have read the bad data. Memory: at most `depth` + 1 chunks."""
+
+    def __init__(self, open_stream: Callable[[], contextlib.AbstractContextManager[IO[bytes]]], *,
+                 chunk: int = 1 << 20, depth: int = 4):
+        self._open = open_stream
+        self._chunk_size = chunk
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._closed = threading.Event()
+        self._current = b""
+        self._pos = 0
+        self._eof = False
+
+    def fill(self) -> None:
+        """Read the whole stream into the queue (runs in a worker thread; returns early on close)."""
+        try:
+            if self._closed.is_set():
+                return
+            with self._open() as stream:
+                while not self._closed.is_set():
+                    data = stream.read(self._chunk_size)
+                    self._put(data)
+                    if not data:
+                        return
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes (fewer at a chunk's end); b"" at the end of the stream."""
+        if self._pos >= len(self._current):
+            if self._eof:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._eof = True
+                raise item
+            if not item:
+                self._eof = True
+                return b""
+            self._current, self._pos = item, 0
+        pos = self._pos
+        end = len(self._current) if n is None or n < 0 else min(len(self._current), pos + n)
+        self._pos = end
+        if pos == 0 and end == len(self._current):
+            return self._current
+        return self._current[pos:end]
+
+    def close(self) -> None:
+        """Stop the worker (it may be blocked on a full queue) and drop what it read."""
+        self._closed.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
 
 
 def tar_size_bound(paths: list[PathEntry], n_members: int | None = None) -> int:
