@@ -62,3 +62,24 @@ def test_file_under_an_earlier_packages_symlink_is_deterministic(tmp_path: Path)
         trees.append(_tree(target))
     assert all(tree == trees[0] for tree in trees)
     assert b"b\n" in [entry[2] for entry in trees[0].values() if entry[0] == "file"]
+
+
+def test_files_put_through_a_clobbered_symlink_lose_with_it(tmp_path: Path) -> None:
+    """a installs `lib64 -> lib`, a2 puts `lib64/y` through it, b replaces `lib64` by a file, c puts
+    `lib64/x` under that: each later package wins its path, and what it displaced (the symlink,
+    the file put through it, b's file) moves to __clobbers__ as rattler moves them."""
+    specs = [PackageSpec("a", "1.0", "0", files=[PkgFile("lib/f", b"f\n"), PkgFile("lib64", symlink="lib")]),
+             PackageSpec("a2", "1.0", "0", depends=("a",), files=[PkgFile("lib64/y", b"y\n")]),
+             PackageSpec("b", "1.0", "0", depends=("a2",), files=[PkgFile("lib64", b"file b\n")]),
+             PackageSpec("c", "1.0", "0", depends=("b",), files=[PkgFile("lib64/x", b"x\n")])]
+    packages = []
+    for spec in specs:
+        path = write_package(spec, tmp_path / "pkgs", ".conda")
+        packages.append((locked_record(spec, path), path))
+    report = install_environment(packages, tmp_path / "env", platform="linux-64")
+    tree = _tree(tmp_path / "env")
+    assert tree["__clobbers__/a/lib64"] == ("link", "lib")
+    assert tree["__clobbers__/a2/lib64/y"][2] == b"y\n" and "lib/y" not in tree
+    assert tree["__clobbers__/b/lib64"][2] == b"file b\n"
+    assert tree["lib64/x"][2] == b"x\n" and tree["lib/f"][2] == b"f\n"
+    assert report.clobbered == {"lib64/y": "b", "lib64": "c"}

@@ -147,7 +147,10 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
     clobbered: dict[str, str] = {}
     linked: list[LinkedPackage] = []
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        # Separate workers for the read-ahead: queued behind the info tasks, the next payloads would
+        # only start once every info/ was read, and the linker would wait for them.
+        with ThreadPoolExecutor(max_workers=jobs) as pool, \
+                ThreadPoolExecutor(max_workers=1 + _READ_AHEAD_PACKAGES) as feed_pool:
             info_futures = {r.name: pool.submit(load_info, r) for r in records}
 
             def read_ahead(record: CondaRecord) -> None:
@@ -158,7 +161,7 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
                     return
                 feeds[record.name] = feed = ReadAhead(functools.partial(
                     payload_stream, archives[record.name], record.file_name, record.file_name, future.result()))
-                pool.submit(feed.fill)
+                feed_pool.submit(feed.fill)
 
             try:
                 for i, record in enumerate(records):

@@ -320,7 +320,7 @@ class PackageLinker:
             full = self.prefix.full(rel)
         try:
             made = make(full)
-        except FileExistsError:
+        except (FileExistsError, FileNotFoundError, NotADirectoryError):  # something in the way
             self._claim(rel)
             full, _ = self.prefix.prepare(self.label, rel)
             made = make(full)
@@ -342,6 +342,11 @@ class PackageLinker:
                 if not full.is_symlink() and not full.is_dir():
                     self._move_aside(ancestor)
         if rel in self.owners:
+            if self.owners[rel][1].path_type == "softlink":
+                # files put through that symlink (a directory's) lose too: move them while it still leads there
+                inside = rel + "/"
+                for path in sorted(p for p in self.owners if p.startswith(inside)):
+                    self._move_aside(path)
             self._move_aside(rel)
         full = self.prefix.path(rel)
         if full.is_dir() and not full.is_symlink():
@@ -360,6 +365,7 @@ class PackageLinker:
         aside = f"{CLOBBERS_DIR}/{name}/{path}"
         self.prefix.ensure_dir(self.label, posixpath.dirname(aside))
         os.replace(self.prefix.path(path), self.prefix.path(aside))
+        self.prefix.forget_dirs(path)  # it may have been a symlink files were put through
         linked.original_path, linked.path = path, aside
         self.clobbered.append(path)
 
