@@ -126,7 +126,9 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
     # per-file work is short Python steps between system calls, and threads taking turns at the GIL
     # for each of them cost more than they overlap (bench/unpack.py). Linking starts as soon as the
     # first package's info is read, while the others are still being read.
-    jobs = jobs or int(os.environ.get("PIXIBUILD_INSTALL_JOBS", "4"))
+    # As many info workers as cores (2 to 4): on 2 cores, 4 of them (plus the read-ahead workers and
+    # the linker) kept the read-ahead waiting for CPU and the GIL, and the linker waiting for it.
+    jobs = jobs or int(os.environ.get("PIXIBUILD_INSTALL_JOBS", "0")) or max(2, min(4, os.cpu_count() or 2))
     spool_dir = prefix.root / ".pixibuild-spool"
     spools: dict[str, Path] = {}
 
