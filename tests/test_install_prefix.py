@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pixibuild.install import install_environment, install_package
 from pixibuild.install import prefix as pr
+from pixibuild.install.conda_meta import dumps_indented
 from pixibuild.conda.archive import record_from_archive
 from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package
 
@@ -113,3 +114,16 @@ def test_install_package_into_staging_at_logical_prefix(tmp_path: Path) -> None:
     expected = {p.relative_to(whole).as_posix(): p.read_bytes() for p in whole.rglob("*")
                 if p.is_file() and "conda-meta" not in p.parts}
     assert union == expected
+
+
+_JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8))
+_JSON_DOCS = st.recursive(_JSON_LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.tuples(inner, inner), st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    st.dictionaries(st.integers(), inner, max_size=2)), max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_DOCS)
+def test_conda_meta_json_is_what_json_dumps_writes(doc) -> None:
+    """conda-meta records are written by a faster encoder; the bytes must be json.dumps's."""
+    assert dumps_indented(doc) == json.dumps(doc, indent=2, ensure_ascii=False)

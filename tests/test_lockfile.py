@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings, strategies as st
 
+from pixibuild.conda.filename import channel_from_url, is_url, location_file_name, split_archive_name, subdir_from_url
 from pixibuild.errors import InputError
-from pixibuild.inputs.lockfile import parse_lock, read_lock
+from pixibuild.inputs.lockfile import _Locations, parse_lock, read_lock
 
 V6 = """\
 version: 6
@@ -41,6 +44,9 @@ packages:
   sha256: bb
   editable: true
 """
+
+
+_SIX = "https://conda.anaconda.org/conda-forge/noarch/six-1.10-pyhd8ed1ab_0.conda"
 
 
 def test_fields_derived_like_rattler() -> None:
@@ -100,11 +106,50 @@ packages:
      "environments.default.packages.linux-64[0]"),
     ("version: 3\nmetadata: {channels: []}\npackage: [{platform: linux-64, manager: npm, url: u}]\n",
      "package[0].manager"),
+    # per-field errors of a package entry (labels are formatted only when an error is raised)
+    (V6.replace("  sha256: aa\n", "  sha256: aa\n  depends: {a: b}\n"), f"package {_SIX}.depends"),
+    (V6.replace("  sha256: aa\n", "  sha256: aa\n  size: big\n"), f"package {_SIX}.size"),
+    (V6.replace("  sha256: aa\n", "  sha256: [aa]\n"), f"package {_SIX}.sha256"),
+    (V6.replace("  timestamp: 1700000000\n", "  timestamp: 1.5\n"), f"package {_SIX}.timestamp"),
+    (V6.replace("- conda: ../local/linux-64/tool-2.0-h1_3.tar.bz2\n  subdir", "- conda: ''\n  subdir"),
+     "packages[1]"),
+    (V6.replace("      - conda: ../local/linux-64/tool-2.0-h1_3.tar.bz2", "      - conda: [x]"),
+     "environments.default.packages.linux-64[1].conda"),
+    (V6.replace("      - pypi: ./src", "      - {}"), "environments.default.packages.linux-64[3]"),
 ])
 def test_structural_errors_name_the_field(text: str, field: str) -> None:
     with pytest.raises(InputError) as error:
         parse_lock(text, "x/pixi.lock")
     assert str(error.value).startswith(f"x/pixi.lock: {field}: ")
+
+
+def test_records_equal_constructed_ones() -> None:
+    """The reader builds records without their dataclass `__init__` (speed): they must be
+    complete and equal, with equal hashes, to records built the ordinary way."""
+    for record in parse_lock(V6).environment("default").conda_packages("linux-64"):
+        rebuilt = dataclasses.replace(record)  # calls CondaRecord(**every field)
+        assert rebuilt == record and hash(rebuilt) == hash(record)
+        assert dataclasses.asdict(rebuilt) == dataclasses.asdict(record)
+
+
+_SEGMENTS = st.sampled_from(["conda-forge", "linux-64", "noarch", "osx-arm64", "label", "", "a?b", "x#y", "main"])
+_FILES = st.sampled_from(["six-1.10-py_0.conda", "tool-2.0-h1_3.tar.bz2", "bad.conda", "a-b.conda", "x-1-0.zip",
+                          "", "q-1-0.conda?x=1", "f-1-0.conda#frag", "-1-0.conda"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["https://", "http://", "file://", "HTTPS://", "s3://", "./", "", "C:\\"]),
+                          st.sampled_from(["host", "h:8080", "", "u@h"]), st.lists(_SEGMENTS, max_size=4), _FILES),
+                min_size=1, max_size=6))
+def test_location_facts_match_filename_helpers(pieces) -> None:
+    """The per-directory memo gives what the `conda.filename` helpers give for every location."""
+    locations = _Locations()
+    for scheme, host, segments, file_name in pieces:
+        location = scheme + "/".join([host, *segments, file_name])
+        name = location_file_name(location) or ""
+        expected = (name, split_archive_name(name), subdir_from_url(location), channel_from_url(location),
+                    is_url(location))
+        assert locations.facts(location) == expected, location
 
 
 def test_missing_lock_file(tmp_path: Path) -> None:

@@ -14,8 +14,11 @@ import contextlib
 import io
 import json
 import posixpath
+import queue
+import re
 import shlex
 import tarfile
+import threading
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -91,6 +94,8 @@ def _fail(package: str, member: str | None, message: str) -> InputError:
 
 def check_member_name(package: str, name: str) -> str:
     """The normalised relative path of an archive member; raise on anything that could escape."""
+    if name.isascii() and _plain_name(name):
+        return name  # already normal: no empty, `.` or `..` component, no backslash, NUL or drive
     if "\x00" in name:
         raise _fail(package, repr(name), "NUL byte in member name")
     try:
@@ -105,6 +110,12 @@ def check_member_name(package: str, name: str) -> str:
     if any(p == ".." for p in parts) or any("\\" in p for p in parts):
         raise _fail(package, name, "path escapes the prefix ('..' or backslash component)")
     return "/".join(parts)
+
+
+def _plain_name(name: str) -> bool:
+    """A relative path that `check_member_name` would return unchanged (checked in C, per member)."""
+    return bool(name) and name[0] not in "/.\\" and name[-1] != "/" and "//" not in name and "/." not in name \
+        and "\\" not in name and "\x00" not in name and name[1:2] != ":"
 
 
 def check_link_target(package: str, member: str, target: str) -> None:
@@ -243,55 +254,294 @@ class Member:
     fileobj: IO[bytes] | None = None
 
 
-def _classify(package: str, info: tarfile.TarInfo) -> Member:
-    name = check_member_name(package, info.name)
-    if info.isreg():
-        return Member(name, "file", info.mode & 0o7777, info.size)
-    if info.issym():
-        check_link_target(package, name, info.linkname)
-        return Member(name, "symlink", 0o777, 0, info.linkname)
-    if info.islnk():
-        target = check_member_name(package, info.linkname)
-        return Member(name, "hardlink", info.mode & 0o7777, 0, target)
-    if info.isdir():
-        return Member(name, "dir", info.mode & 0o7777)
-    kind = {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device",
-            tarfile.FIFOTYPE: "fifo"}.get(info.type, f"tar type {info.type!r}")
-    raise _fail(package, name, f"refusing {kind} member")
+class _BadHeader(Exception):
+    """A header block that is not a tar header (bad checksum, bad number field)."""
 
 
-def iter_tar(package: str, stream: IO[bytes]) -> Iterator[tuple[Member, tarfile.TarFile]]:
-    """Stream a tar: yield each checked member; a file's body is readable until the next yield."""
+_BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
+_READ_AHEAD = 128 << 10
+MAX_TAR_EXTENSION = 1 << 20
+"""Largest PAX / GNU long-name header we keep in memory (real ones are a few hundred bytes)."""
+MAX_TAR_EXTENSIONS = 8
+"""Extension headers in a row before a member (real archives: at most a long name and a PAX header)."""
+_REGULAR = (b"0", b"\0", b"7")  # file, old-style file, contiguous file
+_DEVICES = {b"3": "character device", b"4": "block device", b"6": "fifo"}
+# tar types whose size field does not count data blocks (tarfile skips data of files and unknown types)
+_NO_DATA = (b"1", b"2", b"5", b"3", b"4", b"6")
+
+
+class _Header:
+    __slots__ = ("name", "type", "mode", "size", "linkname")
+
+    def __init__(self, name: str, type_: bytes, mode: int, size: int, linkname: str):
+        self.name, self.type, self.mode, self.size, self.linkname = name, type_, mode, size, linkname
+
+
+def _number(field: bytes) -> int:
+    """A numeric header field: octal text, or base-256 (GNU) when the first byte says so."""
+    digits = field.split(b"\0", 1)[0]
+    if digits.isdigit():  # the usual zero-padded octal (an 8 or 9 is refused below, as by tarfile)
+        try:
+            return int(digits, 8)
+        except ValueError:
+            raise _BadHeader("invalid number field") from None
+    if field[0] in (0o200, 0o377):
+        value = int.from_bytes(field[1:], "big")
+        return value - 256 ** (len(field) - 1) if field[0] == 0o377 else value
     try:
-        tar = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)
-    except CORRUPT as exc:
-        raise _fail(package, None, f"not a readable tar stream ({exc})") from None
+        return int(field.split(b"\0", 1)[0].decode("ascii").strip() or "0", 8)
+    except ValueError:  # includes UnicodeDecodeError
+        raise _BadHeader("invalid number field") from None
+
+
+def _text(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _parse_header(block: bytes) -> _Header:
+    """One ustar / GNU / v7 header block, as tarfile reads it (checksum signed or unsigned)."""
+    checksum = _number(block[148:156])
+    unsigned = sum(block) - sum(block[148:156]) + 256
+    if checksum != unsigned:
+        high = sum(1 for b in block[:148] if b > 127) + sum(1 for b in block[156:] if b > 127)
+        if checksum != unsigned - 256 * high:
+            raise _BadHeader("bad checksum")
+    type_ = block[156:157]
+    name = _text(block[0:100])
+    if type_ == b"\0" and name.endswith("/"):
+        type_ = b"5"  # old V7 tar: a directory is a file named with a trailing slash
+    if type_ == b"5":
+        name = name.rstrip("/")
+    if block[345]:  # the ustar prefix of a long name
+        prefix = _text(block[345:500])
+        if prefix and type_ not in (b"L", b"K", b"S"):
+            name = prefix + "/" + name
+    linkname = _text(block[157:257]) if block[157] else ""
+    common = _COMMON_NUMBERS.fullmatch(block, 100, 148)
+    if common is not None and block[329:345] in _NO_DEVICE:  # the usual layout: one regex, two ints
+        return _Header(name, type_, int(common.group(1), 8), int(common.group(2), 8), linkname)
+    for start, end in _UNUSED_NUMBERS:  # unused, but tarfile refuses a header where they are not numbers
+        _number(block[start:end])
+    return _Header(name, type_, _number(block[100:108]), _number(block[124:136]), linkname)
+
+
+# mode, uid, gid (7 octal digits and a NUL each), size, mtime (11 and a NUL): how tarfile, conda
+# and most tools write them. Device numbers: all NUL, or zeros.
+_COMMON_NUMBERS = re.compile(rb"([0-7]{7})\0[0-7]{7}\0[0-7]{7}\0([0-7]{11})\0[0-7]{11}\0")
+_NO_DEVICE = (bytes(16), b"0000000\x000000000\x00")
+_UNUSED_NUMBERS = ((108, 116), (116, 124), (136, 148), (329, 337), (337, 345))  # uid gid mtime devmajor devminor
+
+
+_PAX_RECORD = re.compile(rb"(\d+) ([^=]+)=")
+
+
+def _parse_pax(package: str, data: bytes) -> dict[str, str]:
+    """`<length> <key>=<value>\n` records (POSIX.1-2001 extended header), read as tarfile does."""
+    records: dict[str, str] = {}
+    pos = 0
+    while match := _PAX_RECORD.match(data, pos):
+        length = int(match.group(1))
+        if length == 0:
+            raise _fail(package, None, "corrupt archive (invalid PAX header)")
+        value = data[match.end(2) + 1: match.start(1) + length - 1]
+        records[match.group(2).decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    if any(key.startswith("GNU.sparse.") for key in records):
+        raise _fail(package, records.get("path"), "refusing sparse file member")
+    return records
+
+
+class _TarStream:
+    """A tar stream read sequentially with a read-ahead buffer: header blocks are sliced from the
+    buffer instead of one decompressor call each (tarfile's stream mode costs ~50 µs a member)."""
+
+    def __init__(self, package: str, raw: IO[bytes]):
+        self.package = package
+        self._raw = raw
+        self._buf = b""
+        self._pos = 0
+        self.left = 0
+        """Unread bytes of the current member's body (plus its padding in `_pad`)."""
+        self._pad = 0
+        self.offset = 0
+        """Bytes of the tar consumed so far."""
+        self.index = 0
+        """How many members were handed out (a body is only readable while it is the current one)."""
+
+    def read(self, n: int) -> bytes:
+        """Up to `n` bytes: fewer only at the end of the stream."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos >= n:
+            self._pos = pos + n
+            self.offset += n
+            return buf[pos:pos + n]
+        parts = [buf[pos:]]
+        have = len(buf) - pos
+        self._buf, self._pos = b"", 0
+        while have < n:
+            chunk = self._raw.read(max(n - have, _READ_AHEAD))
+            if not chunk:
+                break
+            if have + len(chunk) > n:  # keep what is beyond `n` for the next reads
+                cut = n - have
+                self._buf = chunk
+                self._pos = cut
+                chunk = chunk[:cut]
+            parts.append(chunk)
+            have += len(chunk)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.offset += len(data)
+        return data
+
+    def read_body(self, n: int) -> bytes:
+        """Up to `n` bytes of the current member's body (all of it for n < 0)."""
+        if n < 0 or n > self.left:
+            n = self.left
+        if n == 0:
+            return b""
+        data = self.read(n)
+        if len(data) != n:
+            raise _fail(self.package, None, "corrupt archive (unexpected end of data)")
+        self.left -= n
+        return data
+
+    def _skip_body(self) -> None:
+        remaining = self.left + self._pad
+        self.left = self._pad = 0
+        while remaining:
+            data = self.read(min(remaining, 1 << 20))
+            if not data:
+                raise _fail(self.package, None, "corrupt archive (unexpected end of data)")
+            remaining -= len(data)
+
+    def next_header(self) -> _Header | None:
+        """The next member's header (extensions applied), or None at the end of the archive."""
+        self._skip_body()
+        first = self.offset == 0
+        try:
+            header = self._header(extensions=0)
+        except _BadHeader as exc:
+            if first:
+                raise _fail(self.package, None, f"not a readable tar stream ({exc})") from None
+            return None  # as tarfile: an unreadable block after the first member ends the archive
+        if header is None:
+            return None
+        self.index += 1
+        if header.size < 0:
+            raise _fail(self.package, header.name, "corrupt archive (negative size)")
+        if header.type not in _NO_DATA:
+            self.left = header.size
+            self._pad = -header.size % _BLOCK
+        return header
+
+    def _header(self, extensions: int) -> _Header | None:
+        """The next header; `extensions`: how many extension headers (PAX, GNU long name) precede it."""
+        subsequent = extensions > 0
+        if extensions > MAX_TAR_EXTENSIONS:
+            raise _fail(self.package, None, f"corrupt archive (more than {MAX_TAR_EXTENSIONS} extension headers in a row)")
+        block = self.read(_BLOCK)
+        if len(block) != _BLOCK or block == _ZERO_BLOCK:
+            if subsequent:
+                raise _fail(self.package, None, "corrupt archive (missing header after an extension header)")
+            if len(block) != _BLOCK and self.offset == len(block):
+                raise _BadHeader("empty file" if not block else "truncated header")
+            return None  # a zero block (or the stream's end) ends the archive
+        try:
+            header = _parse_header(block)
+        except _BadHeader as exc:
+            if subsequent:
+                raise _fail(self.package, None, f"corrupt archive ({exc})") from None
+            raise
+        if header.type in (b"L", b"K", b"x", b"X", b"g"):
+            if not 0 <= header.size <= MAX_TAR_EXTENSION:
+                raise _fail(self.package, None, f"corrupt archive (tar extension header of {header.size} bytes)")
+            data = self.read(header.size + (-header.size % _BLOCK))  # with its padding, as tarfile
+            if header.type == b"g":
+                records = _parse_pax(self.package, data)
+                if {"path", "linkpath", "size"} & set(records):
+                    raise _fail(self.package, None, "refusing a global PAX header that sets path, linkpath or size")
+                return self._header(extensions + 1)  # nothing else in a global header matters here
+            following = self._header(extensions + 1)
+            assert following is not None
+            if header.type in (b"L", b"K"):  # GNU long name / long link target
+                if header.type == b"L":
+                    following.name = _text(data)
+                    if following.type == b"5":
+                        following.name = following.name.removesuffix("/")
+                else:
+                    following.linkname = _text(data)
+                return following
+            records = _parse_pax(self.package, data)
+            if "path" in records:
+                following.name = records["path"].rstrip("/")
+            if "linkpath" in records:
+                following.linkname = records["linkpath"]
+            if "size" in records:
+                try:
+                    following.size = int(records["size"])
+                except ValueError:
+                    following.size = 0
+            return following
+        if header.type == b"S":
+            raise _fail(self.package, header.name, "refusing sparse file member")
+        return header
+
+
+def _classify(package: str, header: _Header) -> Member:
+    name = check_member_name(package, header.name)
+    kind = header.type
+    if kind in _REGULAR:
+        return Member(name, "file", header.mode & 0o7777, header.size)
+    if kind == b"2":
+        check_link_target(package, name, header.linkname)
+        return Member(name, "symlink", 0o777, 0, header.linkname)
+    if kind == b"1":
+        target = check_member_name(package, header.linkname)
+        return Member(name, "hardlink", header.mode & 0o7777, 0, target)
+    if kind == b"5":
+        return Member(name, "dir", header.mode & 0o7777)
+    raise _fail(package, name, f"refusing {_DEVICES.get(kind, f'tar type {kind!r}')} member")
+
+
+class _Body:
+    """A regular member's content, readable until the next member is requested."""
+
+    __slots__ = ("_tar", "_index")
+
+    def __init__(self, tar: _TarStream, index: int):
+        self._tar, self._index = tar, index
+
+    def read(self, n: int = -1) -> bytes:
+        if self._tar.index != self._index:
+            raise ValueError("tar member read after the archive moved on")
+        return self._tar.read_body(-1 if n is None else n)
+
+
+def iter_tar(package: str, stream: IO[bytes]) -> Iterator[Member]:
+    """Stream a tar: yield each checked member; a file's body (`fileobj`) is readable until the next
+    member is requested. Reads what Python's tarfile reads (ustar, GNU long names, PAX), refuses
+    sparse files and devices, and ends where tarfile ends (a zero block, or an unreadable header
+    after the first member)."""
+    tar = _TarStream(package, stream)
     seen: set[str] = set()
-    try:
-        for info in _tar_infos(package, tar):
-            member = _classify(package, info)
-            if member.kind != "dir":
-                if member.name in seen:
-                    raise _fail(package, member.name, "duplicate member in archive")
-                seen.add(member.name)
-            if member.kind == "file":
-                member.fileobj = tar.extractfile(info)
-            yield member, tar
-    finally:
-        tar.close()
-
-
-def _tar_infos(package: str, tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     while True:
         try:
-            info = tar.next()
+            header = tar.next_header()
         except InputError:
             raise
         except CORRUPT as exc:
             raise _fail(package, None, f"corrupt archive ({exc})") from None
-        if info is None:
+        if header is None:
             return
-        yield info
+        member = _classify(package, header)
+        if member.kind != "dir":
+            if member.name in seen:
+                raise _fail(package, member.name, "duplicate member in archive")
+            seen.add(member.name)
+        if member.kind == "file":
+            member.fileobj = _Body(tar, tar.index)  # type: ignore[assignment]
+        yield member
 
 
 def read_bounded(package: str, member: Member, limit: int = MAX_INFO_MEMBER) -> bytes:
@@ -371,7 +621,7 @@ class CondaArchive:
         files: dict[str, bytes] = {}
         stray: list[Member] = []
         with self._stream(self._info, MAX_INFO_TOTAL) as stream:
-            for member, _ in iter_tar(self.package, stream):
+            for member in iter_tar(self.package, stream):
                 if member.name.startswith("info/"):
                     if member.kind == "file":
                         files[member.name] = read_bounded(self.package, member)
@@ -388,7 +638,11 @@ class CondaArchive:
     def payload(self, limit: int | None) -> Iterator[Iterator[Member]]:
         """Payload members; `limit` bounds the decompressed tar size (declared sizes + headers)."""
         with self._stream(self._pkg, limit) as stream:
-            yield (m for m, _ in iter_tar(self.package, stream))
+            yield iter_tar(self.package, stream)
+
+    def payload_stream(self, limit: int | None) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """The payload tar, decompressed and bounded by `limit`, as a byte stream."""
+        return self._stream(self._pkg, limit)
 
     def close(self) -> None:
         self._zip.close()
@@ -462,6 +716,93 @@ def open_tar_bz2(source: Source, package: str, limit: int | None = None) -> IO[b
     return _Bounded(raw, limit, package, package) if limit else raw
 
 
+@contextlib.contextmanager
+def payload_stream(source: Source, file_name: str, package: str, info: PackageInfo) -> Iterator[IO[bytes]]:
+    """The decompressed tar holding a package's payload, bounded by what `info` declares: a
+    `.conda`'s pkg-*.tar.zst, or a whole `.tar.bz2` (or its decompressed spool), info/ included."""
+    if file_name.endswith(".conda"):
+        archive = CondaArchive(source, package)
+        try:
+            with archive.payload_stream(tar_size_bound(info.paths)) as stream:
+                yield stream
+        finally:
+            archive.close()
+        return
+    bound = tar_size_bound(info.paths) + sum(len(v) + 2048 for v in info.files.values())
+    with open_tar_bz2(source, package, bound) as stream:
+        yield stream
+
+
+class ReadAhead:
+    """A byte stream read by another thread, up to `depth` chunks ahead of its reader.
+
+    Why: decompression (zstd, bz2) releases the GIL, so a worker decompressing the next packages
+    runs on another core while the installing thread writes files; the installing thread only
+    takes finished chunks. Errors (a corrupt or oversized stream) reach the reader at the point
+    where it would have read the bad data. Memory: at most `depth` + 1 chunks."""
+
+    def __init__(self, open_stream: Callable[[], contextlib.AbstractContextManager[IO[bytes]]], *,
+                 chunk: int = 1 << 20, depth: int = 4):
+        self._open = open_stream
+        self._chunk_size = chunk
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._closed = threading.Event()
+        self._current = b""
+        self._pos = 0
+        self._eof = False
+
+    def fill(self) -> None:
+        """Read the whole stream into the queue (runs in a worker thread; returns early on close)."""
+        try:
+            if self._closed.is_set():
+                return
+            with self._open() as stream:
+                while not self._closed.is_set():
+                    data = stream.read(self._chunk_size)
+                    self._put(data)
+                    if not data:
+                        return
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes (fewer at a chunk's end); b"" at the end of the stream."""
+        if self._pos >= len(self._current):
+            if self._eof:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._eof = True
+                raise item
+            if not item:
+                self._eof = True
+                return b""
+            self._current, self._pos = item, 0
+        pos = self._pos
+        end = len(self._current) if n is None or n < 0 else min(len(self._current), pos + n)
+        self._pos = end
+        if pos == 0 and end == len(self._current):
+            return self._current
+        return self._current[pos:end]
+
+    def close(self) -> None:
+        """Stop the worker (it may be blocked on a full queue) and drop what it read."""
+        self._closed.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+
 def tar_size_bound(paths: list[PathEntry], n_members: int | None = None) -> int:
     """An upper bound for a payload tar's size given declared sizes (headers, PAX, padding)."""
     total = 0
@@ -512,7 +853,7 @@ def read_info(path: Path, source: Source | None = None, label: str | None = None
         files: dict[str, bytes] = {}
         seen_payload = False
         with open_tar_bz2(source, label) as stream:
-            for member, _ in iter_tar(label, stream):
+            for member in iter_tar(label, stream):
                 if member.name.startswith("info/"):
                     if member.kind == "file":
                         files[member.name] = read_bounded(label, member)

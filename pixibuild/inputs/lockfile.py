@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from itertools import repeat
+from operator import attrgetter
+from typing import Any, Iterable, TypeVar
 
 import yaml
 
@@ -44,6 +46,9 @@ _CONDA_CORE = frozenset({"name", "version", "build", "build_number", "subdir", "
 _CONDA_LOCK_ONLY = frozenset({"manager", "platform", "category", "optional", "hash", "dependencies",
                               "source"})
 _PYPI_ARCHIVES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz")
+_R = TypeVar("_R")
+_BY_URL = attrgetter("url")
+_BY_LOCATION = attrgetter("location")
 _PYPI_CORE = frozenset({"name", "version", "pypi", "kind", "url", "path", "sha256", "md5", "hash",
                         "requires_dist", "requires_python", "editable", "dependencies"})
 
@@ -119,10 +124,12 @@ class LockFile:
 
 
 class _Ctx:
-    """Where we are in the lock, so every error names the file and the field."""
+    """Where we are in the lock, so every error names the file and the field; and what the parse
+    has learnt about package locations so far."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.locations = _Locations()
 
     def error(self, message: str, field: str | None = None) -> InputError:
         return InputError(message, path=self.path, field=field)
@@ -181,11 +188,76 @@ def _mapping(ctx: _Ctx, value: Any, what: str) -> dict:
 
 
 def _timestamp_ms(ctx: _Ctx, value: Any, what: str) -> int | None:
+    return _ms(_int(ctx, value, what))
+
+
+def _ms(ts: int | None) -> int | None:
     """Milliseconds; locks may hold seconds (rattler: values up to year 9999 in seconds are seconds)."""
-    ts = _int(ctx, value, what)
     if ts is None:
         return None
     return ts if ts > 253_402_300_799 else ts * 1000
+
+
+# Per-package field readers for the hot loop: the common case (a plain string from the YAML) is
+# decided inline, the label for an error (`package <location>.<field>`) is only formatted for the
+# general helpers above, which also decide every unusual case exactly as before.
+
+
+def _field_str(ctx: _Ctx, value: Any, location: str, key: str) -> str | None:
+    if value.__class__ is str:
+        return None if value in _NULLS else value
+    if value is None:
+        return None
+    return _str(ctx, value, f"package {location}.{key}")
+
+
+def _field_int(ctx: _Ctx, value: Any, location: str, key: str) -> int | None:
+    if value is None:
+        return None
+    if value.__class__ is str and value.isdecimal():  # int() takes every Unicode decimal digit
+        return int(value)
+    return _int(ctx, value, f"package {location}.{key}")
+
+
+def _field_str_list(ctx: _Ctx, value: Any, location: str, key: str) -> tuple[str, ...]:
+    if value.__class__ is list and all(map(isinstance, value, repeat(str, len(value)))):
+        return tuple(value)
+    return _str_list(ctx, value, f"package {location}.{key}")
+
+
+def _new_record(cls: type[_R], **fields: Any) -> _R:
+    """`cls(**fields)` for a frozen dataclass given every field, without its generated `__init__`:
+    that one sets each of the ~20 fields through `object.__setattr__`, several µs per record, a
+    tenth of reading a large lock. Equal to the constructed record (tests/test_lockfile.py)."""
+    record = object.__new__(cls)
+    record.__dict__.update(fields)
+    return record
+
+
+class _Locations:
+    """What a package location says (file name, name-version-build, subdir, channel, is it a URL),
+    remembered per channel directory: the thousands of packages of a lock live in a handful of
+    `<channel>/<subdir>/` directories and each derivation is a regex match."""
+
+    def __init__(self) -> None:
+        self._directories: dict[str, tuple[str | None, str | None]] = {}
+
+    def facts(self, location: str) -> tuple[str, tuple[str, str, str] | None, str | None, str | None, bool]:
+        """(file name, split archive name, subdir, channel, is a URL) of `location`."""
+        directory, _, file_name = location.rpartition("/")
+        # Only for `http(s)://host/<path>/<archive>` without query or fragment: there the subdir
+        # (given a valid archive name) and the channel depend on the directory alone.
+        if file_name and location.startswith(("https://", "http://")) and directory.count("/") >= 3 \
+                and "?" not in location and "#" not in location:
+            parts = split_archive_name(file_name)
+            if parts is not None:
+                known = self._directories.get(directory)
+                if known is None:
+                    known = self._directories[directory] = (subdir_from_url(location), channel_from_url(location))
+                return file_name, parts, known[0], known[1], True
+        file_name = location_file_name(location) or ""
+        return (file_name, split_archive_name(file_name), subdir_from_url(location), channel_from_url(location),
+                is_url(location))
 
 
 def _noarch(ctx: _Ctx, value: Any, what: str) -> str | None:
@@ -212,36 +284,38 @@ def _convert_extra(ctx: _Ctx, key: str, value: Any, what: str) -> Any:
 def _conda_record(ctx: _Ctx, entry: dict, location: str, *, version_format: int, is_source: bool = False,
                   source_name: str | None = None) -> CondaRecord:
     """One conda package entry → CondaRecord, filling missing fields from the location the way
-    rattler_lock does for that lock format version (noarch is only guessed from v6 on)."""
-    what = f"package {location}"
-    file_name = location_file_name(location) or ""
-    parts = split_archive_name(file_name)
-    d_name, d_version, d_build = parts if parts else (None, None, None)
-    d_subdir = subdir_from_url(location)
+    rattler_lock does for that lock format version (noarch is only guessed from v6 on).
 
-    name = _str(ctx, entry.get("name"), f"{what}.name") or source_name or d_name
-    version = _str(ctx, entry.get("version"), f"{what}.version") or d_version
+    Runs once per package of a multi-megabyte lock, so field labels for errors are only formatted
+    when an error is raised (see `_field`)."""
+    file_name, parts, d_subdir, d_channel, location_is_url = ctx.locations.facts(location)
+    d_name, d_version, d_build = parts if parts else (None, None, None)
+    get = entry.get
+
+    name = _field_str(ctx, get("name"), location, "name") or source_name or d_name
+    version = _field_str(ctx, get("version"), location, "version") or d_version
     if name is None:
-        raise ctx.error("missing field `name`", what)
+        raise ctx.error("missing field `name`", f"package {location}")
     if version is None:
         if not is_source:
-            raise ctx.error("missing field `version`", what)
+            raise ctx.error("missing field `version`", f"package {location}")
         version = ""  # a partial v7 source record: known only after building it
-    build = _str(ctx, entry.get("build"), f"{what}.build") or d_build or ""
-    build_number = _int(ctx, entry.get("build_number"), f"{what}.build_number")
+    build = _field_str(ctx, get("build"), location, "build") or d_build or ""
+    build_number = _field_int(ctx, get("build_number"), location, "build_number")
     if build_number is None:
         build_number = build_number_from_build(build) or 0
-    subdir = _str(ctx, entry.get("subdir"), f"{what}.subdir") or d_subdir
+    subdir = _field_str(ctx, get("subdir"), location, "subdir") or d_subdir
     if subdir is None and is_source:
-        variants = entry.get("variants")
+        variants = get("variants")
         subdir = variants.get("target_platform") if isinstance(variants, dict) else None
         subdir = _opt(subdir) or ""
     if subdir is None:
         if version_format >= 6:
-            raise ctx.error("missing field `subdir`", what)
+            raise ctx.error("missing field `subdir`", f"package {location}")
         subdir = ""  # v4/v5: rattler defaults it to empty
-    if "noarch" in entry and _opt(entry["noarch"]) is not None:
-        noarch = _noarch(ctx, entry["noarch"], f"{what}.noarch")
+    noarch_value = get("noarch")
+    if noarch_value is not None and _opt(noarch_value) is not None:
+        noarch = _noarch(ctx, noarch_value, f"package {location}.noarch")
     elif version_format >= 6 or version_format <= 3:
         noarch = noarch_from(d_subdir or subdir, d_build or build)
     else:
@@ -252,18 +326,21 @@ def _conda_record(ctx: _Ctx, entry: dict, location: str, *, version_format: int,
         file_name = ""
         channel = None
     else:
-        file_name = _str(ctx, entry.get("file_name"), f"{what}.file_name") or file_name or \
+        file_name = _field_str(ctx, get("file_name"), location, "file_name") or file_name or \
             f"{name}-{version}-{build}.conda"
         if "channel" in entry:
-            channel = _str(ctx, entry.get("channel"), f"{what}.channel")
+            channel = _field_str(ctx, entry["channel"], location, "channel")
         else:
-            channel = channel_from_url(location)
+            channel = d_channel
 
     extra: dict[str, Any] = {}
     for key, value in entry.items():
         if key in _CONDA_CORE:
             continue
-        extra[key] = _convert_extra(ctx, key, value, what)
+        if key in _INT_FIELDS:
+            extra[key] = _field_int(ctx, value, location, key)
+        else:
+            extra[key] = None if value.__class__ is str and value in _NULLS else value
     # arch/platform: v6+ always derive them from the subdir; v4/v5 keep what the lock says;
     # v1-v3 derive from the URL's subdir (set up by `_v3_conda`).
     arch, platform = arch_and_platform(subdir)
@@ -276,7 +353,8 @@ def _conda_record(ctx: _Ctx, entry: dict, location: str, *, version_format: int,
         if extra.get(key) is None:
             extra.pop(key, None)
 
-    return CondaRecord(
+    return _new_record(
+        CondaRecord,
         url=location,
         file_name=file_name,
         subdir=subdir,
@@ -284,16 +362,16 @@ def _conda_record(ctx: _Ctx, entry: dict, location: str, *, version_format: int,
         version=version,
         build=build,
         build_number=build_number,
-        depends=_str_list(ctx, entry.get("depends"), f"{what}.depends"),
-        constrains=_str_list(ctx, entry.get("constrains"), f"{what}.constrains"),
-        sha256=_str(ctx, entry.get("sha256"), f"{what}.sha256"),
-        md5=_str(ctx, entry.get("md5"), f"{what}.md5"),
-        size=_int(ctx, entry.get("size"), f"{what}.size"),
-        timestamp=_timestamp_ms(ctx, entry.get("timestamp"), f"{what}.timestamp"),
+        depends=_field_str_list(ctx, get("depends"), location, "depends"),
+        constrains=_field_str_list(ctx, get("constrains"), location, "constrains"),
+        sha256=_field_str(ctx, get("sha256"), location, "sha256"),
+        md5=_field_str(ctx, get("md5"), location, "md5"),
+        size=_field_int(ctx, get("size"), location, "size"),
+        timestamp=_ms(_field_int(ctx, get("timestamp"), location, "timestamp")),
         noarch=noarch,
-        license=_str(ctx, entry.get("license"), f"{what}.license"),
+        license=_field_str(ctx, get("license"), location, "license"),
         channel=channel,
-        is_path=not is_url(location),
+        is_path=not location_is_url,
         is_source=is_source,
         extra=extra,
     )
@@ -464,8 +542,11 @@ def _parse_v4_plus(ctx: _Ctx, doc: dict, version: int) -> tuple[dict[str, LockEn
     for i, entry in enumerate(packages_raw):
         if not isinstance(entry, dict):
             raise ctx.error("expected a mapping", f"packages[{i}]")
-        kind, ident = _package_key(ctx, entry, version, f"packages[{i}]")
-        index.setdefault((kind, ident), []).append(entry)
+        key = _package_key(ctx, entry, version, i)
+        if key in index:
+            index[key].append(entry)
+        else:
+            index[key] = [entry]
 
     conda_cache: dict[int, CondaRecord] = {}
     pypi_cache: dict[tuple[int, tuple[str, ...]], PypiRecord] = {}
@@ -486,8 +567,8 @@ def _parse_v4_plus(ctx: _Ctx, doc: dict, version: int) -> tuple[dict[str, LockEn
             for j, selector in enumerate(selectors or []):
                 if not isinstance(selector, dict):
                     raise ctx.error("expected a mapping", f"{what}[{j}]")
-                kind, ident = _selector_key(ctx, selector, f"{what}[{j}]")
-                candidates = index.get((kind, ident))
+                kind, ident = key = _selector_key(ctx, selector, what, j)
+                candidates = index.get(key)
                 if not candidates:
                     raise ctx.error(f"refers to a package that is not in `packages`: {ident}", f"{what}[{j}]")
                 if kind == "pypi":
@@ -506,8 +587,8 @@ def _parse_v4_plus(ctx: _Ctx, doc: dict, version: int) -> tuple[dict[str, LockEn
                         conda_cache[id(entry)] = _entry_record(ctx, entry, kind, ident, version)
                     conda[platform].append(conda_cache[id(entry)])
             # rattler hands packages out ordered by location; so do we (pixi writes them so too).
-            conda[platform].sort(key=lambda r: r.url)
-            pypi[platform].sort(key=lambda r: r.location)
+            conda[platform].sort(key=_BY_URL)
+            pypi[platform].sort(key=_BY_LOCATION)
         indexes = {k: env_raw[k] for k in ("indexes", "find-links") if k in env_raw}
         envs[env_name] = LockEnvironment(
             name=env_name,
@@ -523,8 +604,9 @@ def _parse_v4_plus(ctx: _Ctx, doc: dict, version: int) -> tuple[dict[str, LockEn
     return envs, platforms
 
 
-def _package_key(ctx: _Ctx, entry: dict, version: int, what: str) -> tuple[str, str]:
-    """(kind, id) of a `packages:` entry: kind conda|conda_source|pypi, id the location (or v7 id)."""
+def _package_key(ctx: _Ctx, entry: dict, version: int, i: int) -> tuple[str, str]:
+    """(kind, id) of `packages[i]`: kind conda|conda_source|pypi, id the location (or v7 id)."""
+    what = f"packages[{i}]"
     if version <= 5:
         kind = _str(ctx, entry.get("kind"), f"{what}.kind")
         if kind == "conda":
@@ -538,25 +620,32 @@ def _package_key(ctx: _Ctx, entry: dict, version: int, what: str) -> tuple[str, 
                 raise ctx.error("missing field `url` or `path`", what)
             return "pypi", loc
         raise ctx.error(f"unknown package kind {kind!r}", f"{what}.kind")
-    for kind in ("conda", "conda_source", "pypi"):
-        if kind in entry:
-            ident = _str(ctx, entry[kind], f"{what}.{kind}")
-            if not ident:
-                raise ctx.error(f"empty `{kind}`", what)
-            if kind == "conda_source" and version < 7:
-                break
-            return kind, ident
-    raise ctx.error("package entry has none of `conda`, `conda_source`, `pypi`", what)
+    return _tagged_key(ctx, entry, what, "package entry", allow_source=version >= 7)
 
 
-def _selector_key(ctx: _Ctx, selector: dict, what: str) -> tuple[str, str]:
+def _selector_key(ctx: _Ctx, selector: dict, what: str, j: int) -> tuple[str, str]:
+    """(kind, id) of the `j`th package reference of an environment's platform list `what`."""
+    return _tagged_key(ctx, selector, (what, j), "package reference", allow_source=True)
+
+
+def _tagged_key(ctx: _Ctx, entry: dict, what: str | tuple[str, int], noun: str, *,
+                allow_source: bool) -> tuple[str, str]:
+    """The first of `conda:`, `conda_source:`, `pypi:` in `entry` (a v6+ package entry or a
+    reference to one). `what` is the label for errors, or (list label, index) to format lazily."""
     for kind in ("conda", "conda_source", "pypi"):
-        if kind in selector:
-            ident = _str(ctx, selector[kind], f"{what}.{kind}")
+        if kind not in entry:
+            continue
+        ident = entry[kind]
+        if ident.__class__ is not str or ident in _NULLS:  # not a plain string, or empty
+            label = what if isinstance(what, str) else f"{what[0]}[{what[1]}]"
+            ident = _str(ctx, ident, f"{label}.{kind}")
             if not ident:
-                raise ctx.error(f"empty `{kind}`", what)
-            return kind, ident
-    raise ctx.error("package reference has none of `conda`, `conda_source`, `pypi`", what)
+                raise ctx.error(f"empty `{kind}`", label)
+        if kind == "conda_source" and not allow_source:
+            break
+        return kind, ident
+    label = what if isinstance(what, str) else f"{what[0]}[{what[1]}]"
+    raise ctx.error(f"{noun} has none of `conda`, `conda_source`, `pypi`", label)
 
 
 def _pick_conda(candidates: list[dict], selector: dict, subdir: str, kind: str) -> dict | None:

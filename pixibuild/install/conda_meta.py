@@ -10,6 +10,7 @@ from __future__ import annotations
 from pixibuild.net.auth import storage_key
 
 import json
+from json.encoder import encode_basestring as _encode_str  # the C one: what json.dumps uses for ensure_ascii=False
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,60 @@ def prefix_record_json(linked: LinkedPackage, *, requested_spec: str | None = No
 def write_prefix_record(target_dir: Path, linked: LinkedPackage, *, fsync: bool = True) -> Path:
     """Write the record (temp + rename). Callers that swap in a whole staged directory skip fsync."""
     path = target_dir / "conda-meta" / f"{linked.record.dist_name}.json"
-    data = json.dumps(prefix_record_json(linked), indent=2, ensure_ascii=False).encode()
+    data = dumps_indented(prefix_record_json(linked)).encode()
     with atomic_output(path, mode=0o644, fsync=fsync) as out:
         out.write(data)
     return path
+
+
+class _NotPlainJson(Exception):
+    """A value `dumps_indented` leaves to the json module (a non-string key)."""
+
+
+def dumps_indented(doc: Any) -> str:
+    """`json.dumps(doc, indent=2, ensure_ascii=False)`, byte for byte, in half the time: with an
+    indent the json module has no C encoder, and a record lists every installed file (thousands of
+    small objects per large package)."""
+    try:
+        return _indented(doc, "\n")
+    except _NotPlainJson:
+        return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def _indented(value: Any, indent: str) -> str:
+    kind = value.__class__
+    if kind is str:
+        return _encode_str(value)
+    if kind is dict or (kind is not list and kind is not tuple and isinstance(value, dict)):
+        if not value:
+            return "{}"
+        inner = indent + "  "
+        items = []
+        for key, item in value.items():
+            if key.__class__ is not str:
+                raise _NotPlainJson()
+            item_kind = item.__class__
+            if item_kind is str:
+                items.append(f"{_encode_str(key)}: {_encode_str(item)}")
+            elif item_kind is int:
+                items.append(f"{_encode_str(key)}: {int.__repr__(item)}")
+            else:
+                items.append(f"{_encode_str(key)}: {_indented(item, inner)}")
+        return "{" + inner + ("," + inner).join(items) + indent + "}"
+    if kind is list or kind is tuple or isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        inner = indent + "  "
+        return "[" + inner + ("," + inner).join([_indented(item, inner) for item in value]) + indent + "]"
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if kind is int:
+        return int.__repr__(value)
+    return json.dumps(value, ensure_ascii=False)  # floats, subclasses: exactly as json writes them
 
 
 def write_history(target_dir: Path, text: bytes = b"") -> None:

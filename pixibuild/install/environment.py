@@ -6,6 +6,7 @@ package's file replaces an earlier one's, and the overwritten paths are reported
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -16,11 +17,15 @@ from typing import Any, Sequence
 from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.install.conda_meta import write_history, write_prefix_record
-from pixibuild.conda.archive import PackageInfo, PayloadFirst, Source, read_info, spool_tar_bz2
-from pixibuild.install.link import CLOBBERS_DIR, LinkedPackage, PrefixDir, link_package
+from pixibuild.conda.archive import (PackageInfo, PayloadFirst, ReadAhead, Source, payload_stream, read_info,
+    spool_tar_bz2)
+from pixibuild.install.link import LinkedPackage, LinkedPath, PrefixDir, link_package
 from pixibuild.install.wheels import install_wheels
-from pixibuild.install.noarch import (PythonLayout, environment_python_version, parse_entry_point, relocate,
-    site_packages_override)
+from pixibuild.install.noarch import PythonLayout, environment_python_version, site_packages_override
+
+
+_READ_AHEAD_PACKAGES = 2
+"""Packages whose payload is decompressed ahead of the one being linked (each holds at most a few MiB)."""
 
 
 @dataclass
@@ -101,106 +106,85 @@ def install_package(record: CondaRecord, archive_path: Path | Source, target_dir
     return linked
 
 
-def _planned_paths(record: CondaRecord, info: PackageInfo, layout: PythonLayout | None) -> list[tuple[str, str]]:
-    """(prefix path, path type) of everything a package will install, entry points included."""
-    noarch_python = info.noarch == "python" or record.noarch == "python"
-    out = []
-    for entry in info.paths:
-        if entry.path_type == "directory":
-            continue
-        rel = relocate(entry.path, layout) if noarch_python and layout else entry.path
-        out.append((rel, entry.path_type))
-    if noarch_python and layout:
-        for text in info.entry_points:
-            out.append((f"{layout.bin_dir}/{parse_entry_point(record.file_name, text).command}", "hardlink"))
-    return out
-
-
-def plan_clobbers(order: Sequence[CondaRecord], infos: dict[str, PackageInfo], layout: PythonLayout | None
-                  ) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """Which files lose to a later package (rattler's rule), decided before anything is written.
-
-    Conflicts: the same path; a file where a later package needs a directory; files under a
-    directory where a later package puts a file. Returns (package → {path: __clobbers__ path},
-    clobbered path → winning package).
-    """
-    owner: dict[str, tuple[str, str]] = {}
-    dir_refs: dict[str, int] = {}
-    aside: dict[str, dict[str, str]] = {r.name: {} for r in order}
-    clobbered: dict[str, str] = {}
-
-    def drop(path: str, winner: str) -> None:
-        loser, _ = owner.pop(path)
-        aside[loser][path] = f"{CLOBBERS_DIR}/{loser}/{path}"
-        clobbered[path] = winner
-        for anc in _ancestors(path):
-            dir_refs[anc] -= 1
-            if not dir_refs[anc]:
-                del dir_refs[anc]
-
-    for record in order:
-        for path, kind in _planned_paths(record, infos[record.name], layout):
-            if path in owner:
-                drop(path, record.name)
-            for anc in _ancestors(path):
-                if anc in owner and owner[anc][1] != "softlink":
-                    drop(anc, record.name)
-            if path in dir_refs:
-                for other in sorted(p for p in owner if p.startswith(path + "/")):
-                    drop(other, record.name)
-            owner[path] = (record.name, kind)
-            for anc in _ancestors(path):
-                dir_refs[anc] = dir_refs.get(anc, 0) + 1
-    return aside, clobbered
-
-
-def _ancestors(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
 def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir: Path, *,
                         target_prefix: str | None = None, wheels: Sequence[tuple[PypiRecord, Any]] = (),
                         platform: str, history: bytes = b"", jobs: int | None = None) -> InstallReport:
     """Install `packages` (records with their archive files) and `wheels` into `target_dir`.
 
     `target_prefix` is the path the environment will live at (default: `target_dir` itself).
-    Packages can be read and linked by parallel threads (`jobs`); clobbering is planned up front
-    so the result never depends on scheduling.
+    Worker threads (`jobs`) read info/ and decompress payloads ahead; packages are linked one after
+    the other in dependency order, so a later package's file replaces an earlier one's exactly as
+    in rattler, and the result never depends on `jobs` or on timing.
     """
     prefix = PrefixDir(Path(target_dir))
     logical = target_prefix or str(prefix.root)
     archives = {r.name: (Path(p) if isinstance(p, (str, os.PathLike)) else p) for r, p in packages}
     records = dependency_order([r for r, _ in packages])
     layout = python_layout(records, platform)
-    # Measured (bench/unpack.py, 2 cores, quiet machine): 4 workers 1.6x faster than 1 on generated
-    # packages and 1.4x on the corpus (bz2/zstd and hashing release the GIL; file creation waits
-    # overlap). The result does not depend on it: clobbering is planned before any thread runs.
-    jobs = jobs or int(os.environ.get("PIXIBUILD_INSTALL_JOBS", "4"))
+    # Threads do what releases the GIL: decompressing (every .tar.bz2 once, into a plain-tar spool;
+    # each .conda's payload a few packages ahead of the linker) and reading info/. One thread links:
+    # per-file work is short Python steps between system calls, and threads taking turns at the GIL
+    # for each of them cost more than they overlap (bench/unpack.py). Linking starts as soon as the
+    # first package's info is read, while the others are still being read.
+    # As many info workers as cores (2 to 4): on 2 cores, 4 of them (plus the read-ahead workers and
+    # the linker) kept the read-ahead waiting for CPU and the GIL, and the linker waiting for it.
+    jobs = jobs or int(os.environ.get("PIXIBUILD_INSTALL_JOBS", "0")) or max(2, min(4, os.cpu_count() or 2))
     spool_dir = prefix.root / ".pixibuild-spool"
+    spools: dict[str, Path] = {}
 
     def load_info(record: CondaRecord) -> PackageInfo:
-        try:
-            return read_info(Path(record.file_name), archives[record.name], record.file_name, early=True)
-        except PayloadFirst:
+        archive = archives[record.name]
+        if record.file_name.endswith(".tar.bz2"):
+            # Decompressed once, here in parallel, instead of once for info/ and again to link
+            # (bz2 is slow, and a small package's first bz2 block is all of it).
             spool_dir.mkdir(exist_ok=True)
-            plain = spool_tar_bz2(archives[record.name], record.file_name, spool_dir / f"{record.name}.tar")
-            archives[record.name] = plain
-            return read_info(Path(record.file_name), plain, record.file_name, early=False)
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        info_futures = {r.name: pool.submit(load_info, r) for r in records}
+            archive = spools[record.name] = spool_tar_bz2(archive, record.file_name, spool_dir / f"{record.name}.tar")
         try:
-            infos = {name: _result(f) for name, f in info_futures.items()}
-            aside, clobbered = plan_clobbers(records, infos, layout)
-            link_futures = [pool.submit(link_package, r, archives[r.name], prefix, target_prefix=logical,
-                                        platform=platform, python=layout, info=infos[r.name], aside=aside[r.name])
-                            for r in records]
-            linked = [_result(f) for f in link_futures]
-        finally:
-            for future in [*info_futures.values(), *locals().get("link_futures", [])]:
-                future.cancel()
-            shutil.rmtree(spool_dir, ignore_errors=True)
+            return read_info(Path(record.file_name), archive, record.file_name, early=True)
+        except PayloadFirst:
+            return read_info(Path(record.file_name), archive, record.file_name, early=False)
+
+    feeds: dict[str, ReadAhead] = {}
+    owners: dict[str, tuple[str, LinkedPath]] = {}
+    clobbered: dict[str, str] = {}
+    linked: list[LinkedPackage] = []
+    try:
+        # Separate workers for the read-ahead: queued behind the info tasks, the next payloads would
+        # only start once every info/ was read, and the linker would wait for them.
+        with ThreadPoolExecutor(max_workers=jobs) as pool, \
+                ThreadPoolExecutor(max_workers=1 + _READ_AHEAD_PACKAGES) as feed_pool:
+            info_futures = {r.name: pool.submit(load_info, r) for r in records}
+
+            def read_ahead(record: CondaRecord) -> None:
+                """Start decompressing `record`'s payload once its info is known (spools are plain tars)."""
+                future = info_futures[record.name]
+                if record.name in feeds or record.file_name.endswith(".tar.bz2") or not future.done() \
+                        or future.exception() is not None:
+                    return
+                feeds[record.name] = feed = ReadAhead(functools.partial(
+                    payload_stream, archives[record.name], record.file_name, record.file_name, future.result()))
+                feed_pool.submit(feed.fill)
+
+            try:
+                for i, record in enumerate(records):
+                    info = _result(info_futures[record.name])
+                    for upcoming in records[i:i + 1 + _READ_AHEAD_PACKAGES]:
+                        read_ahead(upcoming)
+                    package = link_package(record, spools.get(record.name, archives[record.name]), prefix,
+                                           target_prefix=logical, platform=platform, python=layout, owners=owners,
+                                           info=info, payload=feeds.pop(record.name, None))
+                    linked.append(package)
+                    for path in package.clobbered:
+                        clobbered[path] = record.name
+                    if record.name in spools:
+                        spools[record.name].unlink()
+            finally:
+                for feed in feeds.values():
+                    feed.close()
+                for future in info_futures.values():
+                    future.cancel()
+    finally:  # after the workers stopped: none is still writing a spool
+        shutil.rmtree(spool_dir, ignore_errors=True)
     report = InstallReport(prefix.root, logical, linked, clobbered)
     if wheels:
         if layout is None:

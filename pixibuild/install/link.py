@@ -9,13 +9,15 @@ earlier package installed.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import os
 import posixpath
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, TypeVar
 
 from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord
@@ -25,8 +27,25 @@ from pixibuild.install.noarch import PythonLayout, entry_point_script, parse_ent
 from pixibuild.install.prefix import PrefixTooLong, copy_binary, copy_text
 
 COPY_CHUNK = 1 << 20
+_T = TypeVar("_T")
 CLOBBERS_DIR = "__clobbers__"
 """Where a package's file goes when a later package installs the same path (rattler's layout)."""
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask can only set it, and setting it
+    for a moment would race with other threads creating files); 0o777 when it cannot be read."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777
+
+
 _TARBZ2_RELEVANT = {"info/index.json", "info/paths.json", "info/files", "info/has_prefix", "info/link.json",
                     "info/noarch.json"}
 
@@ -82,9 +101,21 @@ class PrefixDir:
         self.root = Path(os.path.realpath(root))
         self._root_str = str(self.root)
         self._dirs: set[str] = {""}
+        self.umask = _current_umask()
+        """Permission bits new files lose (all of them when unknown): a file whose mode keeps clear
+        of them is created with its final mode, without a separate chmod."""
 
     def path(self, rel: str) -> Path:
         return self.root / rel
+
+    def full(self, rel: str) -> str:
+        """The physical path of `rel` (normalised, relative) as a string: the per-file hot path
+        avoids pathlib and os.path."""
+        return f"{self._root_str}/{rel}"
+
+    def is_known_dir(self, rel: str) -> bool:
+        """`rel` was made or checked by `ensure_dir` (and not removed since)."""
+        return rel in self._dirs
 
     def _inside(self, real: str) -> bool:
         return real == self._root_str or real.startswith(self._root_str + os.sep)
@@ -158,6 +189,37 @@ class _HashingReader:
         return data
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    if written != len(data):  # a short write (regular files: rare); write the rest
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def _copy_hashing(src: IO[bytes], fd: int, label: str, name: str, expected: int | None) -> tuple[str, int]:
+    """Copy `src` into `fd`; (sha256, size) of what was read. The per-file hot path: no file
+    object around the descriptor, one read call per chunk, and none to find the end of a member
+    whose size the archive declared (`expected`: its body then ends there)."""
+    sha = hashlib.sha256()
+    size = 0
+    read = src.read
+    while True:
+        try:
+            data = read(COPY_CHUNK if expected is None else min(COPY_CHUNK, expected - size))
+        except InputError:
+            raise
+        except ar.CORRUPT as exc:
+            raise InputError(f"{label}: {name}: corrupt archive ({exc})") from None
+        if not data:
+            return sha.hexdigest(), size
+        sha.update(data)
+        size += len(data)
+        _write_all(fd, data)
+        if size == expected:
+            return sha.hexdigest(), size
+
+
 class _LateInfo(Exception):
     """A `.tar.bz2` put placement-relevant `info/` members after payload: fall back to two passes."""
 
@@ -167,7 +229,9 @@ class PackageLinker:
 
     def __init__(self, record: CondaRecord, archive_path: ar.Source, prefix: PrefixDir, *, target_prefix: str,
                  platform: str, python: PythonLayout | None, owners: dict[str, tuple[str, "LinkedPath"]] | None = None,
-                 info: PackageInfo | None = None, aside: dict[str, str] | None = None):
+                 info: PackageInfo | None = None, payload: ar.ReadAhead | None = None):
+        if payload is not None and info is None:
+            raise ValueError("a read-ahead payload needs the package's info")
         self.record = record
         self.source = archive_path
         # The format comes from the record's file name (the source may be a stream or a spooled copy).
@@ -181,8 +245,7 @@ class PackageLinker:
         self.owners = owners if owners is not None else {}
         self.info: PackageInfo | None = None
         self._preloaded = info
-        self._aside = aside or {}
-        """Planned clobbers: prefix path → where this package's copy goes instead (__clobbers__/...)."""
+        self._feed = payload
         self._entries: dict[str, PathEntry] = {}
         self._dest: dict[str, str] = {}
         self._done: dict[str, LinkedPath] = {}
@@ -204,7 +267,7 @@ class PackageLinker:
         for entry in info.paths:
             rel = relocate(entry.path, self.python) if noarch_python and self.python else entry.path
             self._entries[entry.path] = entry
-            self._dest[entry.path] = self._aside.get(rel, rel)
+            self._dest[entry.path] = rel
 
     # ---------------------------------------------------------------- placing members
     def _place(self, member: Member) -> None:
@@ -224,13 +287,10 @@ class PackageLinker:
             return
         if member.kind == "dir":
             raise InputError(f"{self.label}: {member.name}: paths.json says {entry.path_type}, archive has a directory")
-        self._claim(rel)
-        full, _ = self.prefix.prepare(self.label, rel)
         if member.kind == "symlink":
             if entry.file_mode is not None:
                 raise InputError(f"{self.label}: {member.name}: a symlink cannot have a prefix placeholder")
-            os.symlink(member.linkname, full)
-            self._written.append(rel)
+            self._create(rel, functools.partial(os.symlink, member.linkname))
             self._done[member.name] = self._own(LinkedPath(rel, "softlink", entry.sha256, None, entry.size,
                                                            no_link=entry.no_link))
             return
@@ -239,14 +299,33 @@ class PackageLinker:
             if source is None or member.linkname not in self._done:
                 raise InputError(f"{self.label}: {member.name}: hard link to {member.linkname!r}, "
                                  "which is not an earlier file of the package")
-            with open(self.prefix.path(source), "rb") as src:
-                self._write_file(member.name, entry, full, rel, src, member.mode or 0o644, None)
+            with open(self.prefix.full(source), "rb") as src:
+                self._write_file(member.name, entry, rel, src, member.mode or 0o644, None)
             return
         if entry.size is not None and member.size != entry.size:
             raise InputError(f"{self.label}: {member.name}: {member.size} bytes in the archive but "
                              f"info/paths.json says {entry.size}")
         assert member.fileobj is not None
-        self._write_file(member.name, entry, full, rel, member.fileobj, member.mode, member.size)
+        self._write_file(member.name, entry, rel, member.fileobj, member.mode, member.size)
+
+    def _create(self, rel: str, make: Callable[[str], _T]) -> _T:
+        """`make(full path)` for a new file or symlink at `rel`: parents made, whatever is in the
+        way cleared (`_claim`, `prepare`). When the parent is a directory already checked and this
+        package has nothing at `rel`, creation is simply tried: it is exclusive (O_EXCL, symlink),
+        so it fails if anything is there, and only then is the path examined and cleared."""
+        if rel in self.owners or not self.prefix.is_known_dir(rel.rpartition("/")[0]):
+            self._claim(rel)
+            full, _ = self.prefix.prepare(self.label, rel)
+        else:
+            full = self.prefix.full(rel)
+        try:
+            made = make(full)
+        except (FileExistsError, FileNotFoundError, NotADirectoryError):  # something in the way
+            self._claim(rel)
+            full, _ = self.prefix.prepare(self.label, rel)
+            made = make(full)
+        self._written.append(rel)
+        return made
 
     def _claim(self, rel: str) -> None:
         """Make room for `rel` when earlier packages installed conflicting paths (rattler semantics:
@@ -263,6 +342,11 @@ class PackageLinker:
                 if not full.is_symlink() and not full.is_dir():
                     self._move_aside(ancestor)
         if rel in self.owners:
+            if self.owners[rel][1].path_type == "softlink":
+                # files put through that symlink (a directory's) lose too: move them while it still leads there
+                inside = rel + "/"
+                for path in sorted(p for p in self.owners if p.startswith(inside)):
+                    self._move_aside(path)
             self._move_aside(rel)
         full = self.prefix.path(rel)
         if full.is_dir() and not full.is_symlink():
@@ -281,34 +365,31 @@ class PackageLinker:
         aside = f"{CLOBBERS_DIR}/{name}/{path}"
         self.prefix.ensure_dir(self.label, posixpath.dirname(aside))
         os.replace(self.prefix.path(path), self.prefix.path(aside))
+        self.prefix.forget_dirs(path)  # it may have been a symlink files were put through
         linked.original_path, linked.path = path, aside
         self.clobbered.append(path)
 
     def _own(self, linked: LinkedPath) -> LinkedPath:
-        for original, aside in self._aside.items():
-            if aside == linked.path:
-                linked.original_path = original
-                return linked
         self.owners[linked.path] = (self.record.name, linked)
         return linked
 
-    def _write_file(self, name: str, entry: PathEntry, full: str, rel: str, src: IO[bytes], mode: int,
+    def _write_file(self, name: str, entry: PathEntry, rel: str, src: IO[bytes], mode: int,
                     size: int | None) -> None:
-        reader = _HashingReader(src, self.label, name)
-        out_sha = hashlib.sha256()
-        out_size = [0]
-        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_CLOEXEC", 0), 0o600)
-        self._written.append(rel)
-        with os.fdopen(fd, "wb", buffering=0) as out:
+        perm = mode & 0o777
+        fd = self._create(rel, functools.partial(os.open, flags=_CREATE, mode=perm))
+        try:
             if entry.file_mode is None:
-                while chunk := reader.read(COPY_CHUNK):
-                    out.write(chunk)
+                source_sha, source_size = _copy_hashing(src, fd, self.label, name, size)
+                out_sha, out_bytes = None, source_size
             else:
-                def write(data: bytes, _out: Any = out, _sha: Any = out_sha) -> None:
+                reader = _HashingReader(src, self.label, name)
+                out = hashlib.sha256()
+                out_size = [0]
+
+                def write(data: bytes) -> None:
                     if data:
-                        _out.write(data)
-                        _sha.update(data)
+                        _write_all(fd, data)
+                        out.update(data)
                         out_size[0] += len(data)
                 try:
                     if entry.file_mode == "binary":
@@ -317,14 +398,17 @@ class PackageLinker:
                         copy_text(reader, write, entry.prefix_placeholder or "", self.target_prefix, self.platform)
                 except PrefixTooLong as exc:
                     raise InputError(f"{self.label}: {name}: {exc}: {self.target_prefix!r} does not fit") from None
-            os.fchmod(fd, mode & 0o777)  # on the open descriptor: no second path lookup per file
-        source_sha = reader.sha.hexdigest()
-        if size is not None and reader.size != size:
+                source_sha, source_size = reader.sha.hexdigest(), reader.size
+                out_sha, out_bytes = out.hexdigest(), out_size[0]
+            if perm & self.prefix.umask:  # the umask took bits away at creation: set the exact mode
+                os.fchmod(fd, perm)  # on the open descriptor: no second path lookup
+        finally:
+            os.close(fd)
+        if size is not None and source_size != size:
             raise InputError(f"{self.label}: {name}: archive member is truncated")
         if entry.sha256 is not None and entry.sha256 != source_sha:
             raise InputError(f"{self.label}: {name}: content does not match the sha256 in info/paths.json")
-        in_prefix = out_sha.hexdigest() if entry.file_mode is not None else source_sha
-        out_bytes = out_size[0] if entry.file_mode is not None else reader.size
+        in_prefix = out_sha if out_sha is not None else source_sha
         if entry.sha256 is None:
             # No hash in the metadata (legacy info/files): like rattler, record only what is in the prefix.
             linked = LinkedPath(rel, "hardlink", None, in_prefix, out_bytes, entry.file_mode,
@@ -332,7 +416,7 @@ class PackageLinker:
         else:
             linked = LinkedPath(rel, "hardlink", entry.sha256, in_prefix if in_prefix != source_sha else None,
                                 out_bytes if entry.file_mode is not None else
-                                (entry.size if entry.size is not None else reader.size),
+                                (entry.size if entry.size is not None else source_size),
                                 entry.file_mode, entry.prefix_placeholder, entry.no_link)
         self._done[name] = self._own(linked)
 
@@ -354,7 +438,6 @@ class PackageLinker:
             for text in self.info.entry_points:
                 ep = parse_entry_point(self.label, text)
                 rel = f"{self.python.bin_dir}/{ep.command}"
-                rel = self._aside.get(rel, rel)
                 data = entry_point_script(ep, self.python, self.target_prefix)
                 self._claim(rel)
                 full, _ = self.prefix.prepare(self.label, rel)
@@ -394,26 +477,36 @@ class PackageLinker:
                 return self._link_tar_bz2_two_pass()
         raise InputError(f"{self.archive_path}: not a conda package (expected .conda or .tar.bz2)")
 
+    def _payload(self) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """The payload tar stream: read ahead by another thread (`payload=`), or opened here."""
+        assert self.info is not None
+        if self._feed is not None:
+            return contextlib.closing(self._feed)  # type: ignore[return-value]
+        return ar.payload_stream(self.source, self.archive_path.name, self.label, self.info)
+
     def _link_conda(self) -> LinkedPackage:
-        archive = ar.CondaArchive(self.source, self.label)
-        try:
-            self._use_info(self._preloaded if self._preloaded is not None else archive.read_info())
-            assert self.info is not None
-            with archive.payload(ar.tar_size_bound(self.info.paths)) as members:
-                for member in members:
-                    self._place(member)
-            for member in self.info.stray:
-                if member.name not in self._done:
-                    self._place(member)
-        finally:
-            archive.close()
+        if self._preloaded is not None:
+            self._use_info(self._preloaded)
+        else:
+            archive = ar.CondaArchive(self.source, self.label)
+            try:
+                self._use_info(archive.read_info())
+            finally:
+                archive.close()
+        assert self.info is not None
+        with self._payload() as stream:
+            for member in ar.iter_tar(self.label, stream):
+                self._place(member)
+        for member in self.info.stray:
+            if member.name not in self._done:
+                self._place(member)
         return self._finish()
 
     def _link_tar_bz2_one_pass(self) -> LinkedPackage:
         info_files: dict[str, bytes] = {}
         stream = ar.open_tar_bz2(self.source, self.label, ar.MAX_INFO_TOTAL)
         with stream:
-            for member, _ in ar.iter_tar(self.label, stream):
+            for member in ar.iter_tar(self.label, stream):
                 if member.name.startswith("info/"):
                     if self.info is None:
                         if member.kind == "file":
@@ -442,10 +535,8 @@ class PackageLinker:
         return self._tar_bz2_payload()
 
     def _tar_bz2_payload(self) -> LinkedPackage:
-        assert self.info is not None
-        bound = ar.tar_size_bound(self.info.paths) + sum(len(v) + 2048 for v in self.info.files.values())
-        with ar.open_tar_bz2(self.source, self.label, bound) as stream:
-            for member, _ in ar.iter_tar(self.label, stream):
+        with self._payload() as stream:
+            for member in ar.iter_tar(self.label, stream):
                 if member.name.startswith("info/"):
                     continue
                 self._place(member)
@@ -454,14 +545,20 @@ class PackageLinker:
 
 def link_package(record: CondaRecord, archive_path: ar.Source, prefix: PrefixDir, *, target_prefix: str, platform: str,
                  python: PythonLayout | None, owners: dict[str, tuple[str, LinkedPath]] | None = None,
-                 info: PackageInfo | None = None, aside: dict[str, str] | None = None) -> LinkedPackage:
+                 info: PackageInfo | None = None, payload: ar.ReadAhead | None = None) -> LinkedPackage:
     """Link one archive into `prefix`; returns what conda-meta needs. Raises InputError on bad packages.
 
-    `info` (already read) and `aside` (planned clobbers) come from the environment planner.
+    `owners` (what earlier packages installed: they lose a path this package also installs),
+    `info` (already read) and `payload` (the payload tar of `ar.payload_stream`, read ahead by a
+    worker; closed here) come from the environment installer.
     """
-    linker = PackageLinker(record, archive_path, prefix, target_prefix=target_prefix, platform=platform,
-                           python=python, owners=owners, info=info, aside=aside)
-    return linker.link()
+    try:
+        linker = PackageLinker(record, archive_path, prefix, target_prefix=target_prefix, platform=platform,
+                               python=python, owners=owners, info=info, payload=payload)
+        return linker.link()
+    finally:
+        if payload is not None:
+            payload.close()
 
 
 Progress = Callable[[CondaRecord], None]
