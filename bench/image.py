@@ -21,7 +21,7 @@ from pathlib import Path
 import benchlib
 
 from pixibuild.conda.archive import record_from_archive
-from pixibuild.install import install_environment
+from pixibuild.install.environment import install_environment
 from pixibuild.oci.build import build_image
 from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.layout import write_image_tar
@@ -57,7 +57,7 @@ def corpus_packages(limit: int):
 def installable(record, path, scratch: Path) -> bool:
     """Only packages the installer accepts (some corpus packages are deliberately odd)."""
     from pixibuild.errors import PixibuildError
-    from pixibuild.install import install_package
+    from pixibuild.install.environment import install_package
 
     target = scratch / record.name
     try:

@@ -54,7 +54,7 @@ def _installs_cleanly(path: Path) -> bool:
     """Both installers accept the package on its own (the corpus holds deliberately broken ones)."""
     import rattler
 
-    from pixibuild.install import install_environment
+    from pixibuild.install.environment import install_environment
     from pixibuild.conda.archive import record_from_archive
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +102,7 @@ def _run_one(tool: str, archives: list[Path], work: Path) -> dict:
     """Time the install only: package records are read before the clock starts for both tools
     (an unpack gets them from the pack's repodata.json, not by scanning archives)."""
     if tool == "ours":
-        from pixibuild.install import install_environment
+        from pixibuild.install.environment import install_environment
         from pixibuild.conda.archive import record_from_archive
 
         packages = [(record_from_archive(p), p) for p in archives]

@@ -6,22 +6,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import importlib.util
 import logging
 import os
 import re
 import select
 import signal
 import sys
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, Iterator, Mapping, Sequence, TextIO
 
 from pixibuild import __version__
 from pixibuild.errors import EXIT_BAD_INPUT, PixibuildError
 
-# Subcommand modules, in the order `pixibuild --help` lists them. Modules that are not there
-# (yet) are skipped, so each command lands on its own. Entries with a dot are absolute module
-# names (the doit-backed `build` command lives in the rule set, outside the library).
-COMMANDS = ("lock_info", "fetch", "pack", "unpack", "shell_hook", "image", "pixibuild.rules.build_command")
+COMMANDS = {
+    "lock-info": "pixibuild.commands.lock_info",
+    "fetch": "pixibuild.commands.fetch",
+    "pack": "pixibuild.commands.pack",
+    "unpack": "pixibuild.commands.unpack",
+    "shell-hook": "pixibuild.commands.shell_hook",
+    "image": "pixibuild.commands.image",
+    "build": "pixibuild.rules.build_command",  # doit-backed: it lives in the rule set, outside the library
+}
+"""Command name → module, in the order `pixibuild --help` lists them."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,7 +36,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"pixibuild: error: {message}\n")
 
 
-def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
+def _wanted(commands: Mapping[str, str], argv: Sequence[str] | None) -> Mapping[str, str]:
+    """The command modules to import: only the one the command line names (a command module imports
+    what its command needs: the installer ~50 ms, httpx ~60 ms; `pixibuild pack` must not pay for
+    `image`), every one when none is named (`pixibuild --help`, a usage error)."""
+    args = sys.argv[1:] if argv is None else argv
+    first = next((a for a in args if not a.startswith("-")), None)
+    return {first: commands[first]} if first in commands else commands
+
+
+def build_parser(commands: Mapping[str, str] = COMMANDS, argv: Sequence[str] | None = ()) -> argparse.ArgumentParser:
+    """The argument parser; with `argv`, only the command it names is loaded."""
     parser = _Parser(prog="pixibuild", description="Build pixi environments into pixi-pack archives, "
                      "installed prefixes and OCI images, reproducibly.")
     parser.add_argument("-V", "--version", action="version", version=f"pixibuild {__version__}")
@@ -39,12 +54,8 @@ def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in commands:
-        module_name = name if "." in name else f"{__package__}.commands.{name}"
-        if importlib.util.find_spec(module_name) is None:
-            continue
+    for command, module_name in _wanted(commands, argv).items():
         module = importlib.import_module(module_name)
-        command = getattr(module, "COMMAND_NAME", name.replace("_", "-"))
         doc = (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
         p = sub.add_parser(command, help=doc, description=doc)
         module.add_arguments(p)
@@ -66,7 +77,7 @@ def embedded_unpack_main(argv: Sequence[str] | None = None) -> int:
         from pixibuild.conda import zstd_cli
 
         sys.modules["zstandard"] = zstd_cli
-    return main([*verbosity, "unpack", *rest], commands=("unpack",))
+    return main([*verbosity, "unpack", *rest], commands={"unpack": COMMANDS["unpack"]})
 
 
 EXIT_STDOUT_CLOSED = 128 + getattr(signal, "SIGPIPE", 13)
@@ -76,8 +87,8 @@ archive, and `set -o pipefail` scripts treat us like coreutils. (pixi itself pan
 prefix-dev/pixi#2043.)"""
 
 
-def main(argv: Sequence[str] | None = None, *, commands: Sequence[str] = COMMANDS) -> int:
-    parser = build_parser(commands)
+def main(argv: Sequence[str] | None = None, *, commands: Mapping[str, str] = COMMANDS) -> int:
+    parser = build_parser(commands, argv)
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="pixibuild: %(message)s", stream=sys.stderr)

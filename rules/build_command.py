@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-COMMAND_NAME = "build"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import rattler
 
-from pixibuild.install import install_environment
+from pixibuild.install.environment import install_environment
 from pixibuild.conda.archive import record_from_archive
 from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package
 

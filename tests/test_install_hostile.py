@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pixibuild.errors import InputError
-from pixibuild.install import install_environment
+from pixibuild.install.environment import install_environment
 from pixibuild.conda.archive import parse_paths_json, read_info, record_from_archive
 from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pixibuild.install import install_environment
+from pixibuild.install.environment import install_environment
 from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_package
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pixibuild.install import install_environment, install_package
+from pixibuild.install.environment import install_environment, install_package
 from pixibuild.install import prefix as pr
 from pixibuild.install.conda_meta import dumps_indented
 from pixibuild.conda.archive import record_from_archive

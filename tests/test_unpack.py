@@ -163,7 +163,7 @@ def test_unpack_bad_version_and_missing_pack(tmp_path: Path, capsys: pytest.Capt
 
 def test_activation_shells_and_entrypoint(tmp_path: Path) -> None:
     contents = _contents(tmp_path)
-    from pixibuild.install import install_environment
+    from pixibuild.install.environment import install_environment
 
     prefix = tmp_path / "staging"
     install_environment(contents.conda, prefix, target_prefix="/app/.pixi/envs/prod", platform=PLATFORM)
@@ -186,7 +186,7 @@ def test_activation_shells_and_entrypoint(tmp_path: Path) -> None:
 
 def test_shell_hook_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     contents = _contents(tmp_path)
-    from pixibuild.install import install_environment
+    from pixibuild.install.environment import install_environment
 
     prefix = tmp_path / "env"
     install_environment(contents.conda, prefix, platform=PLATFORM)
@@ -200,7 +200,7 @@ def test_shell_hook_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_shell_hook_takes_the_prefix_as_a_positional_argument(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`pixibuild shell-hook PREFIX` (the README's form) prints the same as `-p PREFIX`."""
     contents = _contents(tmp_path)
-    from pixibuild.install import install_environment
+    from pixibuild.install.environment import install_environment
 
     prefix = tmp_path / "env"
     install_environment(contents.conda, prefix, platform=PLATFORM)

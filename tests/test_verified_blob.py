@@ -17,7 +17,7 @@ from pixibuild.demo.condapkg import PackageSpec, PkgFile, write_package
 from pixibuild.errors import BuildError, InputError
 from pixibuild.files.tar import DeterministicTarWriter
 from pixibuild.files.verified import VerifiedBlob, verifying
-from pixibuild.install import install_environment, install_package
+from pixibuild.install.environment import install_environment, install_package
 from pixibuild.store.blobs import Store, blob_source
 
 

@@ -1,1 +1,1 @@
-"""CLI subcommands, one module each (see `pixibuild.cli.COMMANDS`)."""
+"""CLI subcommands, one module each (`pixibuild.cli.COMMANDS` maps each command name to its module)."""

@@ -20,7 +20,6 @@ from pixibuild.conda.records import CondaRecord, PypiRecord
 
 Record = CondaRecord | PypiRecord  # (the fetcher, httpx and the store are imported in run(): a fast start)
 
-COMMAND_NAME = "fetch"
 log = logging.getLogger(__name__)
 
 

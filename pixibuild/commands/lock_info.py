@@ -18,7 +18,6 @@ from pixibuild.inputs.lockfile import read_lock
 from pixibuild.inputs.locked import check_locked
 from pixibuild.inputs.manifest import find_manifest, read_manifest
 
-COMMAND_NAME = "lock-info"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from pixibuild.install.activation import SCRIPT_EXT, activate_script
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.files.progress import Progress, counting_opener
 from pixibuild.files.verified import verifying
-from pixibuild.install import install_environment
+from pixibuild.install.environment import install_environment
 from pixibuild.install.conda_meta import HISTORY_PIXI_UNPACK
 from pixibuild.install.existing import ENVIRONMENT, OTHER, changes, installed_packages, target_kind
 from pixibuild.pack.reader import PackReader, conda_packages, validate_metadata, wheels

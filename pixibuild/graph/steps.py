@@ -93,7 +93,7 @@ def unpack(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str
            env_name: str = "env", shell: str = "bash", built: Sequence[WheelRef] = ()) -> None:
     """Unpack node: install the target into `<output_dir>/<env_name>` (swapped in whole) plus
     `activate.sh` — the same result as `pixibuild unpack` of the target's pack."""
-    from pixibuild.install import install_environment
+    from pixibuild.install.environment import install_environment
     from pixibuild.install.activation import activate_script
 
     store = Store(store_root)

@@ -16,7 +16,7 @@ from typing import Sequence
 from pixibuild.conda.records import CondaRecord
 from pixibuild.errors import InputError
 from pixibuild.files.verified import verifying
-from pixibuild.install import dependency_order, install_package
+from pixibuild.install.environment import dependency_order, install_package
 from pixibuild.install.noarch import environment_python_version, site_packages_override
 from pixibuild.oci.assemble import LayerSpec
 from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
