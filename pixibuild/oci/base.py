@@ -23,7 +23,7 @@ from pixibuild.conda.platforms import oci_platform
 from pixibuild.oci.assemble import SCRATCH, BaseImage
 from pixibuild.files.digest import sha256_digest
 from pixibuild.net.mediatypes import (DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, INDEX_TYPES, MEDIA_TYPE_GZIP,
-                                      MEDIA_TYPE_TAR)
+                                      MEDIA_TYPE_TAR, MEDIA_TYPE_ZSTD)
 from pixibuild.oci.layer import Layer, LayerCache
 from pixibuild.net.auth import AuthStore
 from pixibuild.net.config import NetConfig
@@ -38,7 +38,7 @@ def _sniff_layer_type(path: Path) -> str:
     if magic[:2] == b"\x1f\x8b":
         return MEDIA_TYPE_GZIP
     if magic == b"\x28\xb5\x2f\xfd":
-        return "application/vnd.oci.image.layer.v1.tar+zstd"
+        return MEDIA_TYPE_ZSTD
     return MEDIA_TYPE_TAR
 
 
@@ -248,11 +248,33 @@ class BaseSource:
     tag: str | None = None
 
 
+_LOCAL_PREFIXES = ("oci:", "oci-archive:", "docker-archive:")
+
+
+def relative_to(reference: str, root: Path) -> str:
+    """`reference` with a relative local path resolved against `root` (a manifest's directory: a
+    `base = "oci:../base"` in pixi.toml means next to the project, wherever the build runs from).
+    Registry references and absolute paths are returned unchanged."""
+    for prefix in _LOCAL_PREFIXES:
+        if reference.startswith(prefix):
+            text = reference[len(prefix):]
+            if (root / text).exists() or ":" not in text:
+                path, tag = text, None
+            else:
+                path, tag = text.rsplit(":", 1)
+            if not Path(path).is_absolute():
+                path = str(root / path)
+            return f"{prefix}{path}" + (f":{tag}" if tag else "")
+    if reference.startswith((".", "..")) or (not Path(reference).is_absolute() and (root / reference).exists()):
+        return str(root / reference)
+    return reference
+
+
 def classify(reference: str | None) -> BaseSource:
     """What kind of base `reference` names (see the module docstring for the forms)."""
     if not reference or reference == "scratch":
         return BaseSource("scratch")
-    for prefix in ("oci:", "oci-archive:", "docker-archive:"):
+    for prefix in _LOCAL_PREFIXES:
         if reference.startswith(prefix):
             path, tag = _split_suffix(reference[len(prefix):])
             kind = prefix[:-1]
