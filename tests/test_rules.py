@@ -116,6 +116,13 @@ def test_images_and_unpack_targets_are_built(built) -> None:
     assert sorted(_kind(cold.executed, "unpack")) == ["unpack:webapp:default:linux-64", "unpack:webapp:prod:linux-64"]
     layers = _kind(cold.executed, "layer")
     assert len(layers) == len(set(layers)) > 0
+    import json
+    import tarfile
+
+    with tarfile.open(root / "build" / "webapp" / "prod" / "image.tar") as index_tar:  # image:webapp:prod
+        index = json.load(index_tar.extractfile("index.json"))  # type: ignore[arg-type]
+        nested = json.load(index_tar.extractfile("blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]))  # type: ignore[arg-type]
+    assert [m["platform"]["architecture"] for m in nested["manifests"]] == ["amd64", "arm64"]
     out = root / "build" / "webapp" / "prod" / "linux-64"
     import subprocess
 

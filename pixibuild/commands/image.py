@@ -119,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"docker-archive:{output} holds one image, not an index of {len(platforms)} platforms "
                          f"({', '.join(platforms)}): write oci-archive:FILE, --oci-dir or --push, or give one -p",
                          field="--output")
+    if options.user:
+        from pixibuild.oci.user import parse_user
+
+        parse_user(options.user)  # a bad user fails before any work
     if options.push:
         parse_reference(options.push)  # a bad reference fails before any work
     if options.tag:

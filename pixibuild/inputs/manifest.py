@@ -127,7 +127,8 @@ class Manifest:
 
         - features in the environment's order (its inline table, its features as listed, `default` last);
         - within a feature, its targets that select the platform, the last declared first and the
-          feature's own `[activation]` last ("most specific first");
+          feature's own `[activation]` last (pixi's "most specific first" is declaration order
+          reversed, whatever the selectors);
         - scripts: per feature the first of those that has `scripts` (not a union), concatenated
           over the features;
         - env: first definition wins, in that same order (feature order, then target order).

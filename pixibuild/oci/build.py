@@ -256,7 +256,8 @@ def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str,
     workdir = settings.working_dir or _project_dir(target_prefix)
     if run_as is not None:
         user_layer, home = build_user_layer(run_as, workdir=workdir, facts=facts, cache=cache)
-        layers.append(user_layer)
+        layers.append((user_layer, HistoryEntry(created_by=f"pixibuild user {run_as.config_user}: {workdir} and "
+                                                           f"{home} writable")))
         env.setdefault("HOME", home)
     settings = _with_environment(settings, env, target_prefix, runner, run_as)
     image = assemble_image(platform=platform, layers=layers, settings=settings, base=base, created=created,
