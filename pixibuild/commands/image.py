@@ -138,14 +138,14 @@ def run(args: argparse.Namespace) -> int:
             wheels = list(zip(target.pypi, fetcher.fetch_all(target.pypi, lock_dir))) if target.pypi else []
             items.append(PlatformPackages(platform, _subdir(project, env_name, platform), conda, wheels))
         auth = fetcher.auth
-    built = build_images(project.manifest, options, env_name, items, cache, net=net)
+    tag = image_tag(options, project.name, env_name)
+    built = build_images(project.manifest, options, env_name, items, cache, net=net, tag=tag)
     if args.check_against_unpack:
         from pixibuild.graph.images import check_against_unpack
 
         for item in items:
             check_against_unpack(built.results[item.platform].image, item, options, env_name)
     target_image = built.target
-    tag = image_tag(options, project.name, env_name)
     if output:
         write_image_tar(target_image, Path(output), tag=tag, referrers=built.referrers,
                         docker=kind != "oci-archive" and isinstance(target_image, Image))

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from pixibuild.commands.args import add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg
+from pixibuild.errors import InputError
 
 # Heavier modules (httpx, the installer, YAML) are imported where they are used, so that
 # `pixibuild --help` and every other command start fast.
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-pypi-non-wheel", "--ignore-pypi-errors", action="store_true",
                         help="skip sdist/git/editable pypi entries instead of failing")
     parser.add_argument("--locked", action="store_true", help="fail if the lock does not satisfy the manifest")
+    parser.add_argument("--sbom", default=None, choices=("spdx", "cyclonedx"),
+                        help="also write an SBOM of the packed packages beside the output "
+                             "(environment.spdx.json / environment.cdx.json for environment.tar)")
     add_fetch_arguments(parser)
 
 
@@ -54,12 +58,33 @@ def run(args: argparse.Namespace) -> int:
             wheel_pairs = _replace(wheel_pairs, extra_wheels)
             check_dependencies([r for r, _ in conda])
     output = args.output_file or ("environment" if args.directory_only else "environment.tar")
+    if args.sbom and output == "-":
+        raise InputError("--sbom writes a file beside the pack: give -o FILE, not stdout", field="--sbom")
     size = write_pack(PackContents(platform=args.platform, conda=conda, wheels=wheel_pairs),
                       PackOutput(output, directory_only=args.directory_only))
     if output != "-":
         log.warning("packed %d conda packages and %d wheels into %s%s", len(conda), len(wheel_pairs), output,
                     f" ({size / 1e6:.1f} MB)" if size else "")
+    if args.sbom:
+        _write_pack_sbom(args, project, Path(output), [r for r, _ in conda], [w for w, _ in wheel_pairs])
     return 0
+
+
+def _write_pack_sbom(args: argparse.Namespace, project, output: Path, conda: list, wheels: list) -> Path:
+    """`<pack name>.spdx.json` (or `.cdx.json`) beside the pack, describing the archive by its sha256."""
+    from pixibuild.attest.sbom import FILE_SUFFIX, SbomInput, Subject, sbom_json
+    from pixibuild.files.atomic import atomic_write_bytes
+    from pixibuild.files.digest import hash_file
+    from pixibuild.oci.config import created_timestamp
+
+    sha256 = hash_file(output).sha256.hexdigest() if output.is_file() else None
+    stem = output.name[:-len(".tar")] if output.name.endswith(".tar") else output.name
+    target = output.with_name(stem + FILE_SUFFIX[args.sbom])
+    data = SbomInput(project=project.name, environment=args.environment, platform=args.platform,
+                     subject=Subject(output.name, "archive", version=project.manifest.version, sha256=sha256),
+                     conda=conda, pypi=wheels, created=created_timestamp(), lock_sha256=project.lock_sha256)
+    atomic_write_bytes(target, sbom_json(data, args.sbom) + b"\n")
+    return target
 
 
 def _replace(pairs: list, extra: list) -> list:

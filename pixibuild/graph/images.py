@@ -18,7 +18,14 @@ from pixibuild.errors import BuildError, InputError
 from pixibuild.inputs.git import git_state
 from pixibuild.inputs.manifest import Manifest
 from pixibuild.install.activation import ManifestActivation, pixi_metadata
+from pixibuild.attest.provenance import MEDIA_TYPE as PROVENANCE_MEDIA_TYPE
+from pixibuild.attest.provenance import Byproduct, ProvenanceInput, provenance_statement
+from pixibuild.attest.purl import oci_purl
+from pixibuild.attest.sbom import FORMATS as SBOM_FORMATS
+from pixibuild.attest.sbom import SbomInput, Subject, sbom_json
 from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.files.digest import hash_file, sha256_digest
+from pixibuild.net.mediatypes import MEDIA_TYPE_MANIFEST
 from pixibuild.net.config import NetConfig
 from pixibuild.oci.build import BuildResult, ProjectFacts, build_configured_image, image_annotations, image_project_dir
 from pixibuild.oci.config import created_timestamp, standard_annotations
@@ -95,8 +102,9 @@ class BuiltImages:
 
 
 def build_images(manifest: Manifest, options: ImageOptions, env: str, platforms: Sequence[PlatformPackages],
-                 cache: LayerCache, *, net: NetConfig | None = None) -> BuiltImages:
-    """Every platform's image (layers shared through `cache`), and the index when there are several."""
+                 cache: LayerCache, *, net: NetConfig | None = None, tag: str | None = None) -> BuiltImages:
+    """Every platform's image (layers shared through `cache`), the index when there are several, and
+    the SBOM / provenance referrers of each platform's image when the options ask for them."""
     if not platforms:
         raise InputError("no platform to build an image for", field="platforms")
     results: dict[str, BuildResult] = {}
@@ -107,11 +115,80 @@ def build_images(manifest: Manifest, options: ImageOptions, env: str, platforms:
                                                         packages=item.conda, wheels=item.wheels, cache=cache,
                                                         plan=item.plan, net=net)
     images = [r.image for r in results.values()]
+    referrers: list[Artifact] = []
+    if options.sbom or options.provenance:
+        lock_sha256 = hash_file(manifest.lock_path).sha256.hexdigest()
+        for item in platforms:
+            referrers += attachments(manifest, options, env, item, results[item.platform], tag or manifest.name,
+                                     lock_sha256)
     if len(images) == 1:
-        return BuiltImages(images[0], results)
+        return BuiltImages(images[0], results, referrers)
     assert facts is not None
     _, annotations = image_annotations(options, facts, created_timestamp())
-    return BuiltImages(make_index(images, annotations), results)
+    return BuiltImages(make_index(images, annotations), results, referrers)
+
+
+def _repository_and_tag(tag: str) -> tuple[str, str | None]:
+    last = tag.rsplit("/", 1)[-1]
+    if ":" in last:
+        return tag.rsplit(":", 1)[0], tag.rsplit(":", 1)[1]
+    return tag, None
+
+
+def _image_settings(options: ImageOptions) -> dict:
+    """The image settings a provenance statement records (what the user chose; no output paths)."""
+    keep = ("base", "cmd", "entrypoint", "expose", "labels", "annotations", "env", "include", "prefix", "workdir",
+            "user", "max_layers", "compression", "sbom")
+    return {k: v for k, v in vars(options).items() if k in keep and v not in (None, [], {})}
+
+
+def _base_subject(reference: str, digest: str) -> Subject:
+    """A base image as an SBOM entry: its purl names the registry repository (or the local layout/
+    archive file) and pins the manifest digest."""
+    from pixibuild.net.registry import parse_reference
+
+    local = reference.startswith(("oci:", "oci-archive:", "docker-archive:")) or Path(reference).exists()
+    if local:
+        name = Path(reference.split(":", 1)[1] if ":" in reference and not Path(reference).exists() else reference).name
+        purl, supplier = oci_purl(name or "base", digest), f"local image {name or reference}"
+    else:
+        ref = parse_reference(reference)
+        purl = oci_purl(f"{ref.registry}/{ref.repository}", digest, ref.tag)
+        supplier = f"{ref.registry}/{ref.repository.rsplit('/', 1)[0]}" if "/" in ref.repository else ref.registry
+    return Subject(reference, "image", sha256=digest.split(":", 1)[1], purl=purl, supplier=supplier)
+
+
+def attachments(manifest: Manifest, options: ImageOptions, env: str, item: PlatformPackages, result: BuildResult,
+                tag: str, lock_sha256: str) -> list[Artifact]:
+    """The SBOM and provenance of one platform's image, as referrers of its manifest."""
+    image = result.image
+    subject = {"mediaType": MEDIA_TYPE_MANIFEST, "digest": image.digest, "size": len(image.manifest)}
+    created = created_timestamp()
+    annotations = {"org.opencontainers.image.created": created}
+    repository, short_tag = _repository_and_tag(tag)
+    base = result.base
+    base_subject = _base_subject(base.reference, base.digest) if base.digest else None
+    conda = [r for r, _ in item.conda]
+    wheels = [w for w, _ in item.wheels]
+    artifacts = []
+    byproducts = [Byproduct(f"layer {i}", layer.digest, layer.media_type) for i, layer in enumerate(image.layers)]
+    byproducts.append(Byproduct("config", image.config_digest, "application/vnd.oci.image.config.v1+json"))
+    if options.sbom:
+        data = SbomInput(project=manifest.name, environment=env, platform=item.platform, conda=conda, pypi=wheels,
+                         subject=Subject(tag, "image", version=manifest.version, sha256=image.digest.split(":", 1)[1],
+                                         purl=oci_purl(repository, image.digest, short_tag)),
+                         base=base_subject, created=created, lock_sha256=lock_sha256)
+        document = sbom_json(data, options.sbom)
+        artifacts.append(Artifact(SBOM_FORMATS[options.sbom], document, subject, annotations))
+        byproducts.append(Byproduct(f"sbom ({options.sbom})", sha256_digest(document), SBOM_FORMATS[options.sbom]))
+    if options.provenance:
+        statement = provenance_statement(ProvenanceInput(
+            kind="image", subject_name=tag, subject_digest=image.digest, manifest=manifest.path.name,
+            environment=env, platform=item.platform, lock_name=manifest.lock_path.name, lock_sha256=lock_sha256,
+            conda=conda, pypi=wheels, settings=_image_settings(options),
+            base=(base.reference, base.digest) if base.digest else None, byproducts=byproducts))
+        artifacts.append(Artifact(PROVENANCE_MEDIA_TYPE, statement, subject, annotations))
+    return artifacts
 
 
 def check_against_unpack(image: Image, item: PlatformPackages, options: ImageOptions, env: str,

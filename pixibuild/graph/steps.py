@@ -113,6 +113,7 @@ def image(manifest_path: str, env: str, platforms: Sequence[ImagePlatform], stor
     items = [PlatformPackages(platform, subdir, _paths(store, conda), _paths(store, wheels), plan)
              for platform, subdir, conda, wheels, plan in platforms]
     cache = LayerCache(layer_cache_root(store_root), compression=options.compression)
-    built = build_images(manifest, options, env, items, cache)
-    write_image_tar(built.target, Path(output), tag=image_tag(options, name, env), referrers=built.referrers,
+    tag = image_tag(options, name, env)
+    built = build_images(manifest, options, env, items, cache, tag=tag)
+    write_image_tar(built.target, Path(output), tag=tag, referrers=built.referrers,
                     docker=isinstance(built.target, Image))

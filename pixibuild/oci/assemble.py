@@ -34,6 +34,8 @@ class BaseImage:
     reference: str
     config: dict | None
     layers: tuple[Layer, ...] = ()
+    digest: str | None = None
+    """The base's manifest digest (for a docker-archive, which has no manifest: its config's)."""
 
 
 SCRATCH = BaseImage("scratch", None, ())
