@@ -71,11 +71,14 @@ def test_demo_image_runs_with_the_readme_commands(demo, shared_tmp: Path, store_
 
 
 def test_scratch_image_without_a_shell_runs_its_command_with_the_activation_in_its_config(
-        demo, shared_tmp: Path, store_dir, caplog: pytest.LogCaptureFixture) -> None:
+        demo, shared_tmp: Path, store_dir, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """No /bin/sh anywhere: no entrypoint that can never run; Cmd runs directly; the activation's
     variables are in Env; one warning for two images with the same unrunnable script."""
     if compile_hello() is None:
         pytest.skip("gcc with static libc not available: the demo's hello is then a shell script")
+    from pixibuild.oci import build as build_module
+
+    monkeypatch.setattr(build_module, "_WARNED", set())  # once per process: earlier tests said it already
     caplog.set_level(logging.WARNING)
     layouts = [_build(demo["webapp"], shared_tmp, "--base", "scratch", env=env) for env in ("prod", "default")]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -68,7 +68,7 @@ def test_env_layer_holds_history_wheels_and_entrypoint(tmp_path: Path) -> None:
     site = "app/.pixi/envs/prod/lib/python3.12/site-packages"
     assert env_layer[f"{site}/demo_wheel/__init__.py"] == b"VERSION = '1.0'\n"
     assert env_layer[f"{site}/demo_wheel-1.0.dist-info/INSTALLER"].strip() == b"pixibuild"
-    assert env_layer["app/.pixi/envs/prod/conda-meta/history"] == b""
+    assert env_layer["app/.pixi/envs/prod/conda-meta/history"] == b"// not relevant for pixi but for `conda run -p`"
     script = env_layer["entrypoint.sh"].decode()
     assert script.startswith("#!/bin/sh\n") and script.rstrip().endswith('exec "$@"')
     assert f". {PREFIX}/etc/conda/activate.d/hello.sh" in script and "HELLO_GREETING=hi" in script

@@ -196,12 +196,14 @@ def check_against_unpack(image: Image, item: PlatformPackages, options: ImageOpt
     """Install `item`'s packages as `pixibuild unpack` does, at the image's prefix, and fail unless
     the image holds exactly that tree there. Returns the number of paths compared."""
     from pixibuild.install import install_environment  # the installer (~85 ms to import) only on request
+    from pixibuild.install.conda_meta import HISTORY_PIXI_UNPACK
     from pixibuild.oci.verify import differences, directory_environment, image_environment
 
     prefix = image_prefix(options, env)
     with tempfile.TemporaryDirectory(prefix="pixibuild-check-", dir=work_dir) as tmp:
         installed = Path(tmp) / "env"
-        install_environment(item.conda, installed, target_prefix=prefix, wheels=item.wheels, platform=item.subdir)
+        install_environment(item.conda, installed, target_prefix=prefix, wheels=item.wheels, platform=item.subdir,
+                            history=HISTORY_PIXI_UNPACK)
         theirs = directory_environment(installed)
     ours = image_environment(image.layers, prefix)
     found = differences(ours, theirs, limit=5)

@@ -30,6 +30,7 @@ from pixibuild.install.activation import (ManifestActivation, activation_scripts
                                           static_activation)
 from pixibuild.errors import BuildError, InputError
 from pixibuild.files.digest import hash_file
+from pixibuild.install.conda_meta import HISTORY_PIXI_UNPACK
 from pixibuild.install.noarch import PythonLayout, environment_python_version, site_packages_override
 from pixibuild.install.wheels import install_wheels
 from pixibuild.conda.platforms import oci_platform
@@ -39,6 +40,7 @@ from pixibuild.net.config import NetConfig
 from pixibuild.oci.base import load_base
 from pixibuild.files.digest import canonical_json
 from pixibuild.oci.config import HistoryEntry, ImageSettings, created_timestamp, standard_labels
+from pixibuild.oci.clobbers import plan_image_clobbers, settle_clobbers
 from pixibuild.oci.rootfs import base_facts
 from pixibuild.oci.user import RunAs, build_user_layer, parse_user
 from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS
@@ -57,10 +59,11 @@ SHELL_PATH = "bin/sh"
 
 
 def _activation_file(rel: str) -> bool:
-    """Files a package layer keeps beside its cache entry: what activation reads, and `bin/sh`
-    (whether the environment brings a shell to run the entrypoint with)."""
+    """Files a package layer keeps beside its cache entry: what activation reads, `bin/sh` (whether
+    the environment brings a shell to run the entrypoint with) and the package's conda-meta record
+    (its installed paths: what two packages clobber)."""
     return (rel.startswith(("etc/conda/activate.d/", "etc/conda/env_vars.d/")) or rel == "conda-meta/state"
-            or rel == SHELL_PATH)
+            or rel == SHELL_PATH or (rel.startswith("conda-meta/") and rel.endswith(".json")))
 
 
 @dataclass
@@ -111,6 +114,14 @@ def _tree_digest(sources: Sequence[tuple[str, Path]]) -> str:
                         h.update(chunk)
             h.update(b"\0")
     return h.hexdigest()
+
+
+def _normalize_modes(root: Path) -> None:
+    """0755 for executables, 0644 for other files: files pixibuild writes itself (wheels via pypa
+    installer, the entrypoint, copied scripts) would otherwise carry the umask."""
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o755 if path.stat().st_mode & 0o111 or path.name == "entrypoint.sh" else 0o644)
 
 
 def _copy_into(staging: Path, dest: str, source: Path) -> None:
@@ -206,6 +217,7 @@ def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str,
         package_scripts = activation_scripts(view, target_prefix, "bash")
         static = static_activation(view, target_prefix, platform, base_env=base_env, manifest=activation,
                                    scripts_run=runner is not None)
+        clobbers = plan_image_clobbers([r for r, _ in packages], view / "conda-meta")
     if runner is None:
         # named without the prefix, so the images of several environments warn once together
         cannot = [s[len(target_prefix.rstrip("/")) + 1:] for s in package_scripts]
@@ -223,27 +235,37 @@ def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str,
                               "entrypoint": script if runner is not None else None,
                               "python": python_version, "site": site_packages,
                               "scripts": [(dest, _tree_digest([(dest, src)])) for dest, src in activation_sources],
+                              "clobbers": [clobbers.aside, clobbers.clobbered, clobbers.roots, sorted(
+                                  r.sha256 or r.md5 or r.url for r, _ in packages if r.name in clobbers.involved)],
                               "wheels": sorted(f"{w.name}={w.sha256 or hash_file(p).sha256.hexdigest()}" for w, p in wheels)}).decode()
     mount = target_prefix.strip("/")
 
     def populate_env(staging: Path) -> None:
         prefix_dir = staging / mount
         (prefix_dir / "conda-meta").mkdir(parents=True)
-        (prefix_dir / "conda-meta" / "history").write_bytes(b"")
+        (prefix_dir / "conda-meta" / "history").write_bytes(HISTORY_PIXI_UNPACK)  # what pixi and unpack write
+        layout = PythonLayout(python_version, platform, site_packages) if python_version else None
         if wheels:
-            if python_version is None:
+            if layout is None:
                 raise InputError("PyPI wheels need a python package in the environment")
-            install_wheels(list(wheels), prefix_dir, target_prefix, PythonLayout(python_version, platform, site_packages))
+            install_wheels(list(wheels), prefix_dir, target_prefix, layout)
         if runner is not None:
             entry = staging / ENTRYPOINT_PATH.lstrip("/")
             entry.write_text(script)
-            entry.chmod(0o755)
             for dest, source in activation_sources:
                 _copy_into(staging, dest, source)
+        _normalize_modes(staging)  # what we wrote here: the same bytes whatever the umask
+        if clobbers:
+            with tempfile.TemporaryDirectory(prefix="clobbers-", dir=cache.root) as scratch:
+                settle_clobbers(clobbers, packages, prefix_dir, Path(scratch), target_prefix=target_prefix,
+                                platform=platform, python=layout)
 
     what = "conda-meta/history, wheels" + (", entrypoint" if runner is not None else "") + \
         (", activation scripts" if activation_sources and runner is not None else "")
-    [env_layer] = build_layers([LayerSpec(env_key, populate_env, created_by=f"pixibuild environment: {what}")], cache)
+    if clobbers:
+        what += f", {len(clobbers.clobbered)} clobbered paths settled"
+    [env_layer] = build_layers([LayerSpec(env_key, populate_env, created_by=f"pixibuild environment: {what}",
+                                          modes="keep")], cache)
     layers.append(env_layer)
 
     if app_files:

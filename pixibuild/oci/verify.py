@@ -2,11 +2,16 @@
 directory (what `pixibuild unpack` of the same packages writes at the same prefix) — paths, kinds,
 modes, symlink targets and file bytes (by sha256). A CI guard that the tarball and the image of one
 graph deliver the same environment.
+
+`without_origin` compares conda-meta records without `url` and `channel`: where a package was
+installed from is by design not the same when one side installed from the lock's channels and the
+other from a pack's bundled channel (pixi-unpack records that one).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -18,12 +23,37 @@ from pixibuild.oci.rootfs import Entry, merged_tree
 Description = tuple  # (kind, mode, target or sha256)
 
 
-def image_environment(layers: Sequence[Layer], prefix: str) -> dict[str, Description]:
+ORIGIN_FIELDS = ("url", "channel")
+
+
+def _is_record(rel: str) -> bool:
+    return rel.startswith("conda-meta/") and rel.endswith(".json")
+
+
+def _record_digest(data: bytes) -> str:
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return hashlib.sha256(data).hexdigest()
+    for key in ORIGIN_FIELDS:
+        record.pop(key, None)
+    return "record:" + hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def image_environment(layers: Sequence[Layer], prefix: str, *, without_origin: bool = False
+                      ) -> dict[str, Description]:
     """path relative to `prefix` → description, from the image's layers (base layers included: a
     base that ships files inside the prefix changes the environment too)."""
     mount = prefix.strip("/") + "/"
-    tree = merged_tree(layers, hash_files=lambda p: p.startswith(mount))
-    return {path[len(mount):]: _describe(entry) for path, entry in tree.items() if path.startswith(mount)}
+    records = (lambda p: p.startswith(mount) and _is_record(p[len(mount):])) if without_origin else (lambda p: False)
+    tree = merged_tree(layers, hash_files=lambda p: p.startswith(mount), read_whole=records)
+    out = {}
+    for path, entry in tree.items():
+        if path.startswith(mount):
+            out[path[len(mount):]] = _describe(entry)
+            if entry.content is not None:
+                out[path[len(mount):]] = ("file", entry.mode & 0o7777, _record_digest(entry.content))
+    return out
 
 
 def _describe(entry: Entry) -> Description:
@@ -36,7 +66,7 @@ def _describe(entry: Entry) -> Description:
     return (entry.kind, entry.mode & 0o7777, None)
 
 
-def directory_environment(root: Path) -> dict[str, Description]:
+def directory_environment(root: Path, *, without_origin: bool = False) -> dict[str, Description]:
     """The same description of an installed directory."""
     out: dict[str, Description] = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -48,6 +78,8 @@ def directory_environment(root: Path) -> dict[str, Description]:
                 out[rel] = ("symlink", None, os.readlink(path))
             elif stat.S_ISDIR(st.st_mode):
                 out[rel] = ("dir", st.st_mode & 0o7777, None)
+            elif stat.S_ISREG(st.st_mode) and without_origin and _is_record(rel):
+                out[rel] = ("file", st.st_mode & 0o7777, _record_digest(path.read_bytes()))
             elif stat.S_ISREG(st.st_mode):
                 h = hashlib.sha256()
                 with open(path, "rb") as f:
