@@ -24,13 +24,17 @@ from pixibuild.oci.options import SBOM_FORMATS, ImageOptions, apply_cli, manifes
 
 log = logging.getLogger(__name__)
 
-ZSTD_RUNTIMES = ("containerd >= 1.5 (and so Kubernetes on it), Docker >= 23, podman/buildah/CRI-O "
-                 "(containers/storage with zstd support), skopeo; not Docker 20.10 nor umoci 0.4")
+ZSTD_RUNTIMES = ("containerd >= 1.5 (and Kubernetes nodes on it), Docker >= 23.0, podman/buildah/CRI-O and skopeo "
+                 "(containers/image, zstd since 2021); not Docker 20.10 (Debian 12's docker.io) nor umoci 0.4")
 OUTPUT_KINDS = ("oci-archive", "docker-archive")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser, verb="build an image of", repeatable_platform=True)
+    for action in parser._actions:  # the shared -p, with this command's real default
+        if "--platform" in action.option_strings:
+            action.help = (f"the platform to build an image of; several make one multi-platform image index "
+                           f"(default: [tool.pixibuild.image] platforms, else {current_subdir()}, this machine's)")
     parser.add_argument("--base", default=None, metavar="REF",
                         help="base image: scratch, oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, or a "
                              "registry reference, [https://]HOST/REPO[:TAG] (default: scratch)")

@@ -10,8 +10,10 @@ modes depend on the user's umask).
 Compression (level and stream format fixed, so the same files give the same compressed digest
 with the same zlib/zstd): gzip is written pigz-style — the tar is cut into fixed 1 MiB blocks,
 each deflated on its own (primed with the previous block's last 32 KiB) by a shared thread pool
-and ended with a sync flush, so one big layer uses every core; zstd uses the library's own
-worker threads (its output does not depend on how many). zlib and zstandard release the GIL.
+and ended with a sync flush, so one big layer uses every core; zstd streams on the calling thread
+(at ~1 GB/s it keeps up with tar and sha256, and its worker mode would cost ~40 MB per worker;
+measured in bench/image.py), layers being compressed in parallel by the image build's pool.
+zlib and zstandard release the GIL.
 
 `diff_id` (sha256 of the tar) and `digest` (sha256 of the compressed stream) are computed in one
 streaming pass while the blob is written. `LayerCache` remembers both under a caller-given
@@ -194,13 +196,12 @@ class _Sink:
 
 
 class _DigestingZstd(_DigestingStream):
-    """A zstd frame with a checksum and no content size, from the library's worker threads (its
-    output is the same for any number of workers ≥ 1, and for any write sizes)."""
+    """A zstd frame with a checksum and no content size, compressed on this thread (the bytes do not
+    depend on how the tar is cut into writes)."""
 
     def __init__(self, out: BinaryIO, level: int):
         super().__init__(out)
-        compressor = zstandard.ZstdCompressor(level=level, threads=os.cpu_count() or 1, write_checksum=True,
-                                              write_content_size=False)
+        compressor = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True, write_content_size=False)
         self._writer = compressor.stream_writer(_Sink(self._emit), closefd=False)  # type: ignore[arg-type]
 
     def write(self, data: bytes) -> int:
