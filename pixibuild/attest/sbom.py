@@ -15,6 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Sequence
+from urllib.parse import urlsplit
 
 from pixibuild import __version__
 from pixibuild.attest.purl import channel_of, conda_purl, pypi_purl
@@ -93,6 +94,14 @@ def _spdx_download(url: str) -> str:
     return url if _SPDX_URL.match(url) else "NOASSERTION"
 
 
+def _pypi_supplier(location: str) -> str:
+    """PyPI for pypi.org's files, else the index's host (or the path of a local wheel)."""
+    host = urlsplit(location).hostname if "://" in location else None
+    if host in ("pypi.org", "files.pythonhosted.org"):
+        return "PyPI"
+    return host or location
+
+
 def _components(data: SbomInput) -> list[_Component]:
     by_name: dict[str, _Component] = {}
     out = []
@@ -106,8 +115,7 @@ def _components(data: SbomInput) -> list[_Component]:
     for wheel in data.pypi:
         hashes = {k: v for k, v in (("SHA256", wheel.sha256), ("MD5", wheel.md5)) if v}
         item = _Component(_spdx_id(f"pypi-{wheel.name}-{wheel.version}"), wheel.name, wheel.version,
-                          pypi_purl(wheel), "PyPI" if "pypi" in wheel.location else _location(wheel.location),
-                          _location(wheel.location), hashes, None)
+                          pypi_purl(wheel), _pypi_supplier(wheel.location), _location(wheel.location), hashes, None)
         by_name.setdefault(re.sub(r"[-_.]+", "-", wheel.name).lower(), item)
         out.append(item)
     for record, item in zip(data.conda, out):
@@ -240,15 +248,16 @@ def cyclonedx_json(data: SbomInput) -> bytes:
     if data.subject.purl:
         subject["purl"] = data.subject.purl
     entries = []
+    bom_ref = {c.ref: c.purl for c in components}  # purls are unique per package: CycloneDX's usual bom-ref
     for item in components:
-        entry = {"type": "library", "bom-ref": item.ref, "name": item.name,
+        entry = {"type": "library", "bom-ref": bom_ref[item.ref], "name": item.name,
                  **({"version": item.version} if item.version else {}), "purl": item.purl, "supplier": {"name": item.supplier}, "hashes": _cyclonedx_hashes(item.hashes),
                  "externalReferences": [{"type": "distribution", "url": item.download}]}
         licenses = _cyclonedx_license(item.license)
         if licenses:
             entry["licenses"] = licenses
         entries.append(entry)
-    roots = [c.ref for c in components]
+    roots = [bom_ref[c.ref] for c in components]
     if data.base is not None:
         base = {"type": "container", "bom-ref": "base-image", "name": data.base.name,
                 "supplier": {"name": data.base.supplier or data.base.name}}
@@ -267,7 +276,7 @@ def cyclonedx_json(data: SbomInput) -> bytes:
                                     {"name": "pixibuild:platform", "value": data.platform}]},
         "components": entries,
         "dependencies": [{"ref": "subject", "dependsOn": roots}]
-                        + [{"ref": c.ref, "dependsOn": c.depends} for c in components]
+                        + [{"ref": bom_ref[c.ref], "dependsOn": [bom_ref[d] for d in c.depends]} for c in components]
                         + ([{"ref": "base-image", "dependsOn": []}] if data.base is not None else []),
     }
     return canonical_json(document)

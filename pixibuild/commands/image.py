@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser, verb="build an image of", repeatable_platform=True)
     for action in parser._actions:  # the shared -p, with this command's real default
         if "--platform" in action.option_strings:
-            action.help = (f"the platform to build an image of; several make one multi-platform image index "
-                           f"(default: [tool.pixibuild.image] platforms, else {current_subdir()}, this machine's)")
+            action.help = (f"the platform to build an image of; several make one multi-platform image index; "
+                           f"[tool.pixibuild.image] platforms when none is given "
+                           f"(default: {current_subdir()}, this machine's)")
     parser.add_argument("--base", default=None, metavar="REF",
                         help="base image: scratch, oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, or a "
                              "registry reference, [https://]HOST/REPO[:TAG] (default: scratch)")
