@@ -143,3 +143,20 @@ def test_pushed_index_round_trips_through_skopeo_copy_all(project: Path, tmp_pat
         assert skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{copy}") == pushed
     finally:
         registry.stop()
+
+
+def test_every_output_is_the_same_bytes_under_another_umask(project: Path, tmp_path: Path, store_dir) -> None:
+    """Index, referrers and the non-root layer included: nothing a build writes depends on the umask."""
+    import os
+
+    outputs = []
+    for mask in (0o022, 0o077):
+        old = os.umask(mask)
+        try:
+            out = tmp_path / f"{mask:o}.tar"
+            assert main(["image", str(project), "-p", "linux-64", "-p", "linux-aarch64", "--sbom", "cyclonedx",
+                         "--provenance", "--user", "1000", "-o", str(out), "--cache-dir", str(tmp_path / f"c{mask:o}")]) == 0
+        finally:
+            os.umask(old)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
