@@ -124,9 +124,17 @@ def plan_clobbers(order: Sequence[CondaRecord], infos: dict[str, PackageInfo], l
     directory where a later package puts a file. Returns (package → {path: __clobbers__ path},
     clobbered path → winning package).
     """
+    return plan_path_clobbers([r.name for r in order],
+                              {r.name: _planned_paths(r, infos[r.name], layout) for r in order})
+
+
+def plan_path_clobbers(order: Sequence[str], planned: dict[str, list[tuple[str, str]]]
+                       ) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """`plan_clobbers` over (prefix path, path type) lists by package name, in install order — also
+    what an image reads back from its layers' conda-meta records."""
     owner: dict[str, tuple[str, str]] = {}
     dir_refs: dict[str, int] = {}
-    aside: dict[str, dict[str, str]] = {r.name: {} for r in order}
+    aside: dict[str, dict[str, str]] = {name: {} for name in order}
     clobbered: dict[str, str] = {}
 
     def drop(path: str, winner: str) -> None:
@@ -138,17 +146,17 @@ def plan_clobbers(order: Sequence[CondaRecord], infos: dict[str, PackageInfo], l
             if not dir_refs[anc]:
                 del dir_refs[anc]
 
-    for record in order:
-        for path, kind in _planned_paths(record, infos[record.name], layout):
+    for name in order:
+        for path, kind in planned[name]:
             if path in owner:
-                drop(path, record.name)
+                drop(path, name)
             for anc in _ancestors(path):
                 if anc in owner and owner[anc][1] != "softlink":
-                    drop(anc, record.name)
+                    drop(anc, name)
             if path in dir_refs:
                 for other in sorted(p for p in owner if p.startswith(path + "/")):
-                    drop(other, record.name)
-            owner[path] = (record.name, kind)
+                    drop(other, name)
+            owner[path] = (name, kind)
             for anc in _ancestors(path):
                 dir_refs[anc] = dir_refs.get(anc, 0) + 1
     return aside, clobbered
