@@ -24,7 +24,8 @@ documented order — not by the code under test. Sources (prefix-dev/pixi @ 2b25
 
 So the order, written down:
   1. PATH=<prefix>/bin:$PATH, CONDA_SHLVL=1, CONDA_PREFIX
-  2. packages' env_vars.d/*.json (by file name)
+  2. packages' env_vars.d/*.json (by file name), as written (conda and pixibuild's unpack keep them
+     literal; only the manifest's activation.env expands `$VAR`)
   3. PIXI_PROJECT_ROOT, _NAME, _MANIFEST, _VERSION, PIXI_IN_SHELL, CONDA_DEFAULT_ENV,
      PIXI_ENVIRONMENT_NAME, _PLATFORMS, PIXI_PROMPT
   4. packages' etc/conda/activate.d/*.sh (by file name)
@@ -161,7 +162,7 @@ def _script_text(marker: str, keys: list[str]) -> str:
 def _fake_prefix(root: Path, keys: list[str], with_scripts: bool) -> tuple[Path, dict[str, str]]:
     prefix = root / "prefix"
     (prefix / "etc/conda/env_vars.d").mkdir(parents=True)
-    package_env = {"PKG_FROM_ENV_VARS_D": "yes"}
+    package_env = {"PKG_FROM_ENV_VARS_D": "yes", "PKG_LITERAL": "$HOME/kept as written"}  # package values are data
     (prefix / "etc/conda/env_vars.d/pkg.json").write_text(json.dumps(package_env))
     if with_scripts:
         (prefix / "etc/conda/activate.d").mkdir(parents=True)

@@ -159,8 +159,11 @@ def static_activation(prefix_dir: Path, target_prefix: str, platform: str, *, ba
     env: dict[str, str] = {}
     unresolved: list[str] = []
 
-    def put(key: str, value: str, after_scripts: bool) -> None:
-        plain = value if "$" not in value else (None if after_scripts and scripts_run else expand_static(value, known))
+    def put(key: str, value: str, after_scripts: bool, expands: bool = True) -> None:
+        if not expands or "$" not in value:
+            plain: str | None = value
+        else:
+            plain = None if after_scripts and scripts_run else expand_static(value, known)
         if plain is None:
             unresolved.append(key)
             env.pop(key, None)
@@ -171,10 +174,10 @@ def static_activation(prefix_dir: Path, target_prefix: str, platform: str, *, ba
     for key, value in (("PATH", sep.join(entries)), ("CONDA_SHLVL", "1"), ("CONDA_PREFIX", target_prefix)):
         env[key] = known[key] = value
     for key, value in environment_variables(Path(prefix_dir)).items():
-        put(key, value, False)
+        put(key, value, False, expands=False)
     manifest = manifest or ManifestActivation()
     for key, value in manifest.metadata:
-        put(key, value, False)
+        put(key, value, False, expands=False)
     has_scripts = bool(manifest.scripts or activation_scripts(Path(prefix_dir), target_prefix, "bash"))
     for key, value in manifest.env:
         put(key, value, has_scripts)
@@ -211,8 +214,10 @@ def _nu_name(name: str) -> str:
 
 
 def _bash_export(key: str, value: str) -> str:
-    """rattler_shell's Bash `set_env_var`: a value with `$` goes in double quotes so the shell
-    expands the references (only `"` escaped); anything else is quoted literally."""
+    """rattler_shell's Bash `set_env_var` for the manifest's `activation.env`: a value with `$` goes
+    in double quotes so the shell expands the references (only `"` escaped; pixi documents that
+    `$VAR` there is expanded); anything else is quoted literally. Package values (env_vars.d) stay
+    literal, as conda writes them."""
     if "$" in value:
         return f'export {key}="{value.replace(chr(34), chr(92) + chr(34))}"'
     return f"export {key}={_q(value)}"
@@ -240,8 +245,8 @@ def activate_script(prefix_dir: Path, target_prefix: str | None = None, shell: s
         lines.append(f'export PATH="{sep.join(entries)}:${{PATH}}"')
         lines.append("export CONDA_SHLVL=1")
         lines.append(f"export CONDA_PREFIX={_q(target_prefix)}")
-        lines += [_bash_export(k, v) for k, v in variables.items()]
-        lines += [_bash_export(k, v) for k, v in manifest.metadata]
+        lines += [f"export {k}={_q(v)}" for k, v in variables.items()]  # package values are data
+        lines += [f"export {k}={_q(v)}" for k, v in manifest.metadata]
         lines += [f". {_q(s)}" for s in [*scripts, *manifest.scripts]]
         lines += [_bash_export(k, v) for k, v in manifest.env]
         return "\n".join(lines) + "\n"

@@ -222,18 +222,22 @@ def _compressor(out: BinaryIO, compression: str) -> "_ParallelGzip | _DigestingZ
     return _ParallelGzip(out, level) if compression == "gzip" else _DigestingZstd(out, level)
 
 
-def _normalized_mode(st_mode: int) -> int:
+def _normalized_mode(st_mode: int, name: str = "") -> int:
     return 0o755 if st_mode & 0o111 else 0o644
 
 
-def _kept_mode(st_mode: int) -> int:
+def _kept_mode(st_mode: int, name: str = "") -> int:
+    """The archive's mode (the installer sets it exactly); conda-meta records are the installer's own
+    writes, whose mode follows the umask: normalised, so the layer does not depend on it."""
+    if "conda-meta" in name.split("/"):
+        return _normalized_mode(st_mode)
     return st_mode & 0o777
 
 
 MODES = {"keep": _kept_mode, "normalize": _normalized_mode}
 
 
-def _write_tree(tar: DeterministicTarWriter, source: Path, name: str, file_mode: Callable[[int], int]) -> None:
+def _write_tree(tar: DeterministicTarWriter, source: Path, name: str, file_mode: Callable[[int, str], int]) -> None:
     """Pre-order walk with names sorted at each level; `name` is the archive path of `source`."""
     with os.scandir(source) as it:
         entries = sorted(it, key=lambda e: e.name)
@@ -247,7 +251,7 @@ def _write_tree(tar: DeterministicTarWriter, source: Path, name: str, file_mode:
             _write_tree(tar, Path(entry.path), arcname, file_mode)
         elif stat.S_ISREG(st.st_mode):
             # Hardlinks are read through: every path is a regular file in the layer.
-            tar.add_file(arcname, Path(entry.path), file_mode(st.st_mode), st.st_size)
+            tar.add_file(arcname, Path(entry.path), file_mode(st.st_mode, arcname), st.st_size)
         else:
             raise BuildError("cannot put a device, fifo or socket into an image layer", path=entry.path)
 

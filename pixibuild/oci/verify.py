@@ -99,16 +99,17 @@ def _current_umask() -> int:
 
 def differences(image: dict[str, Description], installed: dict[str, Description], *,
                 umask: int | None = None, limit: int | None = None) -> list[str]:
-    """What differs, one line per path. Image directories are always 0755; an installed directory's
-    mode is its creator's umask applied to that, so directories compare through `umask`."""
+    """What differs, one line per path. Image directories are always 0755 and conda-meta records
+    0644; an installed directory's (or record's) mode is its creator's umask applied to that, so
+    those compare through `umask` (package files keep their archive modes on both sides: exact)."""
     mask = _current_umask() if umask is None else umask
     out = []
     for path in sorted(set(image) | set(installed)):
         a, b = image.get(path), installed.get(path)
-        if a is not None and b is not None and a[0] == b[0] == "dir":
-            if (a[1] & ~mask) == b[1]:
-                continue
-        elif a == b:
+        masked = a is not None and b is not None and a[0] == b[0] and (a[0] == "dir" or path.startswith("conda-meta/"))
+        if masked and (a[1] & ~mask) == b[1] and a[2] == b[2]:  # type: ignore[index]
+            continue
+        if a == b:
             continue
         out.append(f"{path}: image {_show(a)}, unpack {_show(b)}")
         if limit is not None and len(out) >= limit:
