@@ -1,143 +1,211 @@
-"""Image build benchmark: cold and warm `build_image` vs `tar | gzip -6` of the same installed
-environment, and how many layers a one-package change rebuilds.
+"""Image build benchmark: cold builds (gzip and zstd layers) against compressing the same installed
+environment with the standard tools, peak memory of the build, and — on the real corpus — warm
+rebuilds and a one-package change.
 
-Packages: real linux-64 conda packages from ../shared/corpus/pkgs (one build per name, noarch
-python excluded since no python is in the set); the changed package is another build of one of
-them (e.g. ncurses 6.1 → 6.2). Prints numbers and ratios; no thresholds.
+Two environments:
 
-    .venv/bin/python bench/image.py [--max-packages N]
+- generated: `--generated-mb` MB (default 1536) of incompressible data in `--packages` packages of
+  several files each (the size a CUDA/PyTorch environment reaches; random bytes so compression
+  cannot make the work disappear);
+- real: linux-64 packages from ../shared/corpus/pkgs (one build per name, noarch python excluded
+  since no python is in the set).
+
+Baselines, on the environment installed at the image prefix: `tar -cf - . | gzip -6` and
+`tar -cf - . | zstd -3 -T0` (what `docker build` + push would spend compressing). The cold image
+builds (install each package into its layer, tar, compress, hash) run in a child process, so its
+peak RSS (VmHWM) is the build's own. Prints numbers and ratios; no thresholds.
+
+    .venv/bin/python bench/image.py [--generated-mb 1536] [--packages 16] [--max-packages 60] [--skip-generated]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
 import benchlib
 
 from pixibuild.conda.archive import record_from_archive
+from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_package
 from pixibuild.install.environment import install_environment
 from pixibuild.oci.build import build_image
 from pixibuild.oci.layer import LayerCache
-from pixibuild.oci.layout import write_image_tar
 
 CORPUS = benchlib.CORPUS / "pkgs"
 PREFIX = "/app/.pixi/envs/bench"
+FILE_MB = 8
+
+_CHILD = textwrap.dedent("""
+    import json, pickle, sys, time
+    from pathlib import Path
+    from pixibuild.oci.build import build_image
+    from pixibuild.oci.layer import LayerCache
+    packages, cache_dir, compression, prefix = pickle.load(open(sys.argv[1], "rb"))
+    def peak_rss_mb():
+        # VmHWM: this process image's own peak (ru_maxrss would include the parent's, kept across exec)
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    start = time.perf_counter()
+    result = build_image(packages, platform="linux-64", target_prefix=prefix,
+                         cache=LayerCache(Path(cache_dir), compression=compression))
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "layers": len(result.image.layers), "built": result.layers_built,
+                      "bytes": sum(l.size for l in result.image.layers), "digest": result.image.digest,
+                      "rss_mb": peak_rss_mb()}))
+""")
 
 
-def corpus_record(path: Path):
-    """The record a lock would pin for a corpus package (index.json + the file's hashes)."""
-    return record_from_archive(path, url=f"https://repo.anaconda.com/pkgs/main/linux-64/{path.name}")
+def child_build(packages, cache_dir: Path, compression: str, scratch: Path) -> dict:
+    """A cold build in a fresh interpreter: wall time (interpreter start included), its result, and
+    its own peak RSS in MB (VmHWM, measured by the child)."""
+    import json
+    import pickle
+
+    args = scratch / "args.pickle"
+    args.write_bytes(pickle.dumps((packages, str(cache_dir), compression, PREFIX)))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(args)], stdout=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"build child failed ({proc.returncode})")
+    result = json.loads(proc.stdout)
+    result["wall"] = wall
+    return result
 
 
-def corpus_packages(limit: int):
-    """(by-name choice, alternatives): real linux-64 packages, first build per name."""
+def shell_seconds(command: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True)
+    return time.perf_counter() - start
+
+
+def drop_file(path: Path) -> int:
+    size = path.stat().st_size
+    path.unlink()
+    return size
+
+
+def generated_packages(root: Path, total_mb: int, count: int) -> list:
+    """`count` linux-64 packages of random files adding up to `total_mb` MB (sizes vary 0.5x–1.5x)."""
+    per = total_mb / count
+    out = []
+    for i in range(count):
+        size_mb = max(1, round(per * (0.5 + i / max(1, count - 1))))
+        files, left = [], size_mb
+        while left > 0:
+            chunk = min(FILE_MB, left)
+            files.append(PkgFile(f"lib/data{i:02d}/part{len(files):03d}.bin", os.urandom(chunk << 20)))
+            left -= chunk
+        spec = PackageSpec(f"blob{i:02d}", "1.0", "h0_0", subdir="linux-64", files=files)
+        path = write_package(spec, root)
+        out.append((locked_record(spec, path), path))
+    return out
+
+
+def corpus_packages(limit: int) -> list:
+    """Real linux-64 packages the installer accepts, first build per name."""
+    from pixibuild.errors import PixibuildError
+    from pixibuild.install.environment import install_package
+
     chosen: dict[str, Path] = {}
-    alternatives: dict[str, list[Path]] = {}
     with open(CORPUS / "INDEX.tsv") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             if (row["subdir"] != "linux-64" or not row["origin"].startswith("real") or row["noarch"] != "-"
                     or row["format"] not in ("conda-v2(zip)", "tar.bz2") or row["dup_of"] != "-"
-                    or row["notes"] not in ("-", "bad-metadata.json")):
+                    or row["notes"] not in ("-", "bad-metadata.json") or row["name"] in chosen):
                 continue
-            path = CORPUS / row["file"]
-            if not path.exists():
-                continue
-            alternatives.setdefault(row["name"], []).append(path)
-            if row["name"] not in chosen and len(chosen) < limit:
-                chosen[row["name"]] = path
-    return chosen, alternatives
-
-
-def installable(record, path, scratch: Path) -> bool:
-    """Only packages the installer accepts (some corpus packages are deliberately odd)."""
-    from pixibuild.errors import PixibuildError
-    from pixibuild.install.environment import install_package
-
-    target = scratch / record.name
-    try:
-        install_package(record, path, target, target_prefix=PREFIX, python_version=None, platform="linux-64")
-        return True
-    except PixibuildError as exc:
-        print(f"excluded: {exc}")
-        return False
-    finally:
-        shutil.rmtree(target, ignore_errors=True)
-
-
-def records_for(chosen: dict[str, Path], alternatives: dict[str, list[Path]], scratch: Path):
-    """Per name, the first build the installer accepts (some corpus copies are truncated test data)."""
+            if (CORPUS / row["file"]).exists() and len(chosen) < limit:
+                chosen[row["name"]] = CORPUS / row["file"]
     out = []
-    for name, first in chosen.items():
-        for path in [first] + [p for p in alternatives[name] if p != first]:
-            record = corpus_record(path)
-            if installable(record, path, scratch):
-                out.append((record, path))
-                chosen[name] = path
-                break
+    with tempfile.TemporaryDirectory() as probe:
+        for name, path in chosen.items():
+            record = record_from_archive(path, url=f"https://repo.anaconda.com/pkgs/main/linux-64/{path.name}")
+            try:
+                install_package(record, path, Path(probe) / name, target_prefix=PREFIX, python_version=None,
+                                platform="linux-64")
+            except PixibuildError:
+                continue
+            out.append((record, path))
     return out
 
 
-def timed(fn):
+def compare(label: str, packages: list, tmp: Path) -> None:
+    env_dir = tmp / "env"
+    t_install = time.perf_counter()
+    install_environment(packages, env_dir, target_prefix=PREFIX, platform="linux-64")
+    t_install = time.perf_counter() - t_install
+    installed = sum(p.stat().st_size for p in env_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    t_gzip = shell_seconds(f"tar -C {env_dir} -cf - . | gzip -6 > {tmp / 'env.tar.gz'}")
+    gz_size = drop_file(tmp / "env.tar.gz")
+    t_zstd = shell_seconds(f"tar -C {env_dir} -cf - . | zstd -q -3 -T0 > {tmp / 'env.tar.zst'}")
+    zst_size = drop_file(tmp / "env.tar.zst")
+    shutil.rmtree(env_dir)
+    print(f"[{label}] {len(packages)} packages, {installed / 1e6:.0f} MB installed; install_environment {t_install:.1f} s")
+    print(f"[{label}] baseline tar | gzip -6: {t_gzip:.1f} s ({gz_size / 1e6:.0f} MB); "
+          f"tar | zstd -3 -T0: {t_zstd:.1f} s ({zst_size / 1e6:.0f} MB)")
+    for compression, baseline, tool in (("gzip", t_gzip, "tar|gzip -6"), ("zstd", t_zstd, "tar|zstd -3 -T0")):
+        cache = tmp / f"cache-{compression}"
+        cold = child_build(packages, cache, compression, tmp)
+        print(f"[{label}] cold {compression} build: {cold['wall']:.1f} s wall ({cold['seconds']:.1f} s in build_image), "
+              f"{cold['layers']} layers, {cold['bytes'] / 1e6:.0f} MB; ratio to {tool}: {cold['wall'] / baseline:.2f} "
+              f"(build_image alone {cold['seconds'] / baseline:.2f}); peak RSS {cold['rss_mb']:.0f} MB")
+        shutil.rmtree(cache)
+
+
+def warm_and_change(packages: list, tmp: Path) -> None:
+    """On the real set: warm rebuild and a one-package change, in process."""
+    cache = LayerCache(tmp / "warm")
+    build = lambda pkgs: build_image(pkgs, platform="linux-64", target_prefix=PREFIX, cache=cache)
+    first = build(packages)
     start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
+    warm = build(packages)
+    t_warm = time.perf_counter() - start
+    assert warm.image.digest == first.image.digest
+    print(f"[real] warm build_image: {t_warm:.3f} s ({warm.layers_built} layers built, {warm.layers_reused} reused)")
+    victim = packages[len(packages) // 2]
+    spec = PackageSpec(victim[0].name, victim[0].version + ".post1", "h9_9", subdir="linux-64",
+                       files=[PkgFile("share/changed.txt", b"a changed package\n")])
+    changed_path = write_package(spec, tmp / "changed")
+    changed = [p if p is not victim else (locked_record(spec, changed_path), changed_path) for p in packages]
+    start = time.perf_counter()
+    after = build(changed)
+    t_change = time.perf_counter() - start
+    differing = sum(a.digest != b.digest for a, b in zip(first.image.layers, after.image.layers))
+    print(f"[real] one package changed ({victim[0].name}): {t_change:.2f} s, {after.layers_built} layers built, "
+          f"{differing} of {len(after.image.layers)} layer digests differ")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--max-packages", type=int, default=60)
+    parser.add_argument("--generated-mb", type=int, default=1536, help="size of the generated environment")
+    parser.add_argument("--packages", type=int, default=16, help="packages in the generated environment")
+    parser.add_argument("--max-packages", type=int, default=60, help="real corpus packages to use")
+    parser.add_argument("--skip-generated", action="store_true")
     args = parser.parse_args()
-    chosen, alternatives = corpus_packages(args.max_packages)
-    with tempfile.TemporaryDirectory(prefix="bench-image-") as tmp:
-        tmp = Path(tmp)
-        packages = records_for(chosen, alternatives, tmp / "probe")
-        cache = LayerCache(tmp / "cache")
-        build = lambda pkgs: build_image(pkgs, platform="linux-64", target_prefix=PREFIX, cache=cache)
-        t_cold, cold = timed(lambda: build(packages))
-        t_tar_out, _ = timed(lambda: write_image_tar(cold.image, tmp / "image.tar"))
-        t_warm, warm = timed(lambda: build(packages))
-        assert warm.image.digest == cold.image.digest
-
-        env_dir = tmp / "env"
-        t_install, _ = timed(lambda: install_environment(packages, env_dir, target_prefix=PREFIX, platform="linux-64"))
-        t_gzip, _ = timed(lambda: subprocess.run(f"tar -C {env_dir} -cf - . | gzip -6 > {tmp / 'env.tar.gz'}",
-                                                 shell=True, check=True))
-        raw_size = sum(p.stat().st_size for p in env_dir.rglob("*") if p.is_file() and not p.is_symlink())
-
-        # one-package change: another build of a package in the set
-        swap = next(((name, alt) for name, alts in sorted(alternatives.items()) for alt in alts
-                     if name in {r.name for r, _ in packages} and alt != chosen[name]
-                     and corpus_record(alt).sha256 != corpus_record(chosen[name]).sha256), None)
-        print(f"packages: {len(packages)}, installed size {raw_size / 1e6:.1f} MB, image layers {len(cold.image.layers)}, "
-              f"layer blobs {sum(l.size for l in cold.image.layers) / 1e6:.1f} MB gz "
-              f"(env tar.gz {(tmp / 'env.tar.gz').stat().st_size / 1e6:.1f} MB)")
-        print(f"cold build_image: {t_cold:.2f} s  (+ image tar write {t_tar_out:.2f} s)")
-        print(f"warm build_image: {t_warm:.3f} s  ({warm.layers_built} layers built, {warm.layers_reused} reused)")
-        print(f"baseline install_environment: {t_install:.2f} s; tar | gzip -6 of it: {t_gzip:.2f} s; "
-              f"install + tar|gzip: {t_install + t_gzip:.2f} s")
-        print(f"ratio cold / (install + tar|gzip): {t_cold / (t_install + t_gzip):.2f}; "
-              f"ratio cold / tar|gzip: {t_cold / t_gzip:.2f}; ratio warm / tar|gzip: {t_warm / t_gzip:.3f}")
-        if swap:
-            name, alt = swap
-            changed = [(r, p) if r.name != name else (corpus_record(alt), alt) for r, p in packages]
-            for max_layers in (None, 8):
-                kw = {"max_layers": max_layers} if max_layers else {}
-                before = build_image(packages, platform="linux-64", target_prefix=PREFIX, cache=cache, **kw)
-                t_change, after = timed(lambda: build_image(changed, platform="linux-64", target_prefix=PREFIX,
-                                                            cache=cache, **kw))
-                differing = sum(a.digest != b.digest for a, b in zip(before.image.layers, after.image.layers))
-                print(f"one-package change ({name}: {chosen[name].name} -> {alt.name}), "
-                      f"max_layers={max_layers or 'default'}: {t_change:.2f} s, {after.layers_built} layers rebuilt, "
-                      f"{differing} of {len(after.image.layers)} layer digests differ")
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="bench-image-") as tmp_name:
+        tmp = Path(tmp_name)
+        if benchlib.CORPUS.exists():
+            real = corpus_packages(args.max_packages)
+            compare("real", real, tmp)
+            warm_and_change(real, tmp)
         else:
-            print("one-package change: no alternative build in the corpus")
-        shutil.rmtree(tmp / "env", ignore_errors=True)
+            print("[real] corpus not found: skipped")
+        if not args.skip_generated:
+            start = time.perf_counter()
+            generated = generated_packages(tmp / "generated", args.generated_mb, args.packages)
+            print(f"[generated] wrote {args.packages} packages, {args.generated_mb} MB of random data, in "
+                  f"{time.perf_counter() - start:.0f} s")
+            compare("generated", generated, tmp)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ COMMANDS = {
     "unpack": "pixibuild.commands.unpack",
     "shell-hook": "pixibuild.commands.shell_hook",
     "image": "pixibuild.commands.image",
+    "sbom": "pixibuild.commands.sbom",
     "build": "pixibuild.rules.build_command",  # doit-backed: it lives in the rule set, outside the library
 }
 """Command name → module, in the order `pixibuild --help` lists them."""

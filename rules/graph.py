@@ -24,6 +24,7 @@ def build_graph(ws: Workspace, kinds: Sequence[str] | None = None) -> BuildGraph
         wanted = kinds if kinds is not None else project.settings.get("outputs", DEFAULT_KINDS)
         session = FetchSession(ws.store_root, project.root)  # one connection pool for the project's fetch nodes
         lock_node = lock.declare(graph, ws, label, project)
+        images: dict[str, list] = {}
         for env, platform in project.targets():
             target = project.target(env, platform)
             if "pack" in wanted:
@@ -35,5 +36,10 @@ def build_graph(ws: Workspace, kinds: Sequence[str] | None = None) -> BuildGraph
                 # networkx and the installer (~200 ms, python -X importtime)
                 from . import image
 
-                image.declare(graph, ws, label, project, target, session, deps=(lock_node,))
+                images.setdefault(env, []).append(
+                    image.declare(graph, ws, label, project, target, session, deps=(lock_node,)))
+        for env, declared in images.items():
+            from . import image
+
+            image.declare_index(graph, ws, label, project, env, declared)
     return graph

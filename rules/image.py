@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from pixibuild.errors import PixibuildError
+from pixibuild.errors import InputError, PixibuildError
+from pixibuild.inputs.git import git_state
 from pixibuild.graph import steps
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
 from pixibuild.inputs.project import Project, Resolved
@@ -46,15 +48,38 @@ def _base_fingerprint(base: str) -> list:
     return [base]  # a registry reference: pin it by digest for reproducible images
 
 
+@dataclass(frozen=True)
+class PlatformImage:
+    """A declared per-platform image node and what an index node over it needs."""
+
+    name: str
+    key: str
+    platform: str
+    inputs: tuple  # steps.ImagePlatform
+    deps: tuple[str, ...]
+
+
+def _project_inputs(project: Project, env: str, platform: str, options) -> list:
+    """What an image takes from the project besides packages and image settings: the manifest's
+    activation and version, its activation scripts' files, and the git checkout's state."""
+    activation = project.manifest.activation(env, platform)
+    git = git_state(project.manifest.path)
+    return [activation.scripts, activation.env, project.manifest.version, project.manifest.name,
+            project.manifest.environment_platforms(env),
+            _file_fingerprint(project.root, [s for s in activation.scripts if not s.startswith("/")]),
+            [git.revision, git.source] if git else None]
+
+
 def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, target: Resolved,
-            session: FetchSession, deps: Sequence[str] = ()) -> str:
+            session: FetchSession, deps: Sequence[str] = ()) -> PlatformImage:
     """layer:<id> per planned package group — inputs: package sha256s, prefix, platform, python
-    version (the layer cache key); image:… — inputs: layer keys, image settings, base, app files."""
+    version (the layer cache key); image:… — inputs: layer keys, image settings, base, app files,
+    the manifest's activation and version, git state."""
     env, platform = target.env, target.platform
     where = f"{project.manifest.path}: tool.pixibuild"
-    options = manifest_image_options(project.manifest.tool, env, where=where)
+    options = manifest_image_options(project.manifest.tool, env, where=where, root=project.root)
     prefix = image_prefix(options, env)
-    cache = LayerCache(layer_cache_root(ws.store_root))
+    cache = LayerCache(layer_cache_root(ws.store_root), compression=options.compression)
     packages = fetch.declare_target(graph, ws, project, target, session)
     verify = {r.name: node for r, node in zip(target.conda, packages.conda_verify)}
     blobs = [fetch.blob_path(ws, r.sha256) for r in target.conda]
@@ -64,32 +89,63 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
         plan = plan_layers(list(zip(target.conda, blobs)), platform=platform, target_prefix=prefix,
                            max_layers=options.max_layers, base_layers=base_layer_count(options.base, platform),
                            app_layer=bool(options.include), base=f"base image {options.base}",
-                           wheel_layer=bool(packages.built))
+                           wheel_layer=bool(packages.built), user_layer=bool(options.user))
         for layer in plan.packages:
-            name = f"layer:{hashlib.sha256(layer.spec.key.encode()).hexdigest()[:16]}"
-            graph.add(Node(name=name, kind="layer", key=content_key("layer", layer.spec.key),
+            name = f"layer:{hashlib.sha256((layer.spec.key + cache.compression).encode()).hexdigest()[:16]}"
+            graph.add(Node(name=name, kind="layer", key=content_key("layer", layer.spec.key, cache.compression),
                            deps=tuple(dict.fromkeys(verify[r.name] for r in layer.records)),
                            present=functools.partial(_layer_present, cache, layer.spec.key),
                            doc=f"image layer: {', '.join(r.dist_name for r in layer.records)} at {prefix}",
-                           action=functools.partial(steps.image_layer, layer, str(cache.root))))
+                           action=functools.partial(steps.image_layer, layer, str(cache.root), cache.compression)))
             layer_nodes.append(name)
     out = target_dir(ws, label, env, platform) / "image.tar"
     layer_keys = [layer.spec.key for layer in plan.packages] if plan else list(target.conda_digests)
     key = content_key("image", platform, env, label, layer_keys, sorted(packages.wheel_digests), vars(options),
                       _base_fingerprint(options.base or "scratch"), _file_fingerprint(project.root, options.include),
-                      os.environ.get("SOURCE_DATE_EPOCH"), sorted(packages.built_keys))
+                      _project_inputs(project, env, platform, options), os.environ.get("SOURCE_DATE_EPOCH"),
+                      sorted(packages.built_keys))
     name = target_name(ws, "image", label, env, platform)
-    graph.add(Node(name=name, kind="image", key=key, outputs=(out,),
-                   deps=(*deps, *layer_nodes, *packages.verify_nodes),
+    node_deps = (*deps, *layer_nodes, *packages.verify_nodes)
+    inputs = (platform, platform, packages.conda, packages.wheels, plan, packages.built)
+    graph.add(Node(name=name, kind="image", key=key, outputs=(out,), deps=node_deps,
                    doc=f"OCI/docker image of {label}, env {env}, {platform} → {out}",
-                   action=functools.partial(steps.image, str(project.manifest.path), env, platform, packages.conda,
-                                            packages.wheels, str(ws.store_root), str(cache.root), str(out), plan,
-                                            built=packages.built)))
+                   action=functools.partial(steps.image, str(project.manifest.path), env, [inputs],
+                                            str(ws.store_root), str(out))))
+    return PlatformImage(name, key, platform, inputs, node_deps)
+
+
+def declare_index(graph: BuildGraph, ws: Workspace, label: str, project: Project, env: str,
+                  images: Sequence[PlatformImage]) -> str | None:
+    """image:<env> (image:<project>:<env> in a monorepo): one OCI image index over the env's
+    per-platform images — `[tool.pixibuild.image] platforms` when given, else every one declared —
+    written to `build/[<project>/]<env>/image.tar`. Its inputs are theirs; the per-platform nodes
+    are its dependencies, so the layers are built (and shared) once."""
+    options = manifest_image_options(project.manifest.tool, env, where=f"{project.manifest.path}: tool.pixibuild",
+                                     root=project.root)
+    by_platform = {i.platform: i for i in images}
+    wanted = options.platforms or sorted(by_platform)
+    missing = [p for p in wanted if p not in by_platform]
+    if missing:
+        raise InputError(f"image platforms {', '.join(missing)} are not locked image targets of environment "
+                         f"{env!r} (have: {', '.join(sorted(by_platform)) or 'none'})",
+                         path=project.manifest.path, field="tool.pixibuild.image.platforms")
+    chosen = [by_platform[p] for p in wanted]
+    if not chosen:
+        return None
+    out_dir = ws.build_dir / env if ws.single else ws.build_dir / label / env
+    name = f"image:{env}" if ws.single else f"image:{label}:{env}"
+    key = content_key("image-index", [i.key for i in chosen])
+    graph.add(Node(name=name, kind="image", key=key, outputs=(out_dir / "image.tar",),
+                   deps=tuple(dict.fromkeys(d for i in chosen for d in (i.name, *i.deps))),
+                   doc=f"multi-platform OCI image index of {label}, env {env} ({', '.join(wanted)}) → "
+                       f"{out_dir / 'image.tar'}",
+                   action=functools.partial(steps.image, str(project.manifest.path), env, [i.inputs for i in chosen],
+                                            str(ws.store_root), str(out_dir / "image.tar"))))
     return name
 
 
 def _layer_present(cache: LayerCache, key: str) -> bool:
     try:
-        return cache.lookup(key) is not None and cache.kept_dir(key).is_dir()
+        return cache.has(key, modes="keep", keep=True)
     except (OSError, PixibuildError):
         return False

@@ -335,3 +335,30 @@ def run_in_rootfs(bundle: Path, command: list[str] | None = None) -> str:
     return res.stdout
 
 
+
+
+def unpack_image(layout: Path, tag: str, bundle: Path) -> Path:
+    """umoci unpack (as root: owners kept), the bundle opened to other users so a test can run
+    the rootfs as a non-root uid."""
+    res = umoci_unpack(layout, tag, bundle)
+    assert res.returncode == 0, res.stderr
+    bundle.chmod(0o755)
+    return bundle
+
+
+def run_as(bundle: Path, uid: int, gid: int, command: list[str] | None = None,
+           entrypoint_words: int = 1) -> subprocess.CompletedProcess:
+    """Run the image's process (or `command` after its entrypoint's first `entrypoint_words` words)
+    under bwrap as `uid:gid` — a real unprivileged user on the host, so file ownership in the rootfs
+    is what decides, as in a container."""
+    bwrap = require_tool("bwrap")
+    runtime = json.loads((bundle / "config.json").read_text())
+    args = runtime["process"]["args"]
+    if command is not None:
+        args = args[:entrypoint_words] + command
+    env = dict(item.split("=", 1) for item in runtime["process"]["env"])
+    cmd = [bwrap, "--bind", str(bundle / "rootfs"), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+           "--unshare-all", "--clearenv", "--chdir", runtime["process"]["cwd"]]
+    for k, v in env.items():
+        cmd += ["--setenv", k, v]
+    return subprocess.run(cmd + args, capture_output=True, text=True, user=uid, group=gid, extra_groups=[])

@@ -89,8 +89,9 @@ def test_image_command_errors_are_one_line(tmp_path: Path, demo, capsys, store_d
 
 
 def test_push_second_environment_uploads_only_its_new_package(tmp_path: Path, demo, store_dir) -> None:
-    """prod and default share every package but tzdata-demo: the second push sends that layer and
-    the config, nothing else (counted by a proxy in front of the real registry)."""
+    """prod and default share every package but tzdata-demo: the second push sends that layer, the
+    environment layer (its entrypoint names the environment: PIXI_ENVIRONMENT_NAME, as `pixi
+    shell-hook` writes it) and the config, nothing else (counted by a proxy in front of the real registry)."""
     from oci_helpers import AuthProxy, LocalRegistry
 
     registry = LocalRegistry(tmp_path / "registry")
@@ -100,10 +101,10 @@ def test_push_second_environment_uploads_only_its_new_package(tmp_path: Path, de
         assert main(["image", *common, "-e", "prod", "--push", f"{proxy.host}/demo/webapp:prod"]) == 0
         first = len(proxy.uploads())
         assert main(["image", *common, "-e", "default", "--push", f"{proxy.host}/demo/webapp:default"]) == 0
-        assert len(proxy.uploads()) - first == 2
+        assert len(proxy.uploads()) - first == 3
         prod = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/demo/webapp:prod"))
         default = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/demo/webapp:default"))
-        assert len(set(default["Layers"]) - set(prod["Layers"])) == 1
+        assert len(set(default["Layers"]) - set(prod["Layers"])) == 2
     finally:
         proxy.stop()
         registry.stop()

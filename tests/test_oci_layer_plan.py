@@ -76,7 +76,8 @@ def test_doit_planning_refuses_an_impossible_budget_in_one_line(tmp_path: Path, 
     _, image = _base(tmp_path, 30)
     layout = write_oci_dir(image, tmp_path / "layout")
     manifest = demo["webapp"] / "pixi.toml"
-    manifest.write_text(manifest.read_text() + f'base = "oci:{layout}"\nmax-layers = 5\n')
+    text = "".join(line for line in manifest.read_text().splitlines(True) if not line.startswith("base = "))
+    manifest.write_text(text + f'base = "oci:{layout}"\nmax-layers = 5\n')
     monkeypatch.setenv("PIXIBUILD_BUILD_DIR", str(tmp_path / "build"))
     code = main(["build", "-C", str(demo["webapp"]), "--list"])
     err = capsys.readouterr().err.strip()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import shutil
 import subprocess
 import tarfile
 import zipfile
@@ -136,7 +135,9 @@ def test_docker_shape_noop_then_one_edit(docker_shape) -> None:
     edit = run_doit(project, env=env)
     assert edit.returncode == 0, edit.output
     kinds = sorted(n.split(":", 1)[0] for n in edit.executed)
-    assert kinds == ["image", "pack", "unpack", "wheel"], edit.executed
+    # the platform's image and the environment's image index over it (`image:prod`)
+    assert kinds == ["image", "image", "pack", "unpack", "wheel"], edit.executed
+    assert {"image:prod", f"image:prod:{HOST}"} <= set(edit.executed)
     after = _image_layers(out / "image.tar")
     assert [d for d, _ in before[:-1]] == [d for d, _ in after[:-1]] and before[-1][0] != after[-1][0]
     site = out / "env" / "lib" / f"python{PY}" / "site-packages"

@@ -111,11 +111,18 @@ def test_deleted_output_is_rebuilt_alone(built) -> None:
 def test_images_and_unpack_targets_are_built(built) -> None:
     root, _, _, cold = built
     assert sorted(_kind(cold.executed, "image")) == [
-        "image:webapp:default:linux-64", "image:webapp:default:linux-aarch64",
-        "image:webapp:prod:linux-64", "image:webapp:prod:linux-aarch64"]
+        "image:webapp:default", "image:webapp:default:linux-64", "image:webapp:default:linux-aarch64",
+        "image:webapp:prod", "image:webapp:prod:linux-64", "image:webapp:prod:linux-aarch64"]
     assert sorted(_kind(cold.executed, "unpack")) == ["unpack:webapp:default:linux-64", "unpack:webapp:prod:linux-64"]
     layers = _kind(cold.executed, "layer")
     assert len(layers) == len(set(layers)) > 0
+    import json
+    import tarfile
+
+    with tarfile.open(root / "build" / "webapp" / "prod" / "image.tar") as index_tar:  # image:webapp:prod
+        index = json.load(index_tar.extractfile("index.json"))  # type: ignore[arg-type]
+        nested = json.load(index_tar.extractfile("blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]))  # type: ignore[arg-type]
+    assert [m["platform"]["architecture"] for m in nested["manifests"]] == ["amd64", "arm64"]
     out = root / "build" / "webapp" / "prod" / "linux-64"
     import subprocess
 
@@ -125,7 +132,8 @@ def test_images_and_unpack_targets_are_built(built) -> None:
 
 def test_one_changed_package_in_an_imaged_project(built) -> None:
     """tzdata-demo (noarch) bumped in webapp: its fetch/verify, webapp's lock check, the default
-    env's index/pack/image on both platforms, one layer per platform, and the host unpack."""
+    env's index/pack/image on both platforms and its multi-platform index, one layer (a noarch
+    package's layer is the same blob on both platforms), and the host unpack."""
     root, projects, env, _ = built
     prod_image = root / "build" / "webapp" / "prod" / "linux-64" / "image.tar"
     before = prod_image.read_bytes()
@@ -138,9 +146,9 @@ def test_one_changed_package_in_an_imaged_project(built) -> None:
         f"fetch:{rid}", f"verify:{rid}", "lock:webapp",
         "index:webapp:default:linux-64", "index:webapp:default:linux-aarch64",
         "pack:webapp:default:linux-64", "pack:webapp:default:linux-aarch64",
-        "image:webapp:default:linux-64", "image:webapp:default:linux-aarch64",
+        "image:webapp:default:linux-64", "image:webapp:default:linux-aarch64", "image:webapp:default",
         "unpack:webapp:default:linux-64"])
-    assert len(_kind(run.executed, "layer")) == 2
+    assert len(_kind(run.executed, "layer")) == 1
     assert prod_image.read_bytes() == before
 
 
@@ -192,5 +200,7 @@ def test_two_images_with_the_same_packages_share_layer_tasks(tmp_path: Path, mon
     one = [d for d in graph.node("image:webapp:prod:linux-64").deps if d.startswith("layer:")]
     two = [d for d in graph.node("image:twin:prod:linux-64").deps if d.startswith("layer:")]
     assert one and one == two
-    # the twin adds no layer: 2 platforms × (prod: len(one) + default: len(one) + tzdata-demo)
-    assert len(graph.nodes("layer")) == 2 * (2 * len(one) + 1)
+    # the twin adds no layer: per env prefix, each of the 3 arch packages once per platform and each
+    # noarch package once for both (prod: greeter, hello-activation; default: + tzdata-demo)
+    assert len(one) == 5
+    assert len(graph.nodes("layer")) == (3 * 2 + 2) + (3 * 2 + 3)

@@ -104,11 +104,11 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-hash the store blobs this run uses; fetch any that are corrupt again")
 
 
-def layer_cache(args: argparse.Namespace) -> "LayerCache":
+def layer_cache(args: argparse.Namespace, *, compression: str = "gzip") -> "LayerCache":
     """The image layer cache: always under the package store the flags name."""
     from pixibuild.oci.layer import LayerCache
 
-    return LayerCache(layer_cache_root(args.cache_dir))
+    return LayerCache(layer_cache_root(args.cache_dir), compression=compression)
 
 
 # -- network -------------------------------------------------------------------------------------

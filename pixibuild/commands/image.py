@@ -1,11 +1,13 @@
 """Build a reproducible OCI/Docker image of an environment (no daemon), with per-package layers.
 
 Settings come from `[tool.pixibuild.image]` / `[tool.pixibuild.image.<env>]` in the manifest,
-overridden by flags. Outputs: `-o FILE` (one tar that is both an OCI layout and a docker-archive),
-`--oci-dir DIR` (OCI layout directory), `--push REF` (registry: `https://HOST/REPO:TAG`, `HOST/REPO:TAG` —
-https, or plain http for a loopback host — or `http://HOST/REPO:TAG`). Packages, the base image pull and
-the push all use the same network settings (`--ca-bundle`, `-c/--config`, `--auth-file`), and layers are
-cached under the package store (`--cache-dir`).
+overridden by flags. Outputs: `-o FILE` (one tar that is both an OCI layout and a docker-archive;
+`oci-archive:FILE` / `docker-archive:FILE` for only one of them), `--oci-dir DIR` (OCI layout
+directory), `--push REF` (registry: `https://HOST/REPO:TAG`, `HOST/REPO:TAG` — https, or plain http
+for a loopback host — or `http://HOST/REPO:TAG`). Several `-p` (or `platforms = [...]`) make one
+multi-platform image index. Packages, the base image pull and the push all use the same network
+settings (`--ca-bundle`, `-c/--config`, `--auth-file`), and layers are cached under the package
+store (`--cache-dir`).
 """
 
 from __future__ import annotations
@@ -17,33 +19,50 @@ from typing import TYPE_CHECKING
 
 from pixibuild.commands.args import (add_fetch_arguments, add_target_arguments, layer_cache, make_fetcher,
                                      manifest_arg, net_config)
+from pixibuild.conda.platforms import KNOWN_SUBDIRS, current_subdir
 from pixibuild.errors import InputError
 from pixibuild.files.progress import Progress
-from pixibuild.conda.platforms import KNOWN_SUBDIRS
-from pixibuild.oci.options import ImageOptions, apply_cli, manifest_image_options
+from pixibuild.oci.options import SBOM_FORMATS, ImageOptions, apply_cli, manifest_image_options
 
 if TYPE_CHECKING:
     from pixibuild.oci.layer import LayerCache
 
 log = logging.getLogger(__name__)
 
+ZSTD_RUNTIMES = ("containerd >= 1.5 (and Kubernetes nodes on it), Docker >= 23.0, podman/buildah/CRI-O and skopeo "
+                 "(containers/image, zstd since 2021); not Docker 20.10 (Debian 12's docker.io) nor umoci 0.4")
+OUTPUT_KINDS = ("oci-archive", "docker-archive")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_target_arguments(parser, verb="build an image of")
+    add_target_arguments(parser, verb="build an image of", repeatable_platform=True)
+    for action in parser._actions:  # the shared -p, with this command's real default
+        if "--platform" in action.option_strings:
+            action.help = (f"the platform to build an image of; several make one multi-platform image index; "
+                           f"[tool.pixibuild.image] platforms when none is given "
+                           f"(default: {current_subdir()}, this machine's)")
     parser.add_argument("--base", default=None, metavar="REF",
                         help="base image: scratch, oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, or a "
                              "registry reference, [https://]HOST/REPO[:TAG] (default: scratch)")
     parser.add_argument("--tag", default=None, metavar="NAME:TAG", help="image name for the tar/layout index")
-    parser.add_argument("-o", "--output", default=None, metavar="FILE", help="write an OCI + docker-archive tar")
+    parser.add_argument("-o", "--output", default=None, metavar="[KIND:]FILE",
+                        help="write a tar: both an OCI layout and a docker-archive (one platform), or only "
+                             "oci-archive:FILE / docker-archive:FILE; several platforms make an OCI archive of "
+                             "the image index (docker-archive cannot hold one)")
     parser.add_argument("--oci-dir", default=None, metavar="DIR", help="write an OCI image layout directory")
     parser.add_argument("--push", default=None, metavar="REF",
                         help="push to a registry: [https://|http://]HOST/REPO:TAG (no scheme: https, plain http "
                              "for localhost/127.0.0.1)")
     parser.add_argument("--cmd", default=None, metavar="CMD", help="default command (shell words or JSON array)")
     parser.add_argument("--entrypoint", default=None, metavar="CMD",
-                        help="entrypoint (default: /entrypoint.sh, which activates the environment then exec's CMD)")
+                        help="entrypoint (default: /entrypoint.sh, which activates the environment then exec's "
+                             "CMD; without any shell in the image, none: CMD runs with the activation's "
+                             "variables from the image config)")
     parser.add_argument("--expose", action="append", default=None, metavar="PORT", help="PORT[/tcp|udp] (repeat)")
     parser.add_argument("--label", action="append", default=None, metavar="K=V", help="image label (repeat)")
+    parser.add_argument("--annotation", action="append", default=None, metavar="K=V",
+                        help="manifest annotation (repeat); org.opencontainers.image.created/version/revision/"
+                             "source/title are set from SOURCE_DATE_EPOCH, the manifest and a clean git checkout")
     parser.add_argument("--env", dest="env_var", action="append", default=None, metavar="K=V",
                         help="extra environment variable (repeat)")
     parser.add_argument("--include", action="append", default=None, metavar="GLOB",
@@ -51,12 +70,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", default=None, metavar="PATH",
                         help="where the environment lives in the image (default: /app/.pixi/envs/ENV)")
     parser.add_argument("--workdir", default=None, metavar="PATH", help="working directory (default: /app)")
-    parser.add_argument("--user", default=None, help="user to run as")
+    parser.add_argument("--user", default=None, metavar="UID[:GID]",
+                        help="run as this non-root user: the working directory and a HOME become theirs, the "
+                             "environment stays read-only, and /etc/passwd gets an entry if the base has one")
     parser.add_argument("--max-layers", type=int, default=None, metavar="N",
                         help="total layer budget including the base image (default: 100)")
     parser.add_argument("--inject", action="append", default=[], metavar="FILE",
                         help="add a prebuilt .conda/.tar.bz2/.whl (repeatable; wheels go in the top layer "
                              "with the project's own)")
+    parser.add_argument("--compression", default=None, choices=("gzip", "zstd"),
+                        help="layer compression (default: gzip, which every runtime reads). zstd layers are read "
+                             f"by {ZSTD_RUNTIMES}")
+    parser.add_argument("--sbom", default=None, choices=SBOM_FORMATS,
+                        help="attach an SBOM of every package (and the base image) as an OCI referrer")
+    parser.add_argument("--provenance", action="store_true", default=None,
+                        help="attach an in-toto SLSA v1 provenance statement as an OCI referrer")
+    parser.add_argument("--check-against-unpack", action="store_true",
+                        help="also install the environment as `pixibuild unpack` does and fail unless the image "
+                             "holds byte-for-byte the same tree at its prefix")
     add_fetch_arguments(parser)
 
 
@@ -79,62 +110,99 @@ def _counting(cache: "LayerCache", progress: Progress) -> "LayerCache":
             progress.update(items=1)
             return layer
 
-    return CountingLayerCache(cache.root, level=cache.level)
+        def get_or_write(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            layer = super().get_or_write(*args, **kwargs)
+            progress.update(items=1)
+            return layer
+
+    return CountingLayerCache(cache.root, compression=cache.compression)
+
+
+def split_output(value: str) -> tuple[str | None, str]:
+    """`-o` value → (kind or None for both formats, file)."""
+    for kind in OUTPUT_KINDS:
+        if value.startswith(kind + ":"):
+            path = value[len(kind) + 1:]
+            if not path:
+                raise InputError(f"{kind}: needs a file name", field="--output")
+            return kind, path
+    return None, value
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixibuild.oci.build import build_configured_image, image_tag
-    from pixibuild.oci.layout import write_image_tar, write_oci_dir
-    from pixibuild.net.registry import parse_reference
-    from pixibuild.oci.push import push_image
+    from pixibuild.graph.images import PlatformPackages, build_images
     from pixibuild.inputs.project import load_project
     from pixibuild.pack.inject import check_dependencies, inject_files, replace_injected
     from pixibuild.pypi.oneshot import build_target_wheels
     from pixibuild.pypi.sources import needs_build
+    from pixibuild.net.registry import parse_reference
+    from pixibuild.oci.build import image_tag
+    from pixibuild.oci.layout import Image, write_image_tar, write_oci_dir
+    from pixibuild.oci.push import push_image
 
     project = load_project(manifest_arg(args), store_root=args.cache_dir)
-    env_name, platform = args.environment, args.platform
-    options: ImageOptions = apply_cli(manifest_image_options(project.settings, env_name,
+    env_name = args.environment
+    options: ImageOptions = apply_cli(manifest_image_options(project.settings, env_name, root=project.root,
                                                              where=f"{project.manifest.path}: tool.pixibuild"), args)
+    platforms = list(dict.fromkeys(args.platform or options.platforms or [current_subdir()]))
     if not (options.output or options.oci_dir or options.push):
         raise InputError("nothing to write: give -o FILE, --oci-dir DIR or --push REF "
                          "(or output/oci-dir/push in [tool.pixibuild.image])")
+    kind, output = split_output(options.output) if options.output else (None, None)
+    if kind == "docker-archive" and len(platforms) > 1:
+        raise InputError(f"docker-archive:{output} holds one image, not an index of {len(platforms)} platforms "
+                         f"({', '.join(platforms)}): write oci-archive:FILE, --oci-dir or --push, or give one -p",
+                         field="--output")
+    if options.user:
+        from pixibuild.oci.user import parse_user
+
+        parse_user(options.user)  # a bad user fails before any work
     if options.push:
         parse_reference(options.push)  # a bad reference fails before any work
     if options.tag:
         parse_reference(options.tag)
-    target = project.target(env_name, platform)
-    subdir = _subdir(project, env_name, platform)
+    targets = [(p, project.target(env_name, p)) for p in platforms]  # every platform checked before any work
     net = net_config(args, project.root)  # one network for packages, the base image and the push
-    cache = layer_cache(args)
+    cache = layer_cache(args, compression=options.compression)
+    items = []
     with make_fetcher(args, project.root, net) as fetcher:
         lock_dir = project.lock_path.parent
-        sources = [r for r in target.pypi if needs_build(r, lock_dir)]
-        plain = [r for r in target.pypi if r not in sources]
-        conda = list(zip(target.conda, fetcher.fetch_all(target.conda, lock_dir)))
-        wheels = list(zip(plain, fetcher.fetch_all(plain, lock_dir))) if plain else []
-        project_wheels = build_target_wheels(project, target, fetcher=fetcher, net=net) if sources else []
-        if args.inject:  # the same checks as `pixibuild pack --inject`
-            extra_conda, extra_wheels = inject_files([Path(p) for p in args.inject], fetcher.store, subdir)
-            conda = replace_injected(conda, extra_conda)
-            wheels = [w for w in wheels if w[0].name not in {r.name for r, _ in extra_wheels}]
-            project_wheels = replace_injected(project_wheels, extra_wheels)
-            check_dependencies([r for r, _ in conda])
+        for platform, target in targets:
+            subdir = _subdir(project, env_name, platform)
+            sources = [r for r in target.pypi if needs_build(r, lock_dir)]
+            plain = [r for r in target.pypi if r not in sources]
+            conda = list(zip(target.conda, fetcher.fetch_all(target.conda, lock_dir)))
+            wheels = list(zip(plain, fetcher.fetch_all(plain, lock_dir))) if plain else []
+            project_wheels = build_target_wheels(project, target, fetcher=fetcher, net=net) if sources else []
+            if args.inject:  # the same checks as `pixibuild pack --inject`
+                extra_conda, extra_wheels = inject_files([Path(p) for p in args.inject], fetcher.store, subdir)
+                conda = replace_injected(conda, extra_conda)
+                wheels = [w for w in wheels if w[0].name not in {r.name for r, _ in extra_wheels}]
+                project_wheels = replace_injected(project_wheels, extra_wheels)
+                check_dependencies([r for r, _ in conda])
+            items.append(PlatformPackages(platform, subdir, conda, wheels, project_wheels=project_wheels))
         auth = fetcher.auth
-    with Progress("image", unit="layers") as progress:
-        cache = _counting(cache, progress)
-        result = build_configured_image(options, name=project.name, env=env_name, subdir=subdir,
-                                        project_root=project.root, packages=conda, wheels=wheels, cache=cache,
-                                        net=net, project_wheels=project_wheels)
-    image = result.image
     tag = image_tag(options, project.name, env_name)
-    if options.output:
-        write_image_tar(image, Path(options.output), tag=tag)
+    with Progress("image", unit="layers") as progress:
+        built = build_images(project.manifest, options, env_name, items, _counting(cache, progress), net=net,
+                             tag=tag)
+    if args.check_against_unpack:
+        from pixibuild.graph.images import check_against_unpack
+
+        for item in items:
+            check_against_unpack(built.results[item.platform].image, item, options, env_name)
+    target_image = built.target
+    if output:
+        write_image_tar(target_image, Path(output), tag=tag, referrers=built.referrers,
+                        docker=kind != "oci-archive" and isinstance(target_image, Image))
     if options.oci_dir:
-        write_oci_dir(image, Path(options.oci_dir), tag=tag)
+        write_oci_dir(target_image, Path(options.oci_dir), tag=tag, referrers=built.referrers)
     if options.push:
-        push_image(image, options.push, net=net, auth=auth)
+        push_image(target_image, options.push, referrers=built.referrers, net=net, auth=auth)
     if not getattr(args, "quiet", False):
-        print(f"{image.digest}  {len(image.layers)} layers ({result.layers_built} built, "
-              f"{result.layers_reused} reused)")
+        results = list(built.results.values())
+        layers = len({l.digest for r in results for l in r.image.layers})
+        what = f"{len(results)} platforms, " if len(results) > 1 else ""
+        print(f"{target_image.digest}  {what}{layers} layers ({sum(r.layers_built for r in results)} built, "
+              f"{sum(r.layers_reused for r in results)} reused)")
     return 0

@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-pypi-non-wheel", "--ignore-pypi-errors", action="store_true",
                         help="skip sdist/git/local-path pypi entries instead of building them into wheels")
     parser.add_argument("--locked", action="store_true", help="fail if the lock does not satisfy the manifest")
+    parser.add_argument("--sbom", default=None, choices=("spdx", "cyclonedx"),
+                        help="also write an SBOM of the packed packages beside the output "
+                             "(environment.spdx.json / environment.cdx.json for environment.tar)")
     add_fetch_arguments(parser)
 
 
@@ -88,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         unpacker = _unpacker(args.pixi_unpack_source, fetcher) if args.create_executable else None
     default = "environment" if args.directory_only else default_name(args.platform) if unpacker else "environment.tar"
     output = args.output_file or default
+    if args.sbom and output == "-":
+        raise InputError("--sbom writes a file beside the pack: give -o FILE, not stdout", field="--sbom")
     total = sum(path.stat().st_size for _, path in [*conda, *wheel_pairs])
     with Progress("pack", nbytes=total * 4 // 3 if unpacker else total) as progress:  # base64: 4 chars per 3 bytes
         size = write_pack(PackContents(platform=args.platform, conda=conda, wheels=wheel_pairs),
@@ -95,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if output != "-":
         log.warning("packed %d conda packages and %d wheels into %s%s", len(conda), len(wheel_pairs), output,
                     f" ({size / 1e6:.1f} MB)" if size else "")
+    if args.sbom:
+        _write_pack_sbom(args, project, Path(output), [r for r, _ in conda], [w for w, _ in wheel_pairs])
     return 0
 
 
@@ -136,4 +143,21 @@ def _download(url: str, path: Path, fetcher: "Fetcher") -> None:
     except httpx.HTTPError as exc:
         raise BuildError(f"cannot download the pixi-unpack executable from {shown}: {type(exc).__name__}: "
                          f"{fetcher.auth.redact(str(exc))}") from None
+
+
+def _write_pack_sbom(args: argparse.Namespace, project, output: Path, conda: list, wheels: list) -> Path:
+    """`<pack name>.spdx.json` (or `.cdx.json`) beside the pack, describing the archive by its sha256."""
+    from pixibuild.attest.sbom import FILE_SUFFIX, SbomInput, Subject, sbom_json
+    from pixibuild.files.atomic import atomic_write_bytes
+    from pixibuild.files.digest import hash_file
+    from pixibuild.oci.config import created_timestamp
+
+    sha256 = hash_file(output).sha256.hexdigest() if output.is_file() else None
+    stem = next((output.name[:-len(s)] for s in (".tar", ".sh", ".ps1") if output.name.endswith(s)), output.name)
+    target = output.with_name(stem + FILE_SUFFIX[args.sbom])
+    data = SbomInput(project=project.name, environment=args.environment, platform=args.platform,
+                     subject=Subject(output.name, "archive", version=project.manifest.version, sha256=sha256),
+                     conda=conda, pypi=wheels, created=created_timestamp(), lock_sha256=project.lock_sha256)
+    atomic_write_bytes(target, sbom_json(data, args.sbom) + b"\n")
+    return target
 

@@ -111,19 +111,47 @@ class Version:
         return f"Version({self.text!r})"
 
     def starts_with(self, prefix: "Version") -> bool:
-        """`1.2.*` semantics: same epoch, and the first components equal the prefix's."""
-        if self.epoch != prefix.epoch:
+        """`1.2.*` semantics (rattler's `Version::starts_with`): same epoch, and both the segments and
+        the local segments begin with the prefix's."""
+        return (self.epoch == prefix.epoch and _segments_start_with(self.segments, prefix.segments)
+                and _segments_start_with(self.local, prefix.local))
+
+    def compatible_with(self, other: "Version") -> bool:
+        """`~=` (rattler's `compatible_with`): at least `other`, and starting with `other` minus its
+        last segment (local segments as they are)."""
+        return (self >= other and self.epoch == other.epoch
+                and _segments_start_with(self.segments, other.segments[:-1])
+                and _segments_start_with(self.local, other.local))
+
+
+def _segments_start_with(have: tuple, prefix: tuple) -> bool:
+    """rattler's `segments_starts_with`: segment by segment, components equal; a segment may carry
+    extra components only where the prefix ends (`1.0.1c` starts with `1.0.1`, `1.1c.1` does not
+    start with `1.1.1`); missing components and segments of the prefix must be zeros."""
+    extra_left = False
+    for i in range(max(len(have), len(prefix))):
+        if i >= len(prefix):
+            return True  # the version goes on after the prefix
+        want = prefix[i]
+        if i >= len(have):
+            if all(c == _ZERO for c in want):
+                continue  # "1.0" starts with "1.0.0"
             return False
-        for i, want in enumerate(prefix.segments):
-            have = self.segments[i] if i < len(self.segments) else ()
-            if i < len(prefix.segments) - 1:
-                if _cmp_components((have,), (want,)) != 0:
-                    return False
-            else:
-                padded = have + (_ZERO,) * max(0, len(want) - len(have))
-                if padded[: len(want)] != want:
-                    return False
-        return True
+        if extra_left:
+            return False
+        extra_left = False
+        seg = have[i]
+        for j in range(max(len(seg), len(want))):
+            if j >= len(want):
+                extra_left = True
+                break
+            if j >= len(seg):
+                if want[j] == _ZERO:
+                    continue
+                return False
+            if seg[j] != want[j]:
+                return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,17 +187,8 @@ class _Atom:
         if op == "~=":
             if len(ref.segments) < 2:
                 raise VersionError(f"~= needs at least two version components: {ref.text!r}")
-            prefix = Version(".".join(_strip_last(ref.text)))
-            return v >= ref and v.starts_with(prefix)
+            return v.compatible_with(ref)
         raise AssertionError(op)
-
-
-def _strip_last(text: str) -> list[str]:
-    epoch, bang, rest = text.rpartition("!")
-    parts = rest.split(".")[:-1]
-    if bang:
-        parts[0] = f"{epoch}!{parts[0]}"
-    return parts
 
 
 _OPERATORS = ("==", "!=", "<=", ">=", "~=", "<", ">", "=")

@@ -16,6 +16,7 @@ from pathlib import Path
 from pixibuild.conda.records import CondaRecord
 from pixibuild.demo.condapkg import (PLACEHOLDER, PREFIX_TOKEN, PackageSpec, PkgFile, locked_record,
     write_channel)
+from pixibuild.demo.base import write_demo_base
 from pixibuild.demo.lockwriter import write_lock
 
 PLATFORMS = ("linux-64", "linux-aarch64")
@@ -131,6 +132,7 @@ prod = {{ features = [], solve-group = "prod" }}
 outputs = ["pack", "image", "unpack"]
 
 [tool.pixibuild.image]
+base = "oci:../base:busybox"  # written by the demo from Debian's busybox-static: /bin/sh runs the entrypoint
 cmd = ["hello"]
 include = ["app/**"]
 expose = [8000]
@@ -153,7 +155,9 @@ tzdata-demo = "2024b.*"
 
 
 def write_demo(root: Path) -> dict[str, Path]:
-    """Write channel + projects under `root`; returns project name → project dir. Idempotent."""
+    """Write channel + projects (+ the images' base layout) under `root`; returns project name →
+    project dir. Idempotent."""
+    write_demo_base(root / "base")
     hello_binary = compile_hello()
     specs = _noarch_specs()
     for platform in PLATFORMS:

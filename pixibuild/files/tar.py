@@ -26,14 +26,15 @@ class DeterministicTarWriter:
         self._format = tar_format
         self.bytes_written = 0
 
-    def _header(self, name: str, kind: bytes, mode: int, size: int = 0, linkname: str = "") -> None:
+    def _header(self, name: str, kind: bytes, mode: int, size: int = 0, linkname: str = "",
+                owner: tuple[int, int] = (0, 0)) -> None:
         info = tarfile.TarInfo(name)
         info.type = kind
         info.mode = mode
         info.size = size
         info.linkname = linkname
         info.mtime = self._mtime
-        info.uid = info.gid = 0
+        info.uid, info.gid = owner
         info.uname = info.gname = ""
         self._write(info.tobuf(self._format, "utf-8", "surrogateescape"))
 
@@ -41,8 +42,9 @@ class DeterministicTarWriter:
         self._out.write(data)
         self.bytes_written += len(data)
 
-    def add_dir(self, name: str, mode: int = 0o755) -> None:
-        self._header(name, tarfile.DIRTYPE, mode)
+    def add_dir(self, name: str, mode: int = 0o755, *, owner: tuple[int, int] = (0, 0)) -> None:
+        """A directory; `owner` (uid, gid) for the few entries an image gives to a non-root user."""
+        self._header(name, tarfile.DIRTYPE, mode, owner=owner)
 
     def add_symlink(self, name: str, target: str) -> None:
         self._header(name, tarfile.SYMTYPE, 0o777, linkname=target)

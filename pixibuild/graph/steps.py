@@ -106,32 +106,40 @@ def unpack(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str
     atomic_write_bytes(out / "activate.sh", activate_script(env_dir, str(env_dir), shell, platform=platform).encode())
 
 
-def image_layer(layer: "PackageLayer", cache_root: str) -> None:
-    """Layer node: one planned package group installed at the image prefix, tarred and gzipped into
-    the layer cache (nothing to do when the cache already holds the layer for its key)."""
+def image_layer(layer: "PackageLayer", cache_root: str, compression: str = "gzip") -> None:
+    """Layer node: one planned package group installed at the image prefix, tarred and compressed
+    into the layer cache (nothing to do when the cache already holds the layer for its key)."""
     from pixibuild.oci.build import build_package_layer
     from pixibuild.oci.layer import LayerCache
 
-    build_package_layer(layer.spec, LayerCache(Path(cache_root)))
+    build_package_layer(layer.spec, LayerCache(Path(cache_root), compression=compression))
 
 
-def image(manifest_path: str, env: str, platform: str, conda: Planned, wheels: PlannedWheels, store_root: str,
-          cache_root: str, output: str, plan: "LayerPlan | None", built: Sequence[WheelRef] = ()) -> None:
+ImagePlatform = tuple[str, str, Planned, PlannedWheels, "LayerPlan | None", Sequence[WheelRef]]
+"""(platform, subdir, conda, wheels, layer plan, built wheels) of one platform of an image node."""
+
+
+def image(manifest_path: str, env: str, platforms: Sequence[ImagePlatform], store_root: str, output: str) -> None:
     """Image node: base + the planned package layers (from the cache the layer nodes filled) +
     environment and app layers + the built wheels' own top layer → one tar, both an OCI layout and a
-    docker-archive."""
+    docker-archive; with several platforms (the `image:<env>` index node) an OCI archive of the index."""
+    from pixibuild.graph.images import PlatformPackages, build_images
     from pixibuild.inputs.manifest import read_manifest
-    from pixibuild.oci.build import build_configured_image, image_tag
+    from pixibuild.oci.build import image_tag
     from pixibuild.oci.layer import LayerCache
-    from pixibuild.oci.layout import write_image_tar
+    from pixibuild.oci.layout import Image, write_image_tar
     from pixibuild.oci.options import manifest_image_options
+    from pixibuild.store.roots import layer_cache_root
 
     store = Store(store_root)
     manifest = read_manifest(manifest_path)
     name = manifest.name or manifest.root.name  # as Project.name
-    options = manifest_image_options(manifest.tool, env, where=f"{manifest.path}: tool.pixibuild")
-    result = build_configured_image(
-        options, name=name, env=env, subdir=platform, project_root=Path(manifest.root),
-        packages=_paths(store, conda), wheels=_paths(store, wheels), cache=LayerCache(Path(cache_root)), plan=plan,
-        project_wheels=[resolve_built(store.root, ref) for ref in built])
-    write_image_tar(result.image, Path(output), tag=image_tag(options, name, env))
+    options = manifest_image_options(manifest.tool, env, where=f"{manifest.path}: tool.pixibuild", root=manifest.root)
+    items = [PlatformPackages(platform, subdir, _paths(store, conda), _paths(store, wheels), plan,
+                              [resolve_built(store.root, ref) for ref in built])
+             for platform, subdir, conda, wheels, plan, built in platforms]
+    cache = LayerCache(layer_cache_root(store_root), compression=options.compression)
+    tag = image_tag(options, name, env)
+    images = build_images(manifest, options, env, items, cache, tag=tag)
+    write_image_tar(images.target, Path(output), tag=tag, referrers=images.referrers,
+                    docker=isinstance(images.target, Image))

@@ -1,13 +1,15 @@
 """Read a pixi manifest (`pixi.toml`, or `[tool.pixi]` in `pyproject.toml`): workspace name,
 channels, platforms, features, environments and, per environment and platform, the conda and
-PyPI dependencies it asks for — what `--locked` checks a lock against and what content keys hash.
+PyPI dependencies it asks for — what `--locked` checks a lock against and what content keys hash —
+and the `[activation]` an environment gets on a platform, merged as pixi merges it.
 
-Only what pixi itself would resolve from the file is modelled; tasks, activation and system
-requirements are kept raw in `Manifest.data`.
+Only what pixi itself would resolve from the file is modelled; tasks and system requirements are
+kept raw in `Manifest.data`.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,19 @@ _FAMILIES = {
     "linux": lambda s: s.startswith("linux-"),
     "osx": lambda s: s.startswith("osx-"),
     "win": lambda s: s.startswith("win-"),
+    "macos": lambda s: s.startswith("osx-"),
     "emscripten": lambda s: s.startswith("emscripten-"),
     "wasi": lambda s: s.startswith("wasi-"),
 }
+
+
+@dataclass(frozen=True)
+class Activation:
+    """`[activation]` of one environment on one platform: scripts (relative to the project root, in
+    the order pixi sources them) and variables (in the order pixi exports them)."""
+
+    scripts: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,10 @@ class Manifest:
     environments: dict[str, Environment]
     tool: dict[str, Any]
     data: dict[str, Any] = field(repr=False)
+    version: str | None = None
+    """`workspace.version` (or a pyproject's `[project].version`)."""
+    field_prefix: str = ""
+    """"tool.pixi." in a pyproject.toml: how error messages name manifest fields."""
 
     @property
     def lock_path(self) -> Path:
@@ -105,6 +121,43 @@ class Manifest:
         """PyPI dependencies asked for by `env` on `platform`: name → specifier string or table."""
         return self._collect(env, platform, ("pypi-dependencies",))
 
+    def activation(self, env: str, platform: str) -> Activation:
+        """The activation `env` gets on `platform`, merged as pixi merges it (pixi_core
+        `Environment::activation_scripts/activation_env`, pixi_manifest `Feature::activation_*`):
+
+        - features in the environment's order (its inline table, its features as listed, `default` last);
+        - within a feature, its targets that select the platform, the last declared first and the
+          feature's own `[activation]` last (pixi's "most specific first" is declaration order
+          reversed, whatever the selectors);
+        - scripts: per feature the first of those that has `scripts` (not a union), concatenated
+          over the features;
+        - env: first definition wins, in that same order (feature order, then target order).
+        """
+        self._check_platform(env, platform)
+        subdir = self.platform_subdirs.get(platform, platform)
+        scripts: list[str] = []
+        variables: dict[str, str] = {}
+        for feature in self._features(env):
+            own = feature.tables.get("activation")
+            where = f"{self.field_prefix}{_feature_field(feature.name)}"
+            candidates = [(f"{where}activation", own)]
+            for selector, target in (_table(self, feature.tables.get("target"), f"{where}target") or {}).items():
+                if _selects(selector, platform, subdir):
+                    candidates.append((f"{where}target.{selector}.activation", (target or {}).get("activation")))
+            candidates.reverse()
+            chosen: list[str] | None = None
+            for field_name, table in candidates:
+                table = _table(self, table, field_name)
+                if "scripts" in table and chosen is None:
+                    chosen = list(_string_list(table["scripts"], self.path, f"{field_name}.scripts") or ())
+                for key, value in _table(self, table.get("env"), f"{field_name}.env").items():
+                    if not isinstance(value, str):
+                        raise InputError(f"{key} must be a string, got {type(value).__name__}", path=self.path,
+                                         field=f"{field_name}.env.{key}")
+                    variables.setdefault(str(key), value)
+            scripts += chosen or []
+        return Activation(tuple(scripts), tuple(variables.items()))
+
     def section_hash(self, env: str | None = None, platform: str | None = None) -> str:
         """sha256 of what the manifest says about `env`/`platform` (all of it when None): the part
         of a content key that must change when the user edits dependencies, channels or tool config."""
@@ -126,11 +179,14 @@ class Manifest:
     def _features(self, env: str) -> list[Feature]:
         return [self.features[name] for name in self.environment(env).features if name in self.features]
 
-    def _collect(self, env: str, platform: str, tables: tuple[str, ...]) -> dict[str, Any]:
+    def _check_platform(self, env: str, platform: str) -> None:
         if platform not in self.environment_platforms(env):
             known = ", ".join(self.environment_platforms(env)) or "none"
             raise InputError(f"environment {env!r} has no platform {platform!r} (manifest has: {known})",
                              path=self.path, field="platforms")
+
+    def _collect(self, env: str, platform: str, tables: tuple[str, ...]) -> dict[str, Any]:
+        self._check_platform(env, platform)
         subdir = self.platform_subdirs.get(platform, platform)
         merged: dict[str, Any] = {}
         # lowest priority first so that higher-priority features (and targets) override
@@ -149,8 +205,17 @@ class Manifest:
 def _selects(selector: str, platform: str, subdir: str) -> bool:
     if selector in (platform, subdir):
         return True
+    if any(c in selector for c in "*?["):  # pixi's platform globs, e.g. [target."linux-*"]
+        return fnmatch.fnmatchcase(platform, selector)
     family = _FAMILIES.get(selector)
     return bool(family and family(subdir))
+
+
+def _feature_field(name: str) -> str:
+    """How a feature's tables are named in the file: top level, `feature.X.` or `environments.X.`."""
+    if name == DEFAULT_FEATURE:
+        return ""
+    return f"{name}." if name.startswith("environments.") else f"feature.{name}."
 
 
 def _table(manifest: "Manifest | None", value: Any, where: str) -> dict[str, Any]:
@@ -297,9 +362,12 @@ def read_manifest(path: str | Path | None = None) -> Manifest:
         environments[ename] = Environment(ename, names, group)
     environments.setdefault(DEFAULT_ENVIRONMENT, Environment(DEFAULT_ENVIRONMENT, (DEFAULT_FEATURE,)))
 
+    version = workspace.get("version") or python_project.get("version")
+    if version is not None and not isinstance(version, str):
+        raise InputError("expected a string", path=path, field=f"{prefix}workspace.version")
     return Manifest(path=path, root=path.parent, name=name, channels=channels, platforms=platforms,
                     platform_subdirs=platform_subdirs, features=features, environments=environments,
-                    tool=dict(pixibuild_tool), data=data)
+                    tool=dict(pixibuild_tool), data=data, version=version, field_prefix=prefix)
 
 
 def _add_python_project(tables: dict[str, Any], project: dict[str, Any], path: Path) -> dict[str, Any]:

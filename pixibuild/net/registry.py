@@ -41,7 +41,7 @@ from pixibuild.net.config import NetConfig
 from pixibuild.net.http import (GaveUp, Interrupted, RedirectError, RetryPolicy, Transient, certificate_error,
                                 is_transient_status, make_client, send)
 from pixibuild.files.digest import sha256_digest
-from pixibuild.net.mediatypes import MANIFEST_ACCEPT
+from pixibuild.net.mediatypes import MANIFEST_ACCEPT, MEDIA_TYPE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -475,7 +475,35 @@ class RegistryClient:
         if r.status_code != 201:
             raise self._fail(r, what)
 
-    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
+    def find_manifest(self, repository: str, reference: str) -> tuple[bytes, str] | None:
+        """Like `get_manifest`, but None when the registry has no such manifest (404)."""
+        what = f"{self.registry}/{repository}:{reference}: manifest"
+        r = self._request(what, "GET", f"/v2/{repository}/manifests/{reference}",
+                          scope=self._scope(repository, "pull"), headers={"Accept": MANIFEST_ACCEPT})
+        if r.status_code == 404:
+            return None
+        if r.status_code != 200:
+            raise self._fail(r, what)
+        return r.content, r.headers.get("content-type", "").split(";")[0]
+
+    def get_referrers(self, repository: str, digest: str) -> list[dict] | None:
+        """The OCI 1.1 referrers API's list for `digest`; None when the registry has no such API."""
+        what = f"{self.registry}/{repository}: referrers of {digest}"
+        r = self._request(what, "GET", f"/v2/{repository}/referrers/{digest}",
+                          scope=self._scope(repository, "pull"), headers={"Accept": MEDIA_TYPE_INDEX})
+        if r.status_code == 404:
+            return None
+        if r.status_code != 200:
+            raise self._fail(r, what)
+        try:
+            return list(json.loads(r.content).get("manifests") or [])
+        except (ValueError, AttributeError):
+            raise self._error(f"{what}: not an image index") from None
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str,
+                     response_headers: dict[str, str] | None = None) -> str:
+        """PUT a manifest (image or index) under a tag or its digest; returns the digest the registry
+        computed. `response_headers` receives the answer's headers (e.g. `OCI-Subject`, lower case)."""
         what = f"{self.registry}/{repository}:{reference}: manifest PUT"
         r = self._request(what, "PUT", f"/v2/{repository}/manifests/{reference}",
                           scope=self._scope(repository, "pull,push"), content=lambda: data,
@@ -483,6 +511,8 @@ class RegistryClient:
         r.close()
         if r.status_code not in (200, 201):
             raise self._fail(r, what)
+        if response_headers is not None:
+            response_headers.update({k.lower(): v for k, v in r.headers.items()})
         return r.headers.get("docker-content-digest", sha256_digest(data))
 
 

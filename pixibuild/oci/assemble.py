@@ -23,6 +23,8 @@ class LayerSpec:
     mount: str = ""
     created_by: str = ""
     comment: str = ""
+    modes: str = "normalize"
+    """File mode policy (`pixibuild.oci.layer.MODES`): "keep" for installed packages, as unpack does."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class BaseImage:
     reference: str
     config: dict | None
     layers: tuple[Layer, ...] = ()
+    digest: str | None = None
+    """The base's manifest digest (for a docker-archive, which has no manifest: its config's)."""
 
 
 SCRATCH = BaseImage("scratch", None, ())
@@ -39,7 +43,7 @@ SCRATCH = BaseImage("scratch", None, ())
 
 def build_layers(specs: Sequence[LayerSpec], cache: LayerCache) -> list[tuple[Layer, HistoryEntry]]:
     """Each spec's layer from the cache, or built once and cached."""
-    return [(cache.get_or_build(spec.key, spec.populate, mount=spec.mount),
+    return [(cache.get_or_build(spec.key, spec.populate, mount=spec.mount, modes=spec.modes),
              HistoryEntry(created_by=spec.created_by or f"pixibuild layer {spec.key}", comment=spec.comment))
             for spec in specs]
 

@@ -12,6 +12,7 @@ and credentials (see `pixibuild.net.registry` for which scheme is used).
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pixibuild.conda.platforms import oci_platform
 from pixibuild.oci.assemble import SCRATCH, BaseImage
 from pixibuild.files.digest import sha256_digest
 from pixibuild.net.mediatypes import (DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, INDEX_TYPES, MEDIA_TYPE_GZIP,
-                                      MEDIA_TYPE_TAR)
+                                      MEDIA_TYPE_TAR, MEDIA_TYPE_ZSTD)
 from pixibuild.oci.layer import Layer, LayerCache
 from pixibuild.net.auth import AuthStore
 from pixibuild.net.config import NetConfig
@@ -38,7 +39,7 @@ def _sniff_layer_type(path: Path) -> str:
     if magic[:2] == b"\x1f\x8b":
         return MEDIA_TYPE_GZIP
     if magic == b"\x28\xb5\x2f\xfd":
-        return "application/vnd.oci.image.layer.v1.tar+zstd"
+        return MEDIA_TYPE_ZSTD
     return MEDIA_TYPE_TAR
 
 
@@ -63,7 +64,7 @@ def _split_suffix(text: str) -> tuple[str, str | None]:
 
 
 def _from_parts(reference: str, config: dict, layer_files: list[tuple[Path, str, str | None]],
-                cache: LayerCache) -> BaseImage:
+                cache: LayerCache, manifest_digest: str | None = None) -> BaseImage:
     """Ingest layer files (path, expected digest or "", media type or None) with config diff_ids."""
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     if len(diff_ids) != len(layer_files):
@@ -75,7 +76,7 @@ def _from_parts(reference: str, config: dict, layer_files: list[tuple[Path, str,
         layers.append(Layer(digest=f"sha256:{stored.name}", diff_id=diff_id, size=stored.stat().st_size,
                             path=stored, media_type=_LAYER_TYPES.get(media_type or "", media_type)
                             or _sniff_layer_type(stored)))
-    return BaseImage(reference, config, tuple(layers))
+    return BaseImage(reference, config, tuple(layers), manifest_digest)
 
 
 def _read_json(path: Path, where: str) -> dict | list:
@@ -130,7 +131,9 @@ def _layout_manifest(read: Callable[[str], bytes | None], tag: str | None, platf
     while desc.get("mediaType") in INDEX_TYPES:
         nested = json_file(blob_name(desc["digest"]))
         desc = _pick_platform(nested.get("manifests") or [], platform, where)
-    return json_file(blob_name(desc["digest"]))
+    manifest = json_file(blob_name(desc["digest"]))
+    manifest["__digest__"] = str(desc["digest"])  # the caller's record of which manifest this is
+    return manifest
 
 
 def _read_dir_file(root: Path) -> Callable[[str], bytes | None]:
@@ -150,7 +153,7 @@ def load_oci_layout(root: Path, tag: str | None, platform: str, cache: LayerCach
     config = json.loads(config_path.read_bytes())
     files = [(_blob(root, l["digest"], where), l["digest"], l.get("mediaType"))
              for l in manifest.get("layers") or []]  # type: ignore[union-attr]
-    return _from_parts(where, config, files, cache)
+    return _from_parts(where, config, files, cache, manifest.get("__digest__"))
 
 
 def load_docker_archive_dir(root: Path, cache: LayerCache, where: str) -> BaseImage:
@@ -163,7 +166,8 @@ def load_docker_archive_dir(root: Path, cache: LayerCache, where: str) -> BaseIm
     for path, _, _ in files:
         if not path.is_file():
             raise InputError(f"layer {path.relative_to(root)} is missing", path=where)
-    return _from_parts(where, config, files, cache)  # type: ignore[arg-type]
+    config_digest = sha256_digest((root / entry["Config"]).read_bytes())
+    return _from_parts(where, config, files, cache, config_digest)  # type: ignore[arg-type]
 
 
 def load_archive(path: Path, tag: str | None, platform: str, cache: LayerCache, kind: str | None) -> BaseImage:
@@ -195,6 +199,7 @@ def _registry_manifest(client: RegistryClient, ref: Reference, platform: str) ->
         manifest = json.loads(data)
     if manifest.get("schemaVersion") != 2 or "config" not in manifest:
         raise BuildError(f"unsupported manifest type {media_type!r}", path=str(ref))
+    manifest["__digest__"] = sha256_digest(data)
     return manifest
 
 
@@ -222,7 +227,7 @@ def pull(reference: str, platform: str, cache: LayerCache, *, client: RegistryCl
             layers.append(Layer(digest=desc["digest"], diff_id=diff_id, size=desc["size"], path=path,
                                 media_type=_LAYER_TYPES.get(desc.get("mediaType", ""), desc.get("mediaType"))
                                 or MEDIA_TYPE_GZIP))
-        return BaseImage(str(ref), config, tuple(layers))
+        return BaseImage(str(ref), config, tuple(layers), manifest["__digest__"])
     finally:
         if own:
             client.close()
@@ -248,11 +253,33 @@ class BaseSource:
     tag: str | None = None
 
 
+_LOCAL_PREFIXES = ("oci:", "oci-archive:", "docker-archive:")
+
+
+def relative_to(reference: str, root: Path) -> str:
+    """`reference` with a relative local path resolved against `root` (a manifest's directory: a
+    `base = "oci:../base"` in pixi.toml means next to the project, wherever the build runs from).
+    Registry references and absolute paths are returned unchanged."""
+    for prefix in _LOCAL_PREFIXES:
+        if reference.startswith(prefix):
+            text = reference[len(prefix):]
+            if (root / text).exists() or ":" not in text:
+                path, tag = text, None
+            else:
+                path, tag = text.rsplit(":", 1)
+            if not Path(path).is_absolute():
+                path = os.path.normpath(root / path)
+            return f"{prefix}{path}" + (f":{tag}" if tag else "")
+    if reference.startswith((".", "..")) or (not Path(reference).is_absolute() and (root / reference).exists()):
+        return os.path.normpath(root / reference)
+    return reference
+
+
 def classify(reference: str | None) -> BaseSource:
     """What kind of base `reference` names (see the module docstring for the forms)."""
     if not reference or reference == "scratch":
         return BaseSource("scratch")
-    for prefix in ("oci:", "oci-archive:", "docker-archive:"):
+    for prefix in _LOCAL_PREFIXES:
         if reference.startswith(prefix):
             path, tag = _split_suffix(reference[len(prefix):])
             kind = prefix[:-1]

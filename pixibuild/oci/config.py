@@ -132,8 +132,17 @@ def image_manifest(config_bytes: bytes, layers: Sequence[dict], annotations: dic
     return manifest
 
 
+OCI_ANNOTATION = "org.opencontainers.image."
+
+
 def standard_labels(*, title: str | None = None, version: str | None = None, source: str | None = None,
                     revision: str | None = None, created: str | None = None) -> dict[str, str]:
     """`org.opencontainers.image.*` annotations/labels from what the project knows."""
     pairs = {"title": title, "version": version, "source": source, "revision": revision, "created": created}
-    return {f"org.opencontainers.image.{k}": v for k, v in pairs.items() if v}
+    return {f"{OCI_ANNOTATION}{k}": v for k, v in pairs.items() if v}
+
+
+def standard_annotations(*, version: str | None = None, source: str | None = None,
+                         revision: str | None = None) -> dict[str, str]:
+    """The project's part of the standard annotations (`created` comes from the build, `title` from the name)."""
+    return standard_labels(version=version, source=source, revision=revision)

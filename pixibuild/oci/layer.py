@@ -1,18 +1,28 @@
-"""Deterministic image layers: a staging directory → one gzip'd tar blob, with both digests.
+"""Deterministic image layers: a staging directory → one compressed tar blob, with both digests.
 
 A layer is a pure function of the staged files: entries in sorted pre-order, fixed mtime,
-uid/gid 0, normalised modes (0755 for directories and executables, 0644 otherwise),
-hardlinks written as regular files, the parent directories of the mount point emitted with fixed
-modes. The gzip stream has a fixed header (mtime 0, no file name, XFL 0, OS 255) and a fixed
-level, so the same files give the same compressed digest (with the same zlib).
+uid/gid 0, directories 0755, hardlinks written as regular files, the parent directories of the
+mount point emitted with fixed modes. File modes are either kept (`modes="keep"`: the permission
+bits the installer set from the package archive, exactly what `pixibuild unpack` installs) or
+normalised (`modes="normalize"`: 0755 for executables, 0644 otherwise, for project files whose
+modes depend on the user's umask).
 
-`diff_id` (sha256 of the tar) and `digest` (sha256 of the gzip stream) are computed in one
+Compression (level and stream format fixed, so the same files give the same compressed digest
+with the same zlib/zstd): gzip is written pigz-style — the tar is cut into fixed 1 MiB blocks,
+each deflated on its own (primed with the previous block's last 32 KiB) by a shared thread pool
+and ended with a sync flush, so one big layer uses every core; zstd streams on the calling thread
+(at ~1 GB/s it keeps up with tar and sha256, and its worker mode would cost ~40 MB per worker;
+measured in bench/image.py), layers being compressed in parallel by the image build's pool.
+zlib and zstandard release the GIL.
+
+`diff_id` (sha256 of the tar) and `digest` (sha256 of the compressed stream) are computed in one
 streaming pass while the blob is written. `LayerCache` remembers both under a caller-given
 content key so an unchanged layer is never re-tarred or recompressed.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -24,24 +34,45 @@ import tarfile
 import tempfile
 import threading
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
+import zstandard
+
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
-from pixibuild.errors import BuildError
+from pixibuild.errors import BuildError, InputError
 from pixibuild.files.tar import DeterministicTarWriter
-from pixibuild.net.mediatypes import MEDIA_TYPE_GZIP
+from pixibuild.net.mediatypes import MEDIA_TYPE_GZIP, MEDIA_TYPE_ZSTD
 from pixibuild.store.roots import layer_cache_root
 
-LAYER_FORMAT_VERSION = 1
-"""Bump when the bytes a layer gets for the same files change (tar layout, modes, gzip)."""
+LAYER_FORMAT_VERSION = 2
+"""Bump when the bytes a layer gets for the same files change (tar layout, modes, compression).
+2: package layers keep the archive's file modes; gzip is written in parallel 1 MiB blocks."""
 
 GZIP_LEVEL = 6
+ZSTD_LEVEL = 3
+COMPRESSIONS = {"gzip": (MEDIA_TYPE_GZIP, GZIP_LEVEL), "zstd": (MEDIA_TYPE_ZSTD, ZSTD_LEVEL)}
+"""name → (layer media type, fixed level). The level is part of the format, never a user knob."""
 LAYER_MTIME = 0
+GZIP_BLOCK = 1 << 20
+"""Raw bytes per independently deflated block (pigz uses 128 KiB; 1 MiB keeps the pool overhead low)."""
+_DICTIONARY = 32768
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"
 """magic, deflate, no flags, mtime 0, XFL 0, OS 255 (unknown): nothing about this machine or time."""
+_GZIP_END = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS).flush(zlib.Z_FINISH)
+"""An empty final deflate block: closes the stream after the sync-flushed blocks."""
+
+
+def compression_of(name: str) -> tuple[str, int]:
+    """(media type, level) of a compression name; an InputError naming the choices otherwise."""
+    try:
+        return COMPRESSIONS[name]
+    except KeyError:
+        raise InputError(f"unknown layer compression {name!r} (choose from {', '.join(COMPRESSIONS)})",
+                         field="compression") from None
 
 
 @dataclass(frozen=True)
@@ -60,44 +91,153 @@ class Layer:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
-class _DigestingGzip:
-    """A write-only stream: hashes what it receives (diff_id), gzips it, hashes and writes the result."""
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
-    def __init__(self, out: BinaryIO, level: int):
+
+def _compression_pool() -> ThreadPoolExecutor:
+    """One pool of deflate workers for the process: parallel layers share the cores instead of
+    each starting its own threads."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="deflate")
+        return _POOL
+
+
+def _deflate_block(block: bytes, dictionary: bytes, level: int) -> bytes:
+    """One block as a raw deflate stream ending byte-aligned (sync flush): blocks concatenate."""
+    if dictionary:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, dictionary)
+    else:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY)
+    return compressor.compress(block) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+class _DigestingStream:
+    """A write-only stream: hashes what it receives (diff_id), compresses it, hashes and writes the
+    result (digest). Subclasses compress."""
+
+    def __init__(self, out: BinaryIO):
         self._out = out
         self._raw = hashlib.sha256()
-        self._gz = hashlib.sha256()
-        self._deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY)
-        self._crc = 0
-        self._length = 0
+        self._compressed = hashlib.sha256()
         self.size = 0
-        self._emit(_GZIP_HEADER)
 
     def _emit(self, data: bytes) -> None:
         if data:
             self._out.write(data)
-            self._gz.update(data)
+            self._compressed.update(data)
             self.size += len(data)
+
+    def _digests(self) -> tuple[str, str, int]:
+        return f"sha256:{self._raw.hexdigest()}", f"sha256:{self._compressed.hexdigest()}", self.size
+
+
+class _ParallelGzip(_DigestingStream):
+    """One gzip member whose deflate stream is made of fixed-size blocks compressed by the shared
+    pool (pigz's scheme): the bytes depend only on the input, never on thread timing."""
+
+    def __init__(self, out: BinaryIO, level: int):
+        super().__init__(out)
+        self._level = level
+        self._pool = _compression_pool()
+        self._window = 2 * (self._pool._max_workers or 1)  # blocks in flight: bounds memory
+        self._pending: collections.deque[Future] = collections.deque()
+        self._buffer = bytearray()
+        self._tail = b""
+        self._crc = 0
+        self._length = 0
+        self._emit(_GZIP_HEADER)
 
     def write(self, data: bytes) -> int:
         self._raw.update(data)
         self._crc = zlib.crc32(data, self._crc)
         self._length += len(data)
-        self._emit(self._deflate.compress(data))
+        self._buffer += data
+        while len(self._buffer) >= GZIP_BLOCK:
+            block = bytes(self._buffer[:GZIP_BLOCK])
+            del self._buffer[:GZIP_BLOCK]
+            self._submit(block)
+        return len(data)
+
+    def _submit(self, block: bytes) -> None:
+        self._pending.append(self._pool.submit(_deflate_block, block, self._tail, self._level))
+        self._tail = block[-_DICTIONARY:]
+        while len(self._pending) > self._window:
+            self._emit(self._pending.popleft().result())
+
+    def finish(self) -> tuple[str, str, int]:
+        """Compress what is left, close the stream, write the trailer; (diff_id, digest, size)."""
+        if self._buffer:
+            self._submit(bytes(self._buffer))
+            self._buffer.clear()
+        while self._pending:
+            self._emit(self._pending.popleft().result())
+        self._emit(_GZIP_END)
+        self._emit(struct.pack("<II", self._crc, self._length & 0xFFFFFFFF))
+        return self._digests()
+
+    def abort(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+
+
+class _Sink:
+    """What zstandard's stream writer writes to: our hashing emitter."""
+
+    def __init__(self, emit: Callable[[bytes], None]):
+        self._emit = emit
+
+    def write(self, data: bytes) -> int:
+        self._emit(bytes(data))
+        return len(data)
+
+
+class _DigestingZstd(_DigestingStream):
+    """A zstd frame with a checksum and no content size, compressed on this thread (the bytes do not
+    depend on how the tar is cut into writes)."""
+
+    def __init__(self, out: BinaryIO, level: int):
+        super().__init__(out)
+        compressor = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True, write_content_size=False)
+        self._writer = compressor.stream_writer(_Sink(self._emit), closefd=False)  # type: ignore[arg-type]
+
+    def write(self, data: bytes) -> int:
+        self._raw.update(data)
+        self._writer.write(data)
         return len(data)
 
     def finish(self) -> tuple[str, str, int]:
-        """Flush the deflate stream and trailer; return (diff_id, digest, compressed size)."""
-        self._emit(self._deflate.flush())
-        self._emit(struct.pack("<II", self._crc, self._length & 0xFFFFFFFF))
-        return f"sha256:{self._raw.hexdigest()}", f"sha256:{self._gz.hexdigest()}", self.size
+        self._writer.flush(zstandard.FLUSH_FRAME)
+        return self._digests()
+
+    def abort(self) -> None:
+        pass
 
 
-def _file_mode(st_mode: int) -> int:
+def _compressor(out: BinaryIO, compression: str) -> "_ParallelGzip | _DigestingZstd":
+    _, level = compression_of(compression)
+    return _ParallelGzip(out, level) if compression == "gzip" else _DigestingZstd(out, level)
+
+
+def _normalized_mode(st_mode: int, name: str = "") -> int:
     return 0o755 if st_mode & 0o111 else 0o644
 
 
-def _write_tree(tar: DeterministicTarWriter, source: Path, name: str) -> None:
+def _kept_mode(st_mode: int, name: str = "") -> int:
+    """The archive's mode (the installer sets it exactly); conda-meta records are the installer's own
+    writes, whose mode follows the umask: normalised, so the layer does not depend on it."""
+    if "conda-meta" in name.split("/"):
+        return _normalized_mode(st_mode)
+    return st_mode & 0o777
+
+
+MODES = {"keep": _kept_mode, "normalize": _normalized_mode}
+
+
+def _write_tree(tar: DeterministicTarWriter, source: Path, name: str, file_mode: Callable[[int, str], int]) -> None:
     """Pre-order walk with names sorted at each level; `name` is the archive path of `source`."""
     with os.scandir(source) as it:
         entries = sorted(it, key=lambda e: e.name)
@@ -108,35 +248,61 @@ def _write_tree(tar: DeterministicTarWriter, source: Path, name: str) -> None:
             tar.add_symlink(arcname, os.readlink(entry.path))
         elif stat.S_ISDIR(st.st_mode):
             tar.add_dir(arcname, 0o755)
-            _write_tree(tar, Path(entry.path), arcname)
+            _write_tree(tar, Path(entry.path), arcname, file_mode)
         elif stat.S_ISREG(st.st_mode):
             # Hardlinks are read through: every path is a regular file in the layer.
-            tar.add_file(arcname, Path(entry.path), _file_mode(st.st_mode), st.st_size)
+            tar.add_file(arcname, Path(entry.path), file_mode(st.st_mode, arcname), st.st_size)
         else:
             raise BuildError("cannot put a device, fifo or socket into an image layer", path=entry.path)
 
 
-def write_layer_tar(staging: Path, out: BinaryIO, *, mount: str = "") -> None:
+def write_layer_tar(staging: Path, out: BinaryIO, *, mount: str = "", modes: str = "normalize") -> None:
     """Write the deterministic tar of `staging`, placed at `mount` (e.g. "app/.pixi/envs/prod") in the rootfs."""
     tar = DeterministicTarWriter(out, mtime=LAYER_MTIME, tar_format=tarfile.PAX_FORMAT)
     mount = mount.strip("/")
     parts = mount.split("/") if mount else []
     for depth in range(1, len(parts) + 1):
         tar.add_dir("/".join(parts[:depth]), 0o755)
-    _write_tree(tar, Path(staging), mount)
+    _write_tree(tar, Path(staging), mount, MODES[modes])
     tar.close()
 
 
-def write_layer(staging: Path, blob_dir: Path, *, mount: str = "", level: int = GZIP_LEVEL) -> Layer:
-    """Tar + gzip `staging` into `blob_dir/<hex>` (content-addressed), in one streaming pass."""
+def write_layer(staging: Path, blob_dir: Path, *, mount: str = "", compression: str = "gzip",
+                modes: str = "normalize") -> Layer:
+    """Tar + compress `staging` into `blob_dir/<hex>` (content-addressed), in one streaming pass."""
+    media_type, _ = compression_of(compression)
     with _incoming(blob_dir) as (out, tmp):
-        gz = _DigestingGzip(out, level)
-        write_layer_tar(staging, gz, mount=mount)  # type: ignore[arg-type]
-        diff_id, digest, size = gz.finish()
+        stream = _compressor(out, compression)
+        try:
+            write_layer_tar(staging, stream, mount=mount, modes=modes)  # type: ignore[arg-type]
+            diff_id, digest, size = stream.finish()
+        except BaseException:
+            stream.abort()
+            raise
         out.close()
         path = blob_dir / digest.split(":", 1)[1]
         os.replace(tmp, path)
-    return Layer(digest=digest, diff_id=diff_id, size=size, path=path)
+    return Layer(digest=digest, diff_id=diff_id, size=size, path=path, media_type=media_type)
+
+
+def write_tar_layer(write: Callable[[DeterministicTarWriter], None], blob_dir: Path, *,
+                    compression: str = "gzip") -> Layer:
+    """A layer whose entries `write` adds itself (e.g. with owners a staging dir cannot carry)."""
+    media_type, _ = compression_of(compression)
+    with _incoming(blob_dir) as (out, tmp):
+        stream = _compressor(out, compression)
+        try:
+            tar = DeterministicTarWriter(stream, mtime=LAYER_MTIME, tar_format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
+            write(tar)
+            tar.close()
+            diff_id, digest, size = stream.finish()
+        except BaseException:
+            stream.abort()
+            raise
+        out.close()
+        path = blob_dir / digest.split(":", 1)[1]
+        os.replace(tmp, path)
+    return Layer(digest=digest, diff_id=diff_id, size=size, path=path, media_type=media_type)
 
 
 @contextlib.contextmanager
@@ -160,26 +326,28 @@ class LayerCache:
     """Layers by content key: `layers/<key hash>.json` → digests; blobs in `blobs/sha256/<hex>`.
 
     The key is whatever identifies the layer's content for the caller (e.g. package sha256s and
-    target prefix); it is combined with LAYER_FORMAT_VERSION and the gzip level.
+    target prefix); it is combined with LAYER_FORMAT_VERSION, the compression and the mode policy.
+    One cache holds gzip and zstd layers side by side.
     """
 
-    def __init__(self, root: Path | None = None, *, level: int = GZIP_LEVEL):
+    def __init__(self, root: Path | None = None, *, compression: str = "gzip"):
         self.root = Path(root) if root is not None else layer_cache_root()
-        self.level = level
+        self.compression = compression
+        self.media_type, _ = compression_of(compression)
         self.blob_dir = self.root / "blobs" / "sha256"
         self.hits = 0
         self.misses = 0
         self._count_lock = threading.Lock()
 
-    def _entry_path(self, key: str) -> Path:
-        full = f"pixibuild-layer-v{LAYER_FORMAT_VERSION}\0gzip-{self.level}\0{key}"
+    def _entry_path(self, key: str, modes: str = "normalize") -> Path:
+        full = f"pixibuild-layer-v{LAYER_FORMAT_VERSION}\0{self.compression}\0{modes}\0{key}"
         return self.root / "layers" / f"{hashlib.sha256(full.encode()).hexdigest()}.json"
 
     def blob_path(self, digest: str) -> Path:
         return self.blob_dir / digest.split(":", 1)[1]
 
-    def lookup(self, key: str) -> Layer | None:
-        entry = self._entry_path(key)
+    def lookup(self, key: str, *, modes: str = "normalize") -> Layer | None:
+        entry = self._entry_path(key, modes)
         try:
             data = json.loads(entry.read_text())
         except (FileNotFoundError, ValueError):
@@ -193,19 +361,24 @@ class LayerCache:
         return Layer(digest=data["digest"], diff_id=data["diff_id"], size=data["size"], path=path,
                      media_type=data.get("media_type", MEDIA_TYPE_GZIP))
 
-    def kept_dir(self, key: str) -> Path:
+    def kept_dir(self, key: str, *, modes: str = "normalize") -> Path:
         """Where `get_or_build(..., keep=...)` saved the selected small files of the staging dir."""
-        return self._entry_path(key).with_suffix(".keep")
+        return self._entry_path(key, modes).with_suffix(".keep")
+
+    def has(self, key: str, *, modes: str = "normalize", keep: bool = False) -> bool:
+        """The layer for `key` is cached (with its kept files when `keep`)."""
+        return self.lookup(key, modes=modes) is not None and (not keep or self.kept_dir(key, modes=modes).is_dir())
 
     def get_or_build(self, key: str, populate: Callable[[Path], None], *, mount: str = "",
-                     keep: Callable[[str], bool] | None = None) -> Layer:
+                     keep: Callable[[str], bool] | None = None, modes: str = "normalize") -> Layer:
         """The cached layer for `key`, or: stage files with `populate(dir)`, write the layer, remember it.
 
-        `keep(relative path)` selects staged files to save beside the entry (e.g. activation
-        scripts), so later steps can read them without unpacking the layer.
+        `keep(relative path)` selects staged files and symlinks to save beside the entry (e.g.
+        activation scripts, `bin/sh`), so later steps can read them without unpacking the layer.
+        `modes` is the file mode policy (see `MODES`).
         """
-        found = self.lookup(key)
-        if found is not None and (keep is None or self.kept_dir(key).is_dir()):
+        found = self.lookup(key, modes=modes)
+        if found is not None and (keep is None or self.kept_dir(key, modes=modes).is_dir()):
             with self._count_lock:
                 self.hits += 1
             return found
@@ -215,19 +388,38 @@ class LayerCache:
         staging = Path(tempfile.mkdtemp(prefix="stage-", dir=self.root))
         try:
             populate(staging)
-            layer = write_layer(staging, self.blob_dir, mount=mount, level=self.level)
+            layer = write_layer(staging, self.blob_dir, mount=mount, compression=self.compression, modes=modes)
             if keep is not None:
-                with atomic_directory(self.kept_dir(key)) as kept:
+                with atomic_directory(self.kept_dir(key, modes=modes)) as kept:
                     for path in sorted(staging.rglob("*")):
                         rel = path.relative_to(staging).as_posix()
-                        if path.is_file() and not path.is_symlink() and keep(rel):
+                        if not keep(rel):
+                            continue
+                        if path.is_symlink():
+                            (kept / rel).parent.mkdir(parents=True, exist_ok=True)
+                            (kept / rel).symlink_to(os.readlink(path))
+                        elif path.is_file():
                             (kept / rel).parent.mkdir(parents=True, exist_ok=True)
                             shutil.copyfile(path, kept / rel)
                             shutil.copymode(path, kept / rel)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         record = {k: v for k, v in asdict(layer).items() if k != "path"}
-        atomic_write_bytes(self._entry_path(key), json.dumps(record, sort_keys=True).encode())
+        atomic_write_bytes(self._entry_path(key, modes), json.dumps(record, sort_keys=True).encode())
+        return layer
+
+    def get_or_write(self, key: str, write: Callable[[DeterministicTarWriter], None]) -> Layer:
+        """The cached layer for `key`, or one whose tar entries `write` adds (see `write_tar_layer`)."""
+        found = self.lookup(key, modes="tar")
+        if found is not None:
+            with self._count_lock:
+                self.hits += 1
+            return found
+        with self._count_lock:
+            self.misses += 1
+        layer = write_tar_layer(write, self.blob_dir, compression=self.compression)
+        record = {k: v for k, v in asdict(layer).items() if k != "path"}
+        atomic_write_bytes(self._entry_path(key, "tar"), json.dumps(record, sort_keys=True).encode())
         return layer
 
     def add_blob_file(self, source: Path, digest: str | None = None) -> Path:

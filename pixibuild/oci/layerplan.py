@@ -3,8 +3,9 @@ a layer. The doit rules plan it once when the graph is loaded and hand the same 
 node and to the image node; `pixibuild image` plans it after loading the base.
 
 Layers of an image, base-most first: the base image's, the package layers, one environment layer
-(conda-meta/history, wheels, entrypoint), and an app layer when files are included. All of them
-must fit in `max_layers` (Docker and overlayfs stop near 125/128).
+(conda-meta/history, wheels, entrypoint, the manifest's activation scripts), an app layer when files
+are included, and a user layer for a non-root `--user`. All of them must fit in `max_layers`
+(Docker and overlayfs stop near 125/128).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from pixibuild.conda.platforms import is_windows
 from pixibuild.conda.records import CondaRecord
 from pixibuild.errors import InputError
 from pixibuild.files.verified import verifying
@@ -26,12 +28,15 @@ ENVIRONMENT_LAYERS = 1
 
 
 def package_budget(max_layers: int, base_layers: int, app_layer: bool, *, base: str = "the base image",
-                   wheel_layer: bool = False) -> int:
+                   wheel_layer: bool = False, user_layer: bool = False) -> int:
     """Layers left for packages; an InputError naming the numbers when none are left. `wheel_layer`:
-    the project's built wheels get their own top layer (pixibuild.pypi)."""
-    fixed = base_layers + ENVIRONMENT_LAYERS + (1 if app_layer else 0) + (1 if wheel_layer else 0)
+    the project's built wheels get their own top layer (pixibuild.pypi); `user_layer`: the non-root
+    user's layer (oci/user.py)."""
+    extra = (1 if app_layer else 0) + (1 if wheel_layer else 0) + (1 if user_layer else 0)
+    fixed = base_layers + ENVIRONMENT_LAYERS + extra
     if max_layers - fixed < 1:
-        app = (" and 1 app layer" if app_layer else "") + (" and 1 project-wheel layer" if wheel_layer else "")
+        app = (", 1 app layer" if app_layer else "") + (", 1 project-wheel layer" if wheel_layer else "") + \
+            (", 1 user layer" if user_layer else "")
         raise InputError(f"{max_layers} layers leave none for packages: {base} has {base_layers} layers, plus "
                          f"1 environment layer{app} (at least {fixed + 1} needed)", field="max-layers")
     return max_layers - fixed
@@ -55,10 +60,13 @@ class LayerPlan:
 
 def plan_layers(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
                 max_layers: int | None, base_layers: int, app_layer: bool, base: str = "the base image",
-                wheel_layer: bool = False) -> LayerPlan:
-    """Group `packages` (records with their verified archives) into the layers the budget allows."""
+                wheel_layer: bool = False, user_layer: bool = False) -> LayerPlan:
+    """Group `packages` (records with their verified archives) into the layers the budget allows.
+
+    A layer of noarch packages only is keyed by the platform family, not the platform (on Linux
+    they install the same files whatever the architecture): a multi-arch image shares its blob."""
     budget = package_budget(max_layers or DEFAULT_MAX_LAYERS, base_layers, app_layer, base=base,
-                            wheel_layer=wheel_layer)
+                            wheel_layer=wheel_layer, user_layer=user_layer)
     records = [r for r, _ in packages]
     archives = {r.name: Path(p) for r, p in packages}
     python_version, site_packages = environment_python_version(records), site_packages_override(records)
@@ -66,7 +74,8 @@ def plan_layers(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
     planned = []
     for group in group_packages(records, budget):
         ordered = dependency_order(group)
-        key = layer_key(group, target_prefix) + f"\0platform={platform}"
+        shared = all(r.noarch or r.subdir == "noarch" for r in group) and not is_windows(platform)
+        key = layer_key(group, target_prefix) + f"\0platform={'unix' if shared else platform}"
         if any(r.noarch == "python" for r in group):
             key += f"\0python={python_version}\0site={site_packages}"
 
@@ -81,6 +90,6 @@ def plan_layers(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
                                     site_packages_path=site_packages)
 
         names = ", ".join(r.dist_name for r in ordered)
-        spec = LayerSpec(key, populate, mount=mount, created_by=f"pixibuild conda: {names}")
+        spec = LayerSpec(key, populate, mount=mount, created_by=f"pixibuild conda: {names}", modes="keep")
         planned.append(PackageLayer(spec, tuple(ordered)))
     return LayerPlan(base_layers, tuple(planned))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from pixibuild.errors import InputError
@@ -27,7 +28,13 @@ KEYS: dict[str, tuple[str, type | tuple[type, ...]]] = {
     "workdir": ("workdir", str),
     "user": ("user", str),
     "max-layers": ("max_layers", int),
+    "platforms": ("platforms", list),
+    "compression": ("compression", str),
+    "annotations": ("annotations", dict),
+    "sbom": ("sbom", str),
+    "provenance": ("provenance", bool),
 }
+SBOM_FORMATS = ("spdx", "cyclonedx")
 
 
 @dataclass
@@ -47,6 +54,13 @@ class ImageOptions:
     workdir: str | None = None
     user: str | None = None
     max_layers: int | None = None
+    platforms: list[str] = field(default_factory=list)
+    compression: str = "gzip"
+    annotations: dict[str, str] = field(default_factory=dict)
+    sbom: str | None = None
+    """Attach an SBOM of this format (spdx, cyclonedx) to the image as an OCI referrer."""
+    provenance: bool = False
+    """Attach an in-toto SLSA provenance statement to the image as an OCI referrer."""
 
 
 def command_words(value: str | list, where: str) -> list[str]:
@@ -74,7 +88,7 @@ def _apply_table(options: ImageOptions, table: Mapping[str, Any], where: str) ->
             raise InputError(f"unknown image setting {key!r} (known: {', '.join(sorted(KEYS))})",
                              field=f"{where}.{key}")
         name, kind = KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             raise InputError(f"has the wrong type {type(value).__name__}", field=f"{where}.{key}")
         if name in ("cmd", "entrypoint"):
             value = command_words(value, f"{where}.{key}")
@@ -82,13 +96,32 @@ def _apply_table(options: ImageOptions, table: Mapping[str, Any], where: str) ->
             value = [str(v) for v in (value if isinstance(value, list) else [value])]
         elif name == "include":
             value = [value] if isinstance(value, str) else [str(v) for v in value]
-        elif name in ("labels", "env"):
+        elif name in ("labels", "env", "annotations"):
             value = {**getattr(options, name), **{str(k): str(v) for k, v in value.items()}}
+        elif name == "platforms":
+            if not all(isinstance(v, str) for v in value):
+                raise InputError("must be a list of platform names", field=f"{where}.{key}")
+            value = list(value)
         setattr(options, name, value)
+        _check(options, f"{where}.{key}")
 
 
-def manifest_image_options(tool: Mapping[str, Any] | None, environment: str, *, where: str = "tool.pixibuild") -> ImageOptions:
-    """Options from the manifest's `[tool.pixibuild]` table for `environment`."""
+def _check(options: ImageOptions, where: str) -> None:
+    """The settings with a fixed set of values, checked where they are given."""
+    from pixibuild.oci.layer import COMPRESSIONS  # the layer writer owns the list (and zstandard's import)
+
+    if options.compression not in COMPRESSIONS:
+        raise InputError(f"unknown compression {options.compression!r} (choose from {', '.join(COMPRESSIONS)})",
+                         field=where)
+    if options.sbom is not None and options.sbom not in SBOM_FORMATS:
+        raise InputError(f"unknown SBOM format {options.sbom!r} (choose from {', '.join(SBOM_FORMATS)})",
+                         field=where)
+
+
+def manifest_image_options(tool: Mapping[str, Any] | None, environment: str, *, where: str = "tool.pixibuild",
+                           root: Path | None = None) -> ImageOptions:
+    """Options from the manifest's `[tool.pixibuild]` table for `environment`; a local base image
+    path in it is relative to the manifest's directory `root`."""
     options = ImageOptions()
     image = (tool or {}).get("image") or {}
     if not isinstance(image, Mapping):
@@ -102,6 +135,10 @@ def manifest_image_options(tool: Mapping[str, Any] | None, environment: str, *, 
     _apply_table(options, shared, f"{where}.image")
     if environment in per_env:
         _apply_table(options, per_env[environment], f"{where}.image.{environment}")
+    if root is not None and options.base:
+        from pixibuild.oci.base import relative_to  # base.py loads the registry client: only when needed
+
+        options.base = relative_to(options.base, Path(root))
     return options
 
 
@@ -117,7 +154,8 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
 
 def apply_cli(options: ImageOptions, args: Any) -> ImageOptions:
     """Overlay the CLI flags that were given (None/empty = not given)."""
-    for name in ("base", "tag", "output", "oci_dir", "push", "prefix", "workdir", "user", "max_layers"):
+    for name in ("base", "tag", "output", "oci_dir", "push", "prefix", "workdir", "user", "max_layers",
+                 "compression", "sbom", "provenance"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(options, name, value)
@@ -131,6 +169,8 @@ def apply_cli(options: ImageOptions, args: Any) -> ImageOptions:
         options.include = list(args.include)
     options.labels.update(_pairs(getattr(args, "label", None), "--label"))
     options.env.update(_pairs(getattr(args, "env_var", None), "--env"))
+    options.annotations.update(_pairs(getattr(args, "annotation", None), "--annotation"))
+    _check(options, "--compression/--sbom")
     return options
 
 

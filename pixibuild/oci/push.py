@@ -4,19 +4,25 @@ upload; then PUT the manifest and check the registry computed the same digest.""
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from pixibuild.errors import BuildError
 from pixibuild.net.auth import AuthStore
 from pixibuild.net.config import NetConfig
-from pixibuild.net.mediatypes import MEDIA_TYPE_MANIFEST
+from pixibuild.net.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 from pixibuild.net.registry import Reference, RegistryClient, connect, parse_reference
 from pixibuild.oci.layout import Image
+from pixibuild.oci.referrers import Artifact, fallback_tag, referrers_index
+
+if TYPE_CHECKING:
+    from pixibuild.oci.index import ImageIndex
 
 log = logging.getLogger(__name__)
 
@@ -77,27 +83,93 @@ def _push_blobs(client: RegistryClient, ref: Reference, blobs: dict[str, Path], 
         raise errors[0]
 
 
-def push_image(image: Image, target: str | Reference, *, mount_from: str | None = None,
-               client: RegistryClient | None = None, jobs: int = 4, chunk_size: int | None = None,
-               net: NetConfig | None = None, auth: AuthStore | None = None) -> tuple[str, PushStats]:
-    """Push `image` to `target`; returns (manifest digest, what happened to each blob)."""
+def _check_digest(ref: Reference, what: str, got: str, expected: str) -> None:
+    if got != expected:
+        raise BuildError(f"{ref}: registry reports {what} digest {got}, expected {expected}")
+
+
+def push_image(image: "Image | ImageIndex", target: str | Reference, *, referrers: Sequence[Artifact] = (),
+               mount_from: str | None = None, client: RegistryClient | None = None, jobs: int = 4,
+               chunk_size: int | None = None, net: NetConfig | None = None,
+               auth: AuthStore | None = None) -> tuple[str, PushStats]:
+    """Push `image` (or a multi-platform index: each platform's manifest by digest, then the index
+    under the tag) and its `referrers` to `target`; returns (top digest, what happened to each blob)."""
     ref = parse_reference(target) if isinstance(target, str) else target
     own = client is None
     client = client or connect(ref, net, auth=auth, chunk_size=chunk_size)
     stats = PushStats()
+    images = (image,) if isinstance(image, Image) else image.images
     try:
         with tempfile.TemporaryDirectory(prefix="pixibuild-push-") as tmp:
-            config_path = Path(tmp) / "config"
-            config_path.write_bytes(image.config)
-            blobs = {layer.digest: layer.path for layer in image.layers}
-            blobs[image.config_digest] = config_path
+            blobs: dict[str, Path] = {}
+            for one in images:
+                blobs.update({layer.digest: layer.path for layer in one.layers})
+                config_path = Path(tmp) / one.config_digest.split(":", 1)[1]
+                config_path.write_bytes(one.config)
+                blobs[one.config_digest] = config_path
+            for artifact in referrers:
+                for digest, data in artifact.blobs().items():
+                    path = Path(tmp) / digest.split(":", 1)[1]
+                    path.write_bytes(data)
+                    blobs[digest] = path
             _push_blobs(client, ref, blobs, stats, mount_from, jobs)
-        digest = client.put_manifest(ref.repository, ref.tag or image.digest, image.manifest, MEDIA_TYPE_MANIFEST)
+        if isinstance(image, Image):
+            digest = client.put_manifest(ref.repository, ref.tag or image.digest, image.manifest, MEDIA_TYPE_MANIFEST)
+            _check_digest(ref, "manifest", digest, image.digest)
+        else:
+            for one in images:
+                _check_digest(ref, "manifest", client.put_manifest(ref.repository, one.digest, one.manifest,
+                                                                   MEDIA_TYPE_MANIFEST), one.digest)
+            digest = client.put_manifest(ref.repository, ref.tag or image.digest, image.manifest, MEDIA_TYPE_INDEX)
+            _check_digest(ref, "index", digest, image.digest)
+        if referrers:
+            push_referrers(client, ref, referrers)
     finally:
         if own:
             client.close()
-    if digest != image.digest:
-        raise BuildError(f"{ref}: registry reports manifest digest {digest}, expected {image.digest}")
-    log.info("pushed %s (%s): %d uploaded, %d mounted, %d already present", ref, digest,
-             len(stats.uploaded), len(stats.mounted), len(stats.skipped))
+    log.info("pushed %s (%s): %d uploaded, %d mounted, %d already present%s", ref, digest,
+             len(stats.uploaded), len(stats.mounted), len(stats.skipped),
+             f", {len(referrers)} referrers" if referrers else "")
     return digest, stats
+
+
+def push_referrers(client: RegistryClient, ref: Reference, artifacts: Sequence[Artifact]) -> None:
+    """PUT each artifact manifest by digest (its blobs must be there). A registry that indexes the
+    subject says so with an `OCI-Subject` header; for one that does not, the `sha256-<subject>` tag
+    gets (or updates) an index listing the artifacts, as the distribution spec's fallback says."""
+    indexed = True
+    for artifact in artifacts:
+        headers: dict[str, str] = {}
+        got = client.put_manifest(ref.repository, artifact.digest, artifact.manifest, MEDIA_TYPE_MANIFEST,
+                                  response_headers=headers)
+        _check_digest(ref, "referrer manifest", got, artifact.digest)
+        indexed = indexed and "oci-subject" in headers
+    if indexed:
+        return
+    by_subject: dict[str, list[Artifact]] = {}
+    for artifact in artifacts:
+        by_subject.setdefault(artifact.subject["digest"], []).append(artifact)
+    for subject, group in by_subject.items():
+        tag = fallback_tag(subject)
+        found = client.find_manifest(ref.repository, tag)
+        listed: list[dict] = []
+        if found is not None:
+            try:
+                listed = list(json.loads(found[0]).get("manifests") or [])
+            except (ValueError, AttributeError):
+                listed = []  # not an index: the fallback tag is ours to rewrite
+        known = {d.get("digest") for d in listed}
+        listed += [a.descriptor() for a in group if a.digest not in known]
+        client.put_manifest(ref.repository, tag, referrers_index(listed), MEDIA_TYPE_INDEX)
+
+
+def list_referrers(client: RegistryClient, repository: str, digest: str) -> list[dict]:
+    """What refers to `digest`: from the referrers API, else from the fallback tag's index."""
+    listed = client.get_referrers(repository, digest)
+    if listed is not None:
+        return listed
+    found = client.find_manifest(repository, fallback_tag(digest))
+    if found is None:
+        return []
+    return [d for d in json.loads(found[0]).get("manifests") or []
+            if (d.get("digest") and d.get("mediaType") == MEDIA_TYPE_MANIFEST)]
