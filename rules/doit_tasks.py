@@ -1,10 +1,19 @@
 """Turn a BuildGraph into doit task creators: one `task_<kind>` per node kind, whose subtasks are
 the nodes (`pack:prod:linux-64` = basename `pack`, name `prod:linux-64`), so `doit pack` builds all
-packs and `doit list` shows every target with its doc."""
+packs and `doit list` shows every target with its doc.
+
+A monorepo has tens of thousands of nodes, so what doit is handed per node is kept small: the
+up-to-date answer is a plain bool decided at load (our content-key stamps, one log file per kind:
+graph/stamps.py), and a node that is up to date is handed without its `task_dep` — it will not run,
+so its inputs need not be scheduled (asking for it by name runs nothing, as before); doit then
+walks only the nodes that may run. Python's cyclic garbage collector is paused while the tasks are
+made (it rescanned every live object over and over: a third of the load time of a large graph).
+"""
 
 from __future__ import annotations
 
 import functools
+import gc
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable
@@ -42,17 +51,37 @@ def to_task(ws: Workspace, node: Node) -> dict[str, Any]:
     """The doit task dict of a node. Up-to-date = our content-key stamp (not mtimes, and not
     doit's database, which is only a cache), decided once when the graph is loaded: a plain bool
     spares doit a signature inspection per task, and nothing makes a node current mid-run except
-    its own action. task_dep orders it after its inputs."""
-    kind, _, sub = node.name.partition(":")
+    its own action. task_dep orders it after its inputs (none when it is up to date: it will not run)."""
+    current = not node.broken and is_up_to_date(ws, node)
     return {
-        "name": sub,
+        "name": node.name.partition(":")[2],
         "doc": node.doc,
         "actions": [functools.partial(_run, ws, node)],
-        "uptodate": [is_up_to_date(ws, node)],
+        "uptodate": [current],
         "targets": [str(p) for p in node.outputs],
-        "task_dep": list(node.deps),
+        "task_dep": [] if current else list(node.deps),
         "verbosity": 1,
     }
+
+
+class _CollectorPause:
+    """Pause the cyclic garbage collector from the first task creator's start to the last one's end
+    (doit calls them one after another), then freeze what they made: the graph and its tasks live
+    as long as the process, and need not be rescanned by every later collection."""
+
+    def __init__(self, creators: int):
+        self.remaining = creators
+        self.was_enabled = gc.isenabled()
+
+    def start(self) -> None:
+        gc.disable()
+
+    def done(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            gc.freeze()
+            if self.was_enabled:
+                gc.enable()
 
 
 def task_creators(ws: Workspace, graph: BuildGraph) -> dict[str, Callable[[], Any]]:
@@ -60,14 +89,30 @@ def task_creators(ws: Workspace, graph: BuildGraph) -> dict[str, Callable[[], An
     by_kind: dict[str, list[Node]] = {}
     for node in graph.nodes():
         by_kind.setdefault(node.kind, []).append(node)
+    pause = _CollectorPause(len(by_kind))
     creators: dict[str, Callable[[], Any]] = {}
     for kind, nodes in by_kind.items():
         def creator(nodes: list[Node] = nodes) -> Any:
-            for node in sorted(nodes, key=lambda n: n.name):
-                yield to_task(ws, node)
+            pause.start()
+            try:
+                # broken projects' nodes last: `doit pack` builds every healthy pack before one fails
+                for node in sorted(nodes, key=lambda n: (bool(n.broken), n.name)):
+                    yield to_task(ws, node)
+            finally:
+                pause.done()
         creator.__doc__ = KIND_DOCS.get(kind, kind)
         creators[f"task_{kind}"] = creator
     return creators
+
+
+def default_tasks(graph: BuildGraph, kinds: tuple[str, ...] = ("pack", "image", "unpack")) -> list[str]:
+    """What a bare `doit` builds: every output node — by basename (`pack`), unless a project is
+    broken: then the healthy output nodes by name, so the run builds them and succeeds, while the
+    broken project's tasks fail only when asked for (`doit pack`, or by name)."""
+    outputs = [n for n in graph.nodes() if n.kind in kinds]
+    if not any(n.broken for n in outputs):
+        return [k for k in kinds if any(n.kind == k for n in outputs)]
+    return sorted(n.name for n in outputs if not n.broken)
 
 
 def dep_file(ws: Workspace) -> Path:

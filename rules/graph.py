@@ -1,14 +1,34 @@
-"""The whole graph of a workspace: every project's targets, composed from the per-kind rules."""
+"""The whole graph of a workspace: every project's targets, composed from the per-kind rules.
+
+Each project is declared into a graph of its own, holding every node it needs (shared ones — a
+package's fetch/verify, a layer — are reused from projects declared before it, not derived again),
+then merged into the workspace's graph. Two things follow:
+
+- A project that cannot be planned (unreadable manifest, a lock that does not match it…) does not
+  stop the others: it gets *broken* nodes — `lock:<project>` and its targets' nodes — whose action
+  fails with the project's one-line error, and whose doc in `doit list` says BROKEN (rules/broken.py).
+- With the workspace's plan cache (graph/plancache.py), a project whose fingerprint did not change is
+  merged from its cached node specs without loading its lock; its full nodes are declared again
+  only when one of them runs (`Planner.node`).
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
 from typing import Sequence
 
+from pixibuild import __version__
 from pixibuild.conda.platforms import current_subdir
-from pixibuild.graph.plan import BuildGraph, Workspace
-from pixibuild.store.session import FetchSession
+from pixibuild.errors import PixibuildError
+from pixibuild.files.digest import json_digest
+from pixibuild.graph.plan import GRAPH_FORMAT, BuildGraph, Node, Workspace
+from pixibuild.graph.plancache import ProjectEntry
 
-from . import lock, pack, unpack
+# The per-kind rules (and through them the node actions: pack writer, lock reader, fetch session;
+# ~70 ms to import, python -X importtime) are imported when a project is declared: a run planned
+# entirely from the plan cache never declares one.
 
 DEFAULT_KINDS = ("pack",)
 OUTPUT_KINDS = ("pack", "unpack", "image")
@@ -17,23 +37,100 @@ OUTPUT_KINDS = ("pack", "unpack", "image")
 def build_graph(ws: Workspace, kinds: Sequence[str] | None = None) -> BuildGraph:
     """Nodes for `kinds` (pack, unpack, image) of every target the manifests ask for; by default
     each project's `[tool.pixibuild] outputs` (else packs only). Unpack targets exist only for this
-    machine's platform: an installed environment is for running here."""
+    machine's platform: an installed environment is for running here.
+
+    Without a plan cache (`ws.plan_cache is None`) every node is full (action and inputs: what
+    `pixibuild plan` explains); with one, unchanged projects come from it and every node is a
+    placeholder whose `full()` declares its project again."""
+    planner = Planner(ws, kinds)
     graph = BuildGraph()
-    host = current_subdir()
-    for label, project in sorted(ws.projects.items()):
-        wanted = kinds if kinds is not None else project.settings.get("outputs", DEFAULT_KINDS)
+    cache = ws.plan_cache
+    for label in sorted(ws.project_dirs):
+        if cache is None:
+            for node in planner.declare(label, graph.shared).nodes():
+                graph.add(node)
+            continue
+        directory = ws.project_dirs[label]
+        fingerprint = planner.fingerprint(label)
+        entry = cache.get(directory)
+        if entry is None or not entry.valid(fingerprint):
+            own = planner.declare(label, graph.shared)
+            entry = ProjectEntry(identity=entry.identity if entry else None, name=entry.name if entry else None,
+                                 fingerprint=fingerprint if own.cacheable else None,
+                                 specs=[node.spec() for node in own.nodes()], checks=own.checks)
+            cache.put(directory, entry)
+            ws.projects.forget(label)  # its records live on in the nodes' actions only until they are dropped here
+        for spec in entry.specs:
+            if not graph.has(spec[0]):  # a shared node is kept by the first project that has it
+                graph.add(Node.from_spec(spec, functools.partial(planner.node, label, spec[0])))
+    graph.shared.clear()
+    cache is not None and cache.save()
+    return graph
+
+
+class Planner:
+    """Declares one project's nodes (with actions) into a graph of its own, for `build_graph` and,
+    when a node from the plan cache is about to run, for that node's project again."""
+
+    def __init__(self, ws: Workspace, kinds: Sequence[str] | None):
+        self.ws = ws
+        self.kinds = tuple(kinds) if kinds is not None else None
+        self.host = current_subdir()
+        self._declared: dict[str, BuildGraph] = {}
+        self._shared: dict[str, Node] = {}
+        self._lock = threading.Lock()
+
+    def fingerprint(self, label: str) -> str:
+        """Everything a project's declaration reads besides its manifest and lock files (whose
+        identity the plan cache entry carries) and the checks its rules registered."""
+        ws = self.ws
+        return json_digest([__version__, GRAPH_FORMAT, label, str(ws.project_dirs[label]), ws.single, self.kinds,
+                            self.host, str(ws.store_root), str(ws.build_dir), os.environ.get("SOURCE_DATE_EPOCH")])
+
+    def declare(self, label: str, shared: dict[str, Node]) -> BuildGraph:
+        """The project's nodes in a graph of their own; broken nodes when it cannot be planned."""
+        graph = BuildGraph(shared=shared)
+        try:
+            self._declare(graph, label)
+        except PixibuildError as exc:
+            from . import broken
+
+            graph = BuildGraph(shared=shared)
+            broken.declare(graph, self.ws, label, self.kinds, self.host, exc)
+        return graph
+
+    def node(self, label: str, name: str) -> Node:
+        """The full node `name` of project `label` (declared again once per run, on first use)."""
+        with self._lock:
+            graph = self._declared.get(label)
+            if graph is None:
+                graph = self._declared[label] = self.declare(label, self._shared)
+        if not graph.has(name):
+            from pixibuild.errors import BuildError
+
+            raise BuildError(f"{name}: {label} no longer declares it (its manifest or lock changed while the "
+                             "build was running); run it again")
+        return graph.node(name)
+
+    def _declare(self, graph: BuildGraph, label: str) -> None:
+        from pixibuild.store.session import FetchSession
+
+        from . import lock, pack, unpack
+
+        ws = self.ws
+        project = ws.projects[label]
+        wanted = self.kinds if self.kinds is not None else project.settings.get("outputs", DEFAULT_KINDS)
         session = FetchSession(ws.store_root, project.root)  # one connection pool for the project's fetch nodes
         lock_node = lock.declare(graph, ws, label, project)
         for env, platform in project.targets():
             target = project.target(env, platform)
             if "pack" in wanted:
                 pack.declare(graph, ws, label, project, target, session, deps=(lock_node,))
-            if "unpack" in wanted and platform == host:
+            if "unpack" in wanted and target.subdir == self.host:
                 unpack.declare(graph, ws, label, project, target, session, deps=(lock_node,))
-            if "image" in wanted and platform.startswith("linux-"):
+            if "image" in wanted and target.subdir.startswith("linux-"):
                 # imported only for workspaces that build images: the image planner pulls in
                 # networkx and the installer (~200 ms, python -X importtime)
                 from . import image
 
                 image.declare(graph, ws, label, project, target, session, deps=(lock_node,))
-    return graph

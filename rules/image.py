@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Sequence
 
 from pixibuild.errors import PixibuildError
+from pixibuild.files.digest import json_digest
 from pixibuild.graph import steps
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
+from pixibuild.graph.plancache import Check
 from pixibuild.inputs.project import Project, Resolved
 from pixibuild.oci.base import base_layer_count
 from pixibuild.oci.layer import LayerCache
@@ -58,37 +60,60 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
     packages = fetch.declare_target(graph, ws, project, target, session)
     verify = {r.name: node for r, node in zip(target.conda, packages.conda_verify)}
     blobs = [fetch.blob_path(ws, r.sha256) for r in target.conda]
+    subdir = target.subdir
+    where = fetch.where_of(ws, project, env, platform)
     plan = None
     layer_nodes: list[str] = []
+    layer_inputs: dict[str, str] = {}
     if all(blobs):  # else (a lock without sha256s) the image node plans its layers once the blobs are fetched
-        plan = plan_layers(list(zip(target.conda, blobs)), platform=platform, target_prefix=prefix,
-                           max_layers=options.max_layers, base_layers=base_layer_count(options.base, platform),
+        plan = plan_layers(list(zip(target.conda, blobs)), platform=subdir, target_prefix=prefix,
+                           max_layers=options.max_layers, base_layers=base_layer_count(options.base, subdir),
                            app_layer=bool(options.include), base=f"base image {options.base}",
                            wheel_layer=bool(packages.built))
+        digests = dict(zip((r.name for r in target.conda), target.conda_digests))
         for layer in plan.packages:
             name = f"layer:{hashlib.sha256(layer.spec.key.encode()).hexdigest()[:16]}"
             graph.add(Node(name=name, kind="layer", key=content_key("layer", layer.spec.key),
                            deps=tuple(dict.fromkeys(verify[r.name] for r in layer.records)),
-                           present=functools.partial(_layer_present, cache, layer.spec.key),
+                           present=functools.partial(_layer_present, str(cache.root), layer.spec.key),
                            doc=f"image layer: {', '.join(r.dist_name for r in layer.records)} at {prefix}",
-                           action=functools.partial(steps.image_layer, layer, str(cache.root))))
+                           action=functools.partial(steps.image_layer, layer, str(cache.root)),
+                           inputs={**fetch.package_inputs(layer.records, [digests[r.name] for r in layer.records]),
+                                   "prefix": prefix, "platform": subdir},
+                           where=where))
             layer_nodes.append(name)
+            layer_inputs[f"layer:{','.join(r.name for r in layer.records)}"] = name.split(":", 1)[1]
     out = target_dir(ws, label, env, platform) / "image.tar"
     layer_keys = [layer.spec.key for layer in plan.packages] if plan else list(target.conda_digests)
-    key = content_key("image", platform, env, label, layer_keys, sorted(packages.wheel_digests), vars(options),
-                      _base_fingerprint(options.base or "scratch"), _file_fingerprint(project.root, options.include),
-                      os.environ.get("SOURCE_DATE_EPOCH"), sorted(packages.built_keys))
+    base = _watched(graph, functools.partial(_base_fingerprint, options.base or "scratch"))
+    app_files = _watched(graph, functools.partial(_file_fingerprint, project.root, tuple(options.include)))
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    key = content_key("image", subdir, env, label, layer_keys, sorted(packages.wheel_digests), vars(options),
+                      base, app_files, epoch, sorted(packages.built_keys))
     name = target_name(ws, "image", label, env, platform)
     graph.add(Node(name=name, kind="image", key=key, outputs=(out,),
                    deps=(*deps, *layer_nodes, *packages.verify_nodes),
                    doc=f"OCI/docker image of {label}, env {env}, {platform} → {out}",
-                   action=functools.partial(steps.image, str(project.manifest.path), env, platform, packages.conda,
+                   action=functools.partial(steps.image, str(project.manifest.path), env, subdir, packages.conda,
                                             packages.wheels, str(ws.store_root), str(cache.root), str(out), plan,
-                                            built=packages.built)))
+                                            built=packages.built),
+                   inputs={**packages.inputs(target), **layer_inputs, "platform": subdir,
+                           "settings": json_digest(vars(options))[:16], "base": json_digest(base)[:16],
+                           "app files": json_digest(app_files)[:16], "SOURCE_DATE_EPOCH": epoch},
+                   where=where))
     return name
 
 
-def _layer_present(cache: LayerCache, key: str) -> bool:
+def _watched(graph: BuildGraph, read):
+    """Read a volatile input (files the lock and manifest do not name) and register it with the plan
+    cache, which re-reads it to tell whether the project's cached plan still holds."""
+    check, value = Check.of(read)
+    graph.checks.append(check)
+    return value
+
+
+def _layer_present(cache_root: str, key: str) -> bool:
+    cache = LayerCache(Path(cache_root))
     try:
         return cache.lookup(key) is not None and cache.kept_dir(key).is_dir()
     except (OSError, PixibuildError):

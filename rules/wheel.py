@@ -73,6 +73,8 @@ def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: R
                    session: FetchSession) -> TargetWheels:
     """The nodes that build `target`'s PyPI sources (shared with every target that has the same keys)."""
     jobs = plan_wheels(project, target, exclude=[ws.build_dir, ws.store_root])
+    if jobs:
+        graph.cacheable = False  # wheel keys hash source trees: the plan cache cannot tell they changed
     store_root = str(ws.store_root)
     refs, keys, nodes = [], [], []
     for job in jobs:
