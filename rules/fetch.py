@@ -29,9 +29,14 @@ def blob_path(ws: Workspace, sha256: str | None) -> Path | None:
     if not sha256:
         return None
     try:
-        return Store(ws.store_root).blob_path(sha256)
+        return _store(str(ws.store_root)).blob_path(sha256)
     except InputError:
         return None
+
+
+@functools.lru_cache(maxsize=8)
+def _store(root: str) -> Store:
+    return Store(root)
 
 
 def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRecord | PypiRecord,
@@ -52,7 +57,7 @@ def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRec
     label = record.file_name
     fetch_key = content_key("fetch", location, record.sha256, record.md5)
     blob = blob_path(ws, record.sha256)
-    present = functools.partial(os.path.exists, blob) if blob else None
+    present = functools.partial(os.path.exists, str(blob)) if blob else None  # a str: cheap to unpickle
     where = where_of(ws, project)
     # what a plan reports: the bytes a fetch downloads (its key is the content itself: nothing to diff)
     inputs = {"file": label, "size": getattr(record, "size", None), "sha256": record.sha256}

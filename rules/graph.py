@@ -15,8 +15,10 @@ then merged into the workspace's graph. Two things follow:
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from typing import Sequence
 
 from pixibuild import __version__
@@ -45,27 +47,103 @@ def build_graph(ws: Workspace, kinds: Sequence[str] | None = None) -> BuildGraph
     planner = Planner(ws, kinds)
     graph = BuildGraph()
     cache = ws.plan_cache
-    for label in sorted(ws.project_dirs):
-        if cache is None:
+    labels = sorted(ws.project_dirs)
+    if cache is None:
+        for label in labels:
             for node in planner.declare(label, graph.shared).nodes():
                 graph.add(node)
-            continue
-        directory = ws.project_dirs[label]
-        fingerprint = planner.fingerprint(label)
-        entry = cache.get(directory)
-        if entry is None or not entry.valid(fingerprint):
+        return graph
+    fingerprints = {label: planner.fingerprint(label) for label in labels}
+    entries = {label: cache.get(ws.project_dirs[label]) for label in labels}
+    stale = [label for label in labels if entries[label] is None or not entries[label].valid(fingerprints[label])]
+    planned = _plan_in_workers(planner, stale) if _worth_forking(ws, stale) else {}
+    canonical: dict[str, tuple] = {}
+    for label in stale:
+        if label in planned:
+            specs, checks, cacheable = planned[label]
+            specs = [canonical.setdefault(spec[0], spec) for spec in specs]  # one tuple per shared node
+        else:
             own = planner.declare(label, graph.shared)
-            entry = ProjectEntry(identity=entry.identity if entry else None, name=entry.name if entry else None,
-                                 fingerprint=fingerprint if own.cacheable else None,
-                                 specs=[node.spec() for node in own.nodes()], checks=own.checks)
-            cache.put(directory, entry)
-            ws.projects.forget(label)  # its records live on in the nodes' actions only until they are dropped here
-        for spec in entry.specs:
+            specs, checks, cacheable = [node.spec() for node in own.nodes()], own.checks, own.cacheable
+            ws.projects.forget(label)  # its records live on in its nodes' actions only until these are dropped
+        old = entries[label]
+        entries[label] = ProjectEntry(identity=old.identity if old else None, name=old.name if old else None,
+                                      fingerprint=fingerprints[label] if cacheable else None, specs=specs,
+                                      checks=checks)
+        cache.put(ws.project_dirs[label], entries[label])
+    graph.shared.clear()
+    for label in labels:
+        for spec in entries[label].specs:
             if not graph.has(spec[0]):  # a shared node is kept by the first project that has it
                 graph.add(Node.from_spec(spec, functools.partial(planner.node, label, spec[0])))
-    graph.shared.clear()
-    cache is not None and cache.save()
+    cache.save()
     return graph
+
+
+PARALLEL_MIN_BYTES = 2 << 20
+"""Plan stale projects in worker processes when their locks add up to this much (parsing dominates)."""
+
+_FORKED_PLANNER: "Planner | None" = None
+
+
+def _worth_forking(ws: Workspace, stale: list[str]) -> bool:
+    """Several stale projects with large locks, more than one CPU, and fork (Linux): a cold monorepo."""
+    if len(stale) < 2 or _cpus() < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    total = 0
+    for label in stale:
+        try:
+            total += (ws.project_dirs[label] / "pixi.lock").stat().st_size
+        except OSError:
+            pass
+    return total >= PARALLEL_MIN_BYTES
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _plan_share(labels: list[str]) -> list[tuple[str, list[tuple], list, bool]]:
+    """In a worker: declare `labels` (their locks parsed here, and written to the lock cache) and
+    return their node specs and checks: only plain data crosses back to the parent."""
+    planner = _FORKED_PLANNER
+    assert planner is not None
+    shared: dict[str, Node] = {}
+    out = []
+    for label in labels:
+        own = planner.declare(label, shared)
+        out.append((label, [node.spec() for node in own.nodes()], own.checks, own.cacheable))
+        planner.ws.projects.forget(label)
+    return out
+
+
+def _plan_in_workers(planner: "Planner", stale: list[str]) -> dict[str, tuple[list[tuple], list, bool]]:
+    """Plan stale projects in forked worker processes (one per CPU, shares balanced by lock size):
+    a cold monorepo parses its locks in parallel, and this process never holds their records."""
+    global _FORKED_PLANNER
+    workers = min(_cpus(), len(stale))
+    sizes = {}
+    for label in stale:
+        try:
+            sizes[label] = (planner.ws.project_dirs[label] / "pixi.lock").stat().st_size
+        except OSError:
+            sizes[label] = 0
+    shares: list[list[str]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for label in sorted(stale, key=lambda lbl: -sizes[lbl]):  # largest first, to the least loaded share
+        i = loads.index(min(loads))
+        shares[i].append(label)
+        loads[i] += sizes[label]
+    _FORKED_PLANNER = planner
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_plan_share, shares))
+    finally:
+        _FORKED_PLANNER = None
+    return {label: (specs, checks, cacheable) for share in results for label, specs, checks, cacheable in share}
 
 
 class Planner:

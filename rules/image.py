@@ -17,7 +17,6 @@ from pixibuild.errors import PixibuildError
 from pixibuild.files.digest import json_digest
 from pixibuild.graph import steps
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
-from pixibuild.graph.plancache import Check
 from pixibuild.inputs.project import Project, Resolved
 from pixibuild.oci.base import base_layer_count
 from pixibuild.oci.layer import LayerCache
@@ -85,8 +84,8 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
             layer_inputs[f"layer:{','.join(r.name for r in layer.records)}"] = name.split(":", 1)[1]
     out = target_dir(ws, label, env, platform) / "image.tar"
     layer_keys = [layer.spec.key for layer in plan.packages] if plan else list(target.conda_digests)
-    base = _watched(graph, functools.partial(_base_fingerprint, options.base or "scratch"))
-    app_files = _watched(graph, functools.partial(_file_fingerprint, project.root, tuple(options.include)))
+    base = graph.watch(functools.partial(_base_fingerprint, options.base or "scratch"))
+    app_files = graph.watch(functools.partial(_file_fingerprint, project.root, tuple(options.include)))
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     key = content_key("image", subdir, env, label, layer_keys, sorted(packages.wheel_digests), vars(options),
                       base, app_files, epoch, sorted(packages.built_keys))
@@ -102,14 +101,6 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                            "app files": json_digest(app_files)[:16], "SOURCE_DATE_EPOCH": epoch},
                    where=where))
     return name
-
-
-def _watched(graph: BuildGraph, read):
-    """Read a volatile input (files the lock and manifest do not name) and register it with the plan
-    cache, which re-reads it to tell whether the project's cached plan still holds."""
-    check, value = Check.of(read)
-    graph.checks.append(check)
-    return value
 
 
 def _layer_present(cache_root: str, key: str) -> bool:

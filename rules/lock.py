@@ -12,8 +12,10 @@ from pixibuild.inputs.project import Project
 
 def _check(manifest_path: str, lock_path: str, targets: list[tuple[str, str]]) -> None:
     from pixibuild.inputs.lockfile import read_lock
+    from pixibuild.inputs.project import aligned_lock
 
-    manifest, lock = read_manifest(manifest_path), read_lock(lock_path)
+    manifest = read_manifest(manifest_path)
+    lock = aligned_lock(read_lock(lock_path), manifest)  # named platforms (p1, p2… in v7 locks) as pixi maps them
     for env, platform in targets:
         check_locked(manifest, lock, env, platform)
 

@@ -19,7 +19,6 @@ from pixibuild.commands.args import (add_fetch_arguments, add_target_arguments, 
                                      manifest_arg, net_config)
 from pixibuild.errors import InputError
 from pixibuild.files.progress import Progress
-from pixibuild.conda.platforms import KNOWN_SUBDIRS
 from pixibuild.oci.options import ImageOptions, apply_cli, manifest_image_options
 
 if TYPE_CHECKING:
@@ -60,15 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_fetch_arguments(parser)
 
 
-def _subdir(project, env: str, platform: str) -> str:
-    """The conda subdir of a (possibly custom-named, lock v7) platform."""
-    if platform in KNOWN_SUBDIRS:
-        return platform
-    from pixibuild.inputs.lockfile import read_lock
-
-    return read_lock(project.lock_path).environment(env).subdir(platform)
-
-
 def _counting(cache: "LayerCache", progress: Progress) -> "LayerCache":
     """The same layer cache, telling `progress` about every layer it returns (built or reused)."""
     from pixibuild.oci.layer import LayerCache
@@ -104,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if options.tag:
         parse_reference(options.tag)
     target = project.target(env_name, platform)
-    subdir = _subdir(project, env_name, platform)
+    subdir = target.subdir  # a named platform (lock v7) is the subdir its packages are for
     net = net_config(args, project.root)  # one network for packages, the base image and the push
     cache = layer_cache(args)
     with make_fetcher(args, project.root, net) as fetcher:

@@ -16,6 +16,7 @@ The cache is only a cache: a damaged or foreign file is a miss, and it is writte
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -61,11 +62,13 @@ def is_racy(identity: Any) -> bool:
 
 @dataclass
 class Check:
-    """A volatile input a rule read while declaring (a glob of app files, a local base image): the
-    function that reads it again and the digest of what it returned then."""
+    """A volatile input a rule read while declaring (a glob of app files, a local base image, a source
+    tree's file stats): the function that reads it again and the digest of what it returned then."""
 
     read: Callable[[], Any]
     digest: str
+    value: Any = field(default=None, compare=False, repr=False)
+    """What `read` returned when declaring (not kept in the cache)."""
 
     def holds(self) -> bool:
         try:
@@ -73,10 +76,19 @@ class Check:
         except Exception:  # whatever made reading fail also changes the plan: declare again
             return False
 
+    def same_read(self, read: Callable[[], Any]) -> bool:
+        mine = self.read
+        if isinstance(mine, functools.partial) and isinstance(read, functools.partial):
+            return (mine.func, mine.args, mine.keywords) == (read.func, read.args, read.keywords)
+        return mine is read
+
+    def __getstate__(self) -> dict:
+        return {"read": self.read, "digest": self.digest}
+
     @classmethod
-    def of(cls, read: Callable[[], Any]) -> "tuple[Check, Any]":
+    def of(cls, read: Callable[[], Any]) -> "Check":
         value = read()
-        return cls(read, json_digest(value)), value
+        return cls(read, json_digest(value), value)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pixibuild import __version__
 from pixibuild.files.atomic import atomic_write_bytes
 from pixibuild.errors import InputError
-from pixibuild.inputs.lockfile import read_lock
+from pixibuild.inputs.lockfile import LockFile, read_lock
 from pixibuild.store.roots import lock_cache_root
 from pixibuild.inputs.manifest import Manifest, find_manifest, read_manifest
 from pixibuild.conda.records import CondaRecord, PypiRecord, record_digest
@@ -159,6 +159,27 @@ def resolve_lock(lock_path: Path, *, store_root: str | Path | None = None
         except OSError:
             pass
     return digest, resolved, platforms
+
+
+def aligned_lock(lock: LockFile, manifest: Manifest) -> LockFile:
+    """`lock` with its platforms under the manifest's names (see `align_platforms`): what the
+    `--locked` check compares against the manifest."""
+    locked = {name: (p.subdir, tuple(p.virtual_packages)) for name, p in lock.platforms.items()}
+    renames = platform_renames(locked, manifest.platform_entries) if locked else {}
+    if not renames:
+        return lock
+
+    def name(platform: str) -> str:
+        return renames.get(platform, platform)
+
+    environments = {
+        env_name: dataclasses.replace(
+            env, platforms=[name(p) for p in env.platforms],
+            platform_subdirs={name(p): s for p, s in env.platform_subdirs.items()},
+            _conda={name(p): v for p, v in env._conda.items()}, _pypi={name(p): v for p, v in env._pypi.items()})
+        for env_name, env in lock.environments.items()}
+    platforms = {name(n): dataclasses.replace(p, name=name(n)) for n, p in lock.platforms.items()}
+    return dataclasses.replace(lock, environments=environments, platforms=platforms)
 
 
 def align_platforms(resolved: dict[tuple[str, str], Resolved], locked: LockPlatforms,
