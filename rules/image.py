@@ -78,7 +78,7 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                            doc=f"image layer: {', '.join(r.dist_name for r in layer.records)} at {prefix}",
                            action=functools.partial(steps.image_layer, layer, str(cache.root)),
                            inputs={**fetch.package_inputs(layer.records, [digests[r.name] for r in layer.records]),
-                                   "prefix": prefix, "platform": subdir},
+                                   "prefix": prefix, "platform": subdir, "layer key": layer.spec.key},
                            where=where))
             layer_nodes.append(name)
             layer_inputs[f"layer:{','.join(r.name for r in layer.records)}"] = name.split(":", 1)[1]
@@ -98,7 +98,8 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                                             built=packages.built),
                    inputs={**packages.inputs(target), **layer_inputs, "platform": subdir,
                            "settings": json_digest(vars(options))[:16], "base": json_digest(base)[:16],
-                           "app files": json_digest(app_files)[:16], "SOURCE_DATE_EPOCH": epoch},
+                           "app files": json_digest(app_files)[:16], "SOURCE_DATE_EPOCH": epoch,
+                           "push": options.push},
                    where=where))
     return name
 

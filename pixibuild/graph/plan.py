@@ -199,9 +199,10 @@ class Projects(Mapping[str, "Project"]):
     the plan cache never loads a project whose plan did not change. A project that cannot be loaded
     raises its one-line error on every access (the caller decides: a broken project, not a stop)."""
 
-    def __init__(self, dirs: dict[str, Path], store_root: Path):
+    def __init__(self, dirs: dict[str, Path], store_root: Path, *, write_cache: bool = True):
         self.dirs = dirs
         self._store_root = store_root
+        self._write_cache = write_cache
         self._loaded: dict[str, Project | PixibuildError] = {}
         self._lock = threading.Lock()
 
@@ -212,7 +213,8 @@ class Projects(Mapping[str, "Project"]):
                 from pixibuild.inputs.project import load_project
 
                 try:
-                    found = load_project(self.dirs[label], store_root=self._store_root)
+                    found = load_project(self.dirs[label], store_root=self._store_root,
+                                         write_cache=self._write_cache)
                 except PixibuildError as exc:
                     found = exc
                 self._loaded[label] = found
@@ -259,20 +261,22 @@ def default_build_dir(root: Path) -> Path:
 
 
 def load_workspace(root: str | Path, *, store_root: str | Path | None = None,
-                   build_dir: str | Path | None = None, use_plan_cache: bool = False) -> Workspace:
+                   build_dir: str | Path | None = None, use_plan_cache: bool = False,
+                   readonly: bool = False) -> Workspace:
     """A single project (root has a manifest) or a monorepo (projects found below root).
 
     Projects are found and labelled here (labels need every manifest's name: read from the plan cache
     when the manifest did not change); their locks are loaded on first use (`ws.projects[label]`).
     A project whose manifest cannot be read is still a project (labelled by its path): its error shows
-    when it is planned."""
+    when it is planned. `readonly`: use the caches (plan cache, lock cache) but write nothing
+    (`pixibuild plan`, `pixibuild graph`)."""
     root = Path(root).resolve()
     if (root / "pixi.lock").exists():
         project_dirs = [root]
     else:
         project_dirs = discover_projects(root)
     build = Path(build_dir) if build_dir else default_build_dir(root)
-    cache = PlanCache(build) if use_plan_cache else None
+    cache = PlanCache(build, readonly=readonly) if use_plan_cache else None
     names: dict[Path, str | None] = {}
     now = time.time()
     for directory in project_dirs:
@@ -294,7 +298,8 @@ def load_workspace(root: str | Path, *, store_root: str | Path | None = None,
         cache.forget_except({str(d) for d in project_dirs})
     labels = label_projects(names, root)
     store = roots.store_root(store_root)
-    return Workspace(root=root, store_root=store, build_dir=build, projects=Projects(labels, store),
+    return Workspace(root=root, store_root=store, build_dir=build,
+                     projects=Projects(labels, store, write_cache=not readonly),
                      single=len(labels) == 1 and project_dirs == [root], plan_cache=cache)
 
 

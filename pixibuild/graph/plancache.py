@@ -109,8 +109,9 @@ class ProjectEntry:
 class PlanCache:
     """`<build>/.plan-cache`: ProjectEntry by project directory."""
 
-    def __init__(self, build_dir: Path):
+    def __init__(self, build_dir: Path, *, readonly: bool = False):
         self.path = Path(build_dir) / ".plan-cache"
+        self.readonly = readonly
         self.entries: dict[str, ProjectEntry] = {}
         self.changed = False
         try:
@@ -135,7 +136,7 @@ class PlanCache:
             self.changed = True
 
     def save(self) -> None:
-        if not self.changed:
+        if not self.changed or self.readonly:
             return
         data = pickle.dumps({"format": (CACHE_FORMAT, _version()), "projects": self.entries},
                             protocol=pickle.HIGHEST_PROTOCOL)

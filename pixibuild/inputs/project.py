@@ -130,12 +130,13 @@ def _resolve_lock(lock_path: Path) -> tuple[dict[tuple[str, str], Resolved], Loc
     return out, platforms
 
 
-def resolve_lock(lock_path: Path, *, store_root: str | Path | None = None
+def resolve_lock(lock_path: Path, *, store_root: str | Path | None = None, write_cache: bool = True
                  ) -> tuple[str, dict[tuple[str, str], Resolved], LockPlatforms]:
     """Parse a lock once per content: the parsed records are cached by the lock's sha256 (and our
     version), so planning a 20-project monorepo does not re-parse YAML on every no-op run. The cache
     lives under the package store `store_root` (default: the default store), like every other cache.
-    Returns the lock's sha256, its targets, and its declared (v7) platforms."""
+    Returns the lock's sha256, its targets, and its declared (v7) platforms. `write_cache=False`: read
+    the cache but never add to it (`pixibuild plan` changes nothing on disk)."""
     try:
         data = lock_path.read_bytes()
     except FileNotFoundError:
@@ -152,7 +153,7 @@ def resolve_lock(lock_path: Path, *, store_root: str | Path | None = None
         except Exception:  # a damaged cache entry is only a cache miss
             pass
     resolved, platforms = _resolve_lock(lock_path)
-    if entry is not None and not _has_credentials(resolved):
+    if entry is not None and write_cache and not _has_credentials(resolved):
         try:
             atomic_write_bytes(entry, pickle.dumps((resolved, platforms), protocol=pickle.HIGHEST_PROTOCOL),
                                fsync=False)
@@ -205,11 +206,12 @@ def _has_credentials(resolved: dict[tuple[str, str], Resolved]) -> bool:
     return False
 
 
-def load_project(path: str | Path = ".", *, store_root: str | Path | None = None) -> Project:
+def load_project(path: str | Path = ".", *, store_root: str | Path | None = None,
+                 write_cache: bool = True) -> Project:
     """A project from a manifest file or a directory holding one (pixi.toml or pyproject.toml);
     `store_root` is the package store whose lock cache is used (the CLI's --cache-dir)."""
     manifest = read_manifest(find_manifest(Path(path)))
     lock_path = manifest.lock_path
-    digest, resolved, platforms = resolve_lock(lock_path, store_root=store_root)
+    digest, resolved, platforms = resolve_lock(lock_path, store_root=store_root, write_cache=write_cache)
     return Project(manifest=manifest, lock_path=lock_path, lock_sha256=digest,
                    resolved=align_platforms(resolved, platforms, manifest))

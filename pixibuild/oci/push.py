@@ -77,6 +77,15 @@ def _push_blobs(client: RegistryClient, ref: Reference, blobs: dict[str, Path], 
         raise errors[0]
 
 
+def missing_blobs(target: str | Reference, blobs: dict[str, int], *, net: NetConfig | None = None,
+                  auth: AuthStore | None = None) -> dict[str, int]:
+    """The blobs (digest → size) the repository of `target` lacks, asked with HEAD requests only:
+    what a push would upload (`pixibuild plan`)."""
+    ref = parse_reference(target) if isinstance(target, str) else target
+    with connect(ref, net, auth=auth) as client:
+        return {digest: size for digest, size in blobs.items() if not client.blob_exists(ref.repository, digest)}
+
+
 def push_image(image: Image, target: str | Reference, *, mount_from: str | None = None,
                client: RegistryClient | None = None, jobs: int = 4, chunk_size: int | None = None,
                net: NetConfig | None = None, auth: AuthStore | None = None) -> tuple[str, PushStats]:
