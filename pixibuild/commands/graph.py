@@ -24,7 +24,8 @@ _TARGET_KINDS = frozenset({"pack", "image", "unpack", "index"})
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tasks", nargs="*", metavar="TASK", help="task names or kinds (default: the whole graph)")
     parser.add_argument("-C", "--directory", default=".", help="workspace root (project dir or monorepo root)")
-    parser.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot")
+    parser.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot",
+                        help="graphviz dot (default), a mermaid flowchart, or networkx node-link JSON")
 
 
 def cluster_of(name: str, kind: str, single: bool, label: str) -> str:
