@@ -27,6 +27,7 @@ from pixibuild.errors import PixibuildError
 from pixibuild.files.digest import json_digest
 from pixibuild.graph.plan import GRAPH_FORMAT, BuildGraph, Node, Workspace
 from pixibuild.graph.plancache import ProjectEntry
+from pixibuild.oci.grouping import ImageSet, WorkspaceGrouping
 
 # The per-kind rules (and through them the node actions: pack writer, lock reader, fetch session;
 # ~70 ms to import, python -X importtime) are imported when a project is declared: a run planned
@@ -49,16 +50,23 @@ def build_graph(ws: Workspace, kinds: Sequence[str] | None = None) -> BuildGraph
     cache = ws.plan_cache
     labels = sorted(ws.project_dirs)
     if cache is None:
+        planner.grouping = WorkspaceGrouping.of(s for label in labels for s in planner.image_sets(label))
         for label in labels:
             for node in planner.declare(label, graph.shared).nodes():
                 graph.add(node)
         return graph
     fingerprints = {label: planner.fingerprint(label) for label in labels}
     entries = {label: cache.get(ws.project_dirs[label]) for label in labels}
-    stale = [label for label in labels if entries[label] is None or not entries[label].valid(fingerprints[label])]
-    planned = _plan_in_workers(planner, stale) if _worth_forking(ws, stale) else {}
+    stale = {label for label in labels if entries[label] is None or not entries[label].valid(fingerprints[label])}
+    # layers are grouped for the whole workspace: the images of every project, changed or not
+    images = {label: planner.image_sets(label) if label in stale else entries[label].images for label in labels}
+    planner.grouping = WorkspaceGrouping.of(s for sets in images.values() for s in sets)
+    layering = {label: {s.domain: planner.grouping.digest(s.domain) for s in sets} for label, sets in images.items()}
+    stale |= {label for label in labels if label not in stale and entries[label].layering != layering[label]}
+    stale_list = [label for label in labels if label in stale]
+    planned = _plan_in_workers(planner, stale_list) if _worth_forking(ws, stale_list) else {}
     canonical: dict[str, tuple] = {}
-    for label in stale:
+    for label in stale_list:
         if label in planned:
             specs, checks, cacheable = planned[label]
             specs = [canonical.setdefault(spec[0], spec) for spec in specs]  # one tuple per shared node
@@ -69,7 +77,7 @@ def build_graph(ws: Workspace, kinds: Sequence[str] | None = None) -> BuildGraph
         old = entries[label]
         entries[label] = ProjectEntry(identity=old.identity if old else None, name=old.name if old else None,
                                       fingerprint=fingerprints[label] if cacheable else None, specs=specs,
-                                      checks=checks)
+                                      checks=checks, images=images[label], layering=layering[label])
         cache.put(ws.project_dirs[label], entries[label])
     graph.shared.clear()
     for label in labels:
@@ -154,6 +162,9 @@ class Planner:
         self.ws = ws
         self.kinds = tuple(kinds) if kinds is not None else None
         self.host = current_subdir()
+        self.grouping: WorkspaceGrouping | None = None
+        """How image layers are grouped across the workspace (decided by build_graph before any image
+        is declared: every image node, now or when declared again to run, closes over the same one)."""
         self._declared: dict[str, BuildGraph] = {}
         self._shared: dict[str, Node] = {}
         self._lock = threading.Lock()
@@ -171,6 +182,8 @@ class Planner:
         try:
             self._declare(graph, label)
         except PixibuildError as exc:
+            if self.ws.single:
+                raise  # the only project: its error is the answer (one line, exit 2 from `pixibuild build`)
             from . import broken
 
             graph = BuildGraph(shared=shared)
@@ -189,6 +202,37 @@ class Planner:
             raise BuildError(f"{name}: {label} no longer declares it (its manifest or lock changed while the "
                              "build was running); run it again")
         return graph.node(name)
+
+    def _wanted(self, label: str) -> Sequence[str]:
+        """The kinds asked for, else the project's `[tool.pixibuild] outputs` (read from its manifest
+        only: deciding whether a project has images must not load its lock)."""
+        if self.kinds is not None:
+            return self.kinds
+        from pixibuild.inputs.manifest import read_manifest
+
+        outputs = (read_manifest(self.ws.project_dirs[label]).tool or {}).get("outputs", DEFAULT_KINDS)
+        return outputs if isinstance(outputs, (list, tuple)) else DEFAULT_KINDS
+
+    def image_sets(self, label: str) -> list[ImageSet]:
+        """The project's images as workspace grouping sees them (none when it builds no image, or
+        cannot be planned: then it is broken, and has no layers to share)."""
+        from . import image
+
+        ws = self.ws
+        try:
+            if "image" not in self._wanted(label):
+                return []
+            project = ws.projects[label]
+            out = []
+            for env, platform in project.targets():
+                target = project.target(env, platform)
+                if target.subdir.startswith("linux-"):
+                    found = image.image_set(ws, project, target)
+                    if found is not None:
+                        out.append(found)
+            return out
+        except PixibuildError:
+            return []
 
     def _declare(self, graph: BuildGraph, label: str) -> None:
         from pixibuild.store.session import FetchSession
@@ -211,4 +255,4 @@ class Planner:
                 # networkx and the installer (~200 ms, python -X importtime)
                 from . import image
 
-                image.declare(graph, ws, label, project, target, session, deps=(lock_node,))
+                image.declare(graph, ws, label, project, target, session, deps=(lock_node,), grouping=self.grouping)

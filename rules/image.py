@@ -20,8 +20,11 @@ from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, targe
 from pixibuild.inputs.project import Project, Resolved
 from pixibuild.oci.base import base_layer_count
 from pixibuild.oci.layer import LayerCache
+from pixibuild.oci.grouping import ImageSet, WorkspaceGrouping
+from pixibuild.oci.layerplan import image_set as layer_image_set
 from pixibuild.oci.layerplan import plan_layers
 from pixibuild.oci.options import image_prefix, manifest_image_options
+from pixibuild.pypi.sources import needs_build
 from pixibuild.store.roots import layer_cache_root
 from pixibuild.store.session import FetchSession
 
@@ -47,10 +50,24 @@ def _base_fingerprint(base: str) -> list:
     return [base]  # a registry reference: pin it by digest for reproducible images
 
 
+def image_set(ws: Workspace, project: Project, target: Resolved) -> ImageSet | None:
+    """What workspace grouping needs to know about the target's image (None when the lock gives no
+    sha256s: its layers are then planned by the image node itself)."""
+    if not all(fetch.blob_path(ws, r.sha256) for r in target.conda):
+        return None
+    options = manifest_image_options(project.manifest.tool, target.env, where=f"{project.manifest.path}: tool.pixibuild")
+    lock_dir = project.lock_path.parent
+    return layer_image_set(target.conda, platform=target.subdir, target_prefix=image_prefix(options, target.env),
+                           max_layers=options.max_layers, base_layers=base_layer_count(options.base, target.subdir),
+                           app_layer=bool(options.include), base=f"base image {options.base}",
+                           wheel_layer=any(needs_build(w, lock_dir) for w in target.pypi))
+
+
 def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, target: Resolved,
-            session: FetchSession, deps: Sequence[str] = ()) -> str:
-    """layer:<id> per planned package group — inputs: package sha256s, prefix, platform, python
-    version (the layer cache key); image:… — inputs: layer keys, image settings, base, app files."""
+            session: FetchSession, deps: Sequence[str] = (), grouping: WorkspaceGrouping | None = None) -> str:
+    """layer:<id> per planned package group (grouped for the whole workspace by `grouping`) — inputs:
+    package sha256s, prefix, platform, python version (the layer cache key); image:… — inputs: layer
+    keys, image settings, base, app files."""
     env, platform = target.env, target.platform
     where = f"{project.manifest.path}: tool.pixibuild"
     options = manifest_image_options(project.manifest.tool, env, where=where)
@@ -68,7 +85,7 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
         plan = plan_layers(list(zip(target.conda, blobs)), platform=subdir, target_prefix=prefix,
                            max_layers=options.max_layers, base_layers=base_layer_count(options.base, subdir),
                            app_layer=bool(options.include), base=f"base image {options.base}",
-                           wheel_layer=bool(packages.built))
+                           wheel_layer=bool(packages.built), grouping=grouping)
         digests = dict(zip((r.name for r in target.conda), target.conda_digests))
         for layer in plan.packages:
             name = f"layer:{hashlib.sha256(layer.spec.key.encode()).hexdigest()[:16]}"

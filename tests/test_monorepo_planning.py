@@ -415,3 +415,49 @@ def test_corpus_multi_machine_lock_is_not_broken(tmp_path: Path) -> None:
     lock = aligned_lock(read_lock(source / "pixi.lock"), project.manifest)
     for env, platform in project.targets():
         check_locked(project.manifest, lock, env, platform)
+
+
+# -- layers grouped for the whole workspace --------------------------------------------------------
+
+
+def test_image_layers_are_grouped_for_the_workspace_and_stay_put_on_a_bump(tmp_path: Path, monkeypatch) -> None:
+    """Four projects over their layer budget: their images share layer nodes, each stays within its
+    budget, and a package bump in one lock changes one layer of that project's image only (the other
+    projects' plans are not even declared again)."""
+    from pixibuild.demo.synthetic import write_workspace
+
+    monkeypatch.setenv("PIXIBUILD_CACHE_DIR", str(tmp_path / "store"))
+    projects = write_workspace(tmp_path / "ws", n_packages=120, n_projects=4, seed=3, median_kib=1)
+    for project in projects:
+        manifest = project / "pixi.toml"
+        manifest.write_text(manifest.read_text() + '\n[tool.pixibuild]\noutputs = ["image"]\n\n'
+                            '[tool.pixibuild.image]\nmax-layers = 12\n')
+    old = time.time() - 60
+    for path in (tmp_path / "ws").rglob("*"):
+        os.utime(path, (old, old))
+    _, graph = _plan(tmp_path / "ws", tmp_path / "build", monkeypatch)
+    images = {n.name: [d for d in n.deps if d.startswith("layer:")] for n in graph.nodes("image")}
+    assert len(images) == 4
+    sizes = {name: len(graph.node(name).full().inputs) for name in images}
+    assert all(len(layers) <= 12 - 1 for layers in images.values())  # 1 environment layer
+    assert any(sum(1 for k in graph.node(n).full().inputs if k.startswith("conda:")) > 11 for n in images), sizes
+    counts: dict[str, int] = {}
+    for layers in images.values():
+        for layer in layers:
+            counts[layer] = counts.get(layer, 0) + 1
+    assert max(counts.values()) == 4  # layers every image has: one node, one blob
+
+    victim = projects[1]
+    name = next(line.split('"')[1] for line in (victim / "pixi.toml").read_text().splitlines() if line.startswith('"pkg'))
+    bump_package(victim, name)
+    os.utime(victim / "pixi.lock", (old, old))
+    declared: list[str] = []
+    _, after = _plan(tmp_path / "ws", tmp_path / "build", monkeypatch, declared)
+    assert declared == ["p01"]
+    new_images = {n.name: [d for d in n.deps if d.startswith("layer:")] for n in after.nodes("image")}
+    for image, layers in images.items():
+        if ":p01:" in image:
+            assert len(set(new_images[image]) - set(layers)) == 1 and len(set(layers) - set(new_images[image])) == 1
+        else:
+            assert new_images[image] == layers
+            assert after.node(image).key == graph.node(image).key

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from pixibuild.files.atomic import atomic_write_bytes
 from pixibuild.files.digest import json_digest
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 RACY_SECONDS = 2.0
 """A file modified this recently may change again within the same timestamp: hash its bytes too."""
 
@@ -101,6 +101,10 @@ class ProjectEntry:
     fingerprint: str | None = None
     specs: list[Spec] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    images: list = field(default_factory=list)
+    """The project's images as workspace layer grouping sees them (oci/grouping.ImageSet)."""
+    layering: dict[str, str | None] = field(default_factory=dict)
+    """Layer domain → digest of the workspace grouping decision its images were planned with."""
 
     def valid(self, fingerprint: str) -> bool:
         return self.fingerprint == fingerprint and all(check.holds() for check in self.checks)
