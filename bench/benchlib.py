@@ -60,6 +60,10 @@ class DoitRun:
     executed: list[str]
     seconds: float
     output: str
+    cpu: float = 0.0
+    """User + system CPU seconds of the doit process."""
+    rss_mb: float = 0.0
+    """Its peak resident memory (MB)."""
 
 
 def write_dodo(root: Path) -> Path:
@@ -68,14 +72,35 @@ def write_dodo(root: Path) -> Path:
     return path
 
 
+_DOIT_MAIN = """
+import atexit, os, resource, runpy, sys
+def _report():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    with open(os.environ["PIXIBUILD_BENCH_STATS"], "w") as fh:
+        fh.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+atexit.register(_report)
+sys.argv = ["doit", *sys.argv[1:]]
+runpy.run_module("doit", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_doit(root: Path, *args: str, env: dict[str, str] | None = None) -> DoitRun:
-    """`python -m doit -f root/dodo.py ARGS`, timed; executed = the tasks doit prints as `.  name`."""
+    """`python -m doit -f root/dodo.py ARGS`, timed (wall, and the child's own CPU time and peak RSS,
+    which other load on the machine disturbs less), with compiled bytecode as an installed pixibuild
+    has it (`compiled_env`); executed = the tasks doit prints as `.  name`."""
+    stats = root / ".bench-doit-stats"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(root / "dodo.py"), "-d", str(root), *args],
-                          capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+    proc = subprocess.run([sys.executable, "-c", _DOIT_MAIN, "-f", str(root / "dodo.py"), "-d", str(root), *args],
+                          capture_output=True, text=True,
+                          env=compiled_env(root / ".bench", **(env or {}), PIXIBUILD_BENCH_STATS=str(stats)))
     seconds = time.perf_counter() - start
     executed = [line[3:].strip() for line in proc.stdout.splitlines() if line.startswith(".  ")]
-    return DoitRun(proc.returncode, executed, seconds, proc.stdout + proc.stderr)
+    try:
+        rss_kb, cpu = stats.read_text().split()
+        stats.unlink()
+    except (OSError, ValueError):
+        rss_kb, cpu = "0", "0"
+    return DoitRun(proc.returncode, executed, seconds, proc.stdout + proc.stderr, float(cpu), int(rss_kb) / 1024)
 
 
 def compiled_env(work: Path, **extra: str) -> dict[str, str]:

@@ -26,6 +26,8 @@ COMMANDS = {
     "image": "pixibuild.commands.image",
     "sbom": "pixibuild.commands.sbom",
     "build": "pixibuild.rules.build_command",  # doit-backed: it lives in the rule set, outside the library
+    "plan": "pixibuild.commands.plan",
+    "graph": "pixibuild.commands.graph",
 }
 """Command name → module, in the order `pixibuild --help` lists them."""
 

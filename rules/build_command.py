@@ -1,4 +1,4 @@
-"""Run the build graph without a dodo.py: `pixibuild build [TASK…] [-C DIR] [-n JOBS]`."""
+"""Run the build graph without a dodo.py: `pixibuild build [TASK…] [-C DIR] [-n JOBS] [--list | --dry-run]`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-C", "--directory", default=".", help="workspace root (project dir or monorepo root)")
     parser.add_argument("-n", "--jobs", type=int, default=1, help="parallel tasks (threads)")
     parser.add_argument("--list", action="store_true", help="list the tasks instead of running them")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="say what would run and why, run nothing (as `pixibuild plan`)")
+    parser.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from pixibuild.commands import plan
+
+        return plan.run(argparse.Namespace(tasks=args.tasks, directory=args.directory, json=args.json, push=None))
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 

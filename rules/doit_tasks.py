@@ -1,15 +1,30 @@
 """Turn a BuildGraph into doit task creators: one `task_<kind>` per node kind, whose subtasks are
 the nodes (`pack:prod:linux-64` = basename `pack`, name `prod:linux-64`), so `doit pack` builds all
-packs and `doit list` shows every target with its doc."""
+packs and `doit list` shows every target with its doc.
+
+A monorepo has tens of thousands of nodes, so what doit is handed per node is kept small:
+
+- Output nodes (pack, image, unpack) are decided at load (our content-key stamps, one log file per
+  kind: graph/stamps.py): a plain bool, and an up-to-date one is handed without its `task_dep` — it
+  will not run, so its inputs need not be scheduled; doit then walks only the nodes that may run.
+- Every other node (fetch, verify, index, layer…) answers "up to date?" only when doit asks, i.e.
+  when an output that will run needs it: `doit list` and a no-op run never stat 28,000 blobs.
+- Tasks are `PlannedTask`s: doit's Task without its constructor's validation of ~20 attributes
+  (40 µs a task; ours are valid by construction).
+- Python's cyclic garbage collector is paused while the tasks are made (it rescanned every live
+  object over and over: a third of the load time of a large graph).
+"""
 
 from __future__ import annotations
 
 import functools
+import gc
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable
 
 from doit.exceptions import TaskFailed
+from doit.task import IOConfig, Task
 
 from pixibuild.errors import PixibuildError
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, is_up_to_date, run_node
@@ -38,21 +53,74 @@ def _run(ws: Workspace, node: Node) -> TaskFailed | None:
     return None
 
 
-def to_task(ws: Workspace, node: Node) -> dict[str, Any]:
-    """The doit task dict of a node. Up-to-date = our content-key stamp (not mtimes, and not
-    doit's database, which is only a cache), decided once when the graph is loaded: a plain bool
-    spares doit a signature inspection per task, and nothing makes a node current mid-run except
-    its own action. task_dep orders it after its inputs."""
-    kind, _, sub = node.name.partition(":")
-    return {
-        "name": sub,
-        "doc": node.doc,
-        "actions": [functools.partial(_run, ws, node)],
-        "uptodate": [is_up_to_date(ws, node)],
-        "targets": [str(p) for p in node.outputs],
-        "task_dep": list(node.deps),
-        "verbosity": 1,
-    }
+EAGER_KINDS = frozenset({"pack", "image", "unpack"})
+"""Kinds whose up-to-date answer is decided at load (the outputs a run asks for)."""
+
+
+class PlannedTask(Task):
+    """A doit Task made from a node without `Task.__init__`: the same instance attributes `Task(name,
+    [action], doc=…, targets=…, task_dep=…, uptodate=[…], verbosity=1)` sets (tests/test_rules.py
+    compares them): the immutable defaults copied in, then the per-task and mutable ones."""
+
+    def __init__(self, name: str, action: Callable[[], Any], doc: str, targets: list[str], task_dep: list[str],
+                 uptodate: bool | Callable[[], bool], subtask_of: str | None):
+        self.__dict__.update(_IMMUTABLE_DEFAULTS)
+        self.name = name
+        self._actions = [action]
+        self.doc = doc
+        self.targets = targets
+        self.task_dep = task_dep
+        self.uptodate = [(uptodate, None, None) if isinstance(uptodate, bool) else (uptodate, [], {})]
+        self.subtask_of = subtask_of
+        self.io = IOConfig({})
+        self.creator_params, self.setup_tasks, self.wild_dep, self.value_savers = [], [], [], []
+        self.clean_actions, self.teardown = [], []
+        self.file_dep, self.calc_dep = set(), set()
+        self.getargs, self.values = {}, {}
+
+
+def _immutable_defaults() -> dict[str, Any]:
+    reference = Task("reference:task", [_run], doc="", verbosity=1)
+    return {k: v for k, v in vars(reference).items() if not isinstance(v, (list, dict, set, IOConfig))
+            and k not in ("name", "doc", "subtask_of")}
+
+
+_IMMUTABLE_DEFAULTS = _immutable_defaults()
+
+
+def to_task(ws: Workspace, node: Node) -> PlannedTask:
+    """The doit task of a node. Up-to-date = our content-key stamp (not mtimes, and not doit's
+    database, which is only a cache). Output nodes: decided once at load (a plain bool spares doit
+    a signature inspection, and nothing makes a node current mid-run except its own action), and
+    no task_dep when current. Other nodes: a callable doit calls if it schedules them."""
+    if node.kind in EAGER_KINDS:
+        current = not node.broken and is_up_to_date(ws, node)
+        uptodate: bool | Callable[[], bool] = current
+        deps = [] if current else list(node.deps)
+    else:
+        uptodate, deps = functools.partial(is_up_to_date, ws, node), list(node.deps)
+    return PlannedTask(node.name, functools.partial(_run, ws, node), node.doc, [str(p) for p in node.outputs],
+                       deps, uptodate, node.kind)
+
+
+class _CollectorPause:
+    """Pause the cyclic garbage collector from the first task creator's start to the last one's end
+    (doit calls them one after another), then freeze what they made: the graph and its tasks live
+    as long as the process, and need not be rescanned by every later collection."""
+
+    def __init__(self, creators: int):
+        self.remaining = creators
+        self.was_enabled = gc.isenabled()
+
+    def start(self) -> None:
+        gc.disable()
+
+    def done(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            gc.freeze()
+            if self.was_enabled:
+                gc.enable()
 
 
 def task_creators(ws: Workspace, graph: BuildGraph) -> dict[str, Callable[[], Any]]:
@@ -60,14 +128,32 @@ def task_creators(ws: Workspace, graph: BuildGraph) -> dict[str, Callable[[], An
     by_kind: dict[str, list[Node]] = {}
     for node in graph.nodes():
         by_kind.setdefault(node.kind, []).append(node)
+    pause = _CollectorPause(len(by_kind))
     creators: dict[str, Callable[[], Any]] = {}
     for kind, nodes in by_kind.items():
-        def creator(nodes: list[Node] = nodes) -> Any:
-            for node in sorted(nodes, key=lambda n: n.name):
-                yield to_task(ws, node)
+        def creator(nodes: list[Node] = nodes, kind: str = kind) -> Any:
+            pause.start()
+            try:
+                # broken projects' nodes last: `doit pack` builds every healthy pack before one fails
+                tasks = [to_task(ws, node) for node in sorted(nodes, key=lambda n: (bool(n.broken), n.name))]
+                yield Task(kind, None, doc=KIND_DOCS.get(kind, kind), has_subtask=True,
+                           task_dep=[t.name for t in tasks])
+                yield from tasks
+            finally:
+                pause.done()
         creator.__doc__ = KIND_DOCS.get(kind, kind)
         creators[f"task_{kind}"] = creator
     return creators
+
+
+def default_tasks(graph: BuildGraph, kinds: tuple[str, ...] = ("pack", "image", "unpack")) -> list[str]:
+    """What a bare `doit` builds: every output node — by basename (`pack`), unless a project is
+    broken: then the healthy output nodes by name, so the run builds them and succeeds, while the
+    broken project's tasks fail only when asked for (`doit pack`, or by name)."""
+    outputs = [n for n in graph.nodes() if n.kind in kinds]
+    if not any(n.broken for n in outputs):
+        return [k for k in kinds if any(n.kind == k for n in outputs)]
+    return sorted(n.name for n in outputs if not n.broken)
 
 
 def dep_file(ws: Workspace) -> Path:

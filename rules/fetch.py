@@ -10,6 +10,7 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.errors import InputError
@@ -28,9 +29,14 @@ def blob_path(ws: Workspace, sha256: str | None) -> Path | None:
     if not sha256:
         return None
     try:
-        return Store(ws.store_root).blob_path(sha256)
+        return _store(str(ws.store_root)).blob_path(sha256)
     except InputError:
         return None
+
+
+@functools.lru_cache(maxsize=8)
+def _store(root: str) -> Store:
+    return Store(root)
 
 
 def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRecord | PypiRecord,
@@ -42,17 +48,45 @@ def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRec
     rid = record_id(record)
     if graph.has(f"verify:{rid}"):
         return f"verify:{rid}"  # shared package: declared by an earlier target
+    shared = graph.shared.get(f"verify:{rid}")
+    if shared is not None:  # declared by an earlier project: the same nodes, not derived again
+        graph.add(graph.shared[f"fetch:{rid}"])
+        graph.add(shared)
+        return shared.name
     location = record.url if isinstance(record, CondaRecord) else record.location
     label = record.file_name
     fetch_key = content_key("fetch", location, record.sha256, record.md5)
     blob = blob_path(ws, record.sha256)
-    present = functools.partial(os.path.exists, blob) if blob else None
-    graph.add(Node(name=f"fetch:{rid}", kind="fetch", key=fetch_key, doc=f"fetch {label}", present=present,
-                   action=functools.partial(session.fetch, record, str(project.lock_path.parent))))
-    graph.add(Node(name=f"verify:{rid}", kind="verify", key=content_key("verify", fetch_key, digest),
-                   doc=f"verify {label}", deps=(f"fetch:{rid}",), present=present,
-                   action=functools.partial(steps.verify, BlobRef.of(record), str(ws.store_root))))
-    return f"verify:{rid}"
+    present = functools.partial(os.path.exists, str(blob)) if blob else None  # a str: cheap to unpickle
+    where = where_of(ws, project)
+    # what a plan reports: the bytes a fetch downloads (its key is the content itself: nothing to diff)
+    inputs = {"file": label, "size": getattr(record, "size", None), "sha256": record.sha256}
+    fetch = graph.add(Node(name=f"fetch:{rid}", kind="fetch", key=fetch_key, doc=f"fetch {label}", present=present,
+                           action=functools.partial(session.fetch, record, str(project.lock_path.parent)),
+                           inputs=inputs, where=where, keep_inputs=False))
+    verify = graph.add(Node(name=f"verify:{rid}", kind="verify", key=content_key("verify", fetch_key, digest),
+                            doc=f"verify {label}", deps=(f"fetch:{rid}",), present=present,
+                            action=functools.partial(steps.verify, BlobRef.of(record), str(ws.store_root)),
+                            inputs=inputs, where=where, keep_inputs=False))
+    graph.shared[fetch.name], graph.shared[verify.name] = fetch, verify
+    return verify.name
+
+
+def where_of(ws: Workspace, project: Project, env: str | None = None, platform: str | None = None) -> str:
+    """`apps/api/pixi.lock, env prod, linux-64`: where a node's inputs come from, for explanations."""
+    try:
+        lock = project.lock_path.relative_to(ws.root).as_posix()
+    except ValueError:
+        lock = str(project.lock_path)
+    return ", ".join([lock, *([f"env {env}"] if env else []), *([platform] if platform else [])])
+
+
+def package_inputs(records: Sequence[CondaRecord | PypiRecord], digests: Sequence[str], prefix: str = "conda"
+                   ) -> dict[str, str]:
+    """A target's packages as named inputs: `conda:numpy` → `numpy-1.26.4-….conda sha256:… rec:…` (the
+    file, its sha256 and its record digest, shortened: enough to tell which of them changed)."""
+    return {f"{prefix}:{r.name}": f"{r.file_name} sha256:{(r.sha256 or '-')[:16]} rec:{d[:12]}"
+            for r, d in zip(records, digests)}
 
 
 @dataclass(frozen=True)
@@ -69,6 +103,12 @@ class TargetPackages:
     """Wheels built from the target's PyPI sources (`rules/wheel.py`), resolved from the store by key."""
     built_keys: list[str] = field(default_factory=list)
     built_nodes: list[str] = field(default_factory=list)
+
+    def inputs(self, target: Resolved) -> dict[str, str]:
+        """The packages an output node is made of, as named inputs (`package_inputs`)."""
+        return {**package_inputs(target.conda, target.conda_digests),
+                **package_inputs([w for w, _ in self.wheels], self.wheel_digests, "pypi"),
+                **{f"wheel:{ref.label}": key[:16] for ref, key in zip(self.built, self.built_keys)}}
 
     @property
     def verify_nodes(self) -> tuple[str, ...]:

@@ -1,14 +1,37 @@
-"""The whole graph of a workspace: every project's targets, composed from the per-kind rules."""
+"""The whole graph of a workspace: every project's targets, composed from the per-kind rules.
+
+Each project is declared into a graph of its own, holding every node it needs (shared ones — a
+package's fetch/verify, a layer — are reused from projects declared before it, not derived again),
+then merged into the workspace's graph. Two things follow:
+
+- A project that cannot be planned (unreadable manifest, a lock that does not match it…) does not
+  stop the others: it gets *broken* nodes — `lock:<project>` and its targets' nodes — whose action
+  fails with the project's one-line error, and whose doc in `doit list` says BROKEN (rules/broken.py).
+- With the workspace's plan cache (graph/plancache.py), a project whose fingerprint did not change is
+  merged from its cached node specs without loading its lock; its full nodes are declared again
+  only when one of them runs (`Planner.node`).
+"""
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from typing import Sequence
 
+from pixibuild import __version__
 from pixibuild.conda.platforms import current_subdir
-from pixibuild.graph.plan import BuildGraph, Workspace
-from pixibuild.store.session import FetchSession
+from pixibuild.errors import PixibuildError
+from pixibuild.files.digest import json_digest
+from pixibuild.graph.plan import GRAPH_FORMAT, BuildGraph, Node, Workspace
+from pixibuild.graph.plancache import ProjectEntry
+from pixibuild.oci.grouping import ImageSet, WorkspaceGrouping
 
-from . import lock, pack, unpack
+# The per-kind rules (and through them the node actions: pack writer, lock reader, fetch session;
+# ~70 ms to import, python -X importtime) are imported when a project is declared: a run planned
+# entirely from the plan cache never declares one.
 
 DEFAULT_KINDS = ("pack",)
 OUTPUT_KINDS = ("pack", "unpack", "image")
@@ -17,11 +40,208 @@ OUTPUT_KINDS = ("pack", "unpack", "image")
 def build_graph(ws: Workspace, kinds: Sequence[str] | None = None) -> BuildGraph:
     """Nodes for `kinds` (pack, unpack, image) of every target the manifests ask for; by default
     each project's `[tool.pixibuild] outputs` (else packs only). Unpack targets exist only for this
-    machine's platform: an installed environment is for running here."""
+    machine's platform: an installed environment is for running here.
+
+    Without a plan cache (`ws.plan_cache is None`) every node is full (action and inputs: what
+    `pixibuild plan` explains); with one, unchanged projects come from it and every node is a
+    placeholder whose `full()` declares its project again."""
+    planner = Planner(ws, kinds)
     graph = BuildGraph()
-    host = current_subdir()
-    for label, project in sorted(ws.projects.items()):
-        wanted = kinds if kinds is not None else project.settings.get("outputs", DEFAULT_KINDS)
+    cache = ws.plan_cache
+    labels = sorted(ws.project_dirs)
+    if cache is None:
+        planner.grouping = WorkspaceGrouping.of(s for label in labels for s in planner.image_sets(label))
+        for label in labels:
+            for node in planner.declare(label, graph.shared).nodes():
+                graph.add(node)
+        return graph
+    fingerprints = {label: planner.fingerprint(label) for label in labels}
+    entries = {label: cache.get(ws.project_dirs[label]) for label in labels}
+    stale = {label for label in labels if entries[label] is None or not entries[label].valid(fingerprints[label])}
+    # layers are grouped for the whole workspace: the images of every project, changed or not
+    images = {label: planner.image_sets(label) if label in stale else entries[label].images for label in labels}
+    planner.grouping = WorkspaceGrouping.of(s for sets in images.values() for s in sets)
+    layering = {label: {s.domain: planner.grouping.digest(s.domain) for s in sets} for label, sets in images.items()}
+    stale |= {label for label in labels if label not in stale and entries[label].layering != layering[label]}
+    stale_list = [label for label in labels if label in stale]
+    planned = _plan_in_workers(planner, stale_list) if _worth_forking(ws, stale_list) else {}
+    canonical: dict[str, tuple] = {}
+    for label in stale_list:
+        if label in planned:
+            specs, checks, cacheable = planned[label]
+            specs = [canonical.setdefault(spec[0], spec) for spec in specs]  # one tuple per shared node
+        else:
+            own = planner.declare(label, graph.shared)
+            specs, checks, cacheable = [node.spec() for node in own.nodes()], own.checks, own.cacheable
+            ws.projects.forget(label)  # its records live on in its nodes' actions only until these are dropped
+        old = entries[label]
+        entries[label] = ProjectEntry(identity=old.identity if old else None, name=old.name if old else None,
+                                      fingerprint=fingerprints[label] if cacheable else None, specs=specs,
+                                      checks=checks, images=images[label], layering=layering[label])
+        cache.put(ws.project_dirs[label], entries[label])
+    graph.shared.clear()
+    for label in labels:
+        for spec in entries[label].specs:
+            if not graph.has(spec[0]):  # a shared node is kept by the first project that has it
+                graph.add(Node.from_spec(spec, functools.partial(planner.node, label, spec[0])))
+    cache.save()
+    return graph
+
+
+PARALLEL_MIN_BYTES = 2 << 20
+"""Plan stale projects in worker processes when their locks add up to this much (parsing dominates)."""
+
+_FORKED_PLANNER: "Planner | None" = None
+
+
+def _worth_forking(ws: Workspace, stale: list[str]) -> bool:
+    """Several stale projects with large locks, more than one CPU, and fork (Linux): a cold monorepo."""
+    if len(stale) < 2 or _cpus() < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    total = 0
+    for label in stale:
+        try:
+            total += (ws.project_dirs[label] / "pixi.lock").stat().st_size
+        except OSError:
+            pass
+    return total >= PARALLEL_MIN_BYTES
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _plan_share(labels: list[str]) -> list[tuple[str, list[tuple], list, bool]]:
+    """In a worker: declare `labels` (their locks parsed here, and written to the lock cache) and
+    return their node specs and checks: only plain data crosses back to the parent."""
+    planner = _FORKED_PLANNER
+    assert planner is not None
+    shared: dict[str, Node] = {}
+    out = []
+    for label in labels:
+        own = planner.declare(label, shared)
+        out.append((label, [node.spec() for node in own.nodes()], own.checks, own.cacheable))
+        planner.ws.projects.forget(label)
+    return out
+
+
+def _plan_in_workers(planner: "Planner", stale: list[str]) -> dict[str, tuple[list[tuple], list, bool]]:
+    """Plan stale projects in forked worker processes (one per CPU, shares balanced by lock size):
+    a cold monorepo parses its locks in parallel, and this process never holds their records."""
+    global _FORKED_PLANNER
+    workers = min(_cpus(), len(stale))
+    sizes = {}
+    for label in stale:
+        try:
+            sizes[label] = (planner.ws.project_dirs[label] / "pixi.lock").stat().st_size
+        except OSError:
+            sizes[label] = 0
+    shares: list[list[str]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for label in sorted(stale, key=lambda lbl: -sizes[lbl]):  # largest first, to the least loaded share
+        i = loads.index(min(loads))
+        shares[i].append(label)
+        loads[i] += sizes[label]
+    _FORKED_PLANNER = planner
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_plan_share, shares))
+    finally:
+        _FORKED_PLANNER = None
+    return {label: (specs, checks, cacheable) for share in results for label, specs, checks, cacheable in share}
+
+
+class Planner:
+    """Declares one project's nodes (with actions) into a graph of its own, for `build_graph` and,
+    when a node from the plan cache is about to run, for that node's project again."""
+
+    def __init__(self, ws: Workspace, kinds: Sequence[str] | None):
+        self.ws = ws
+        self.kinds = tuple(kinds) if kinds is not None else None
+        self.host = current_subdir()
+        self.grouping: WorkspaceGrouping | None = None
+        """How image layers are grouped across the workspace (decided by build_graph before any image
+        is declared: every image node, now or when declared again to run, closes over the same one)."""
+        self._declared: dict[str, BuildGraph] = {}
+        self._shared: dict[str, Node] = {}
+        self._lock = threading.Lock()
+
+    def fingerprint(self, label: str) -> str:
+        """Everything a project's declaration reads besides its manifest and lock files (whose
+        identity the plan cache entry carries) and the checks its rules registered."""
+        ws = self.ws
+        return json_digest([__version__, GRAPH_FORMAT, label, str(ws.project_dirs[label]), ws.single, self.kinds,
+                            self.host, str(ws.store_root), str(ws.build_dir), os.environ.get("SOURCE_DATE_EPOCH")])
+
+    def declare(self, label: str, shared: dict[str, Node]) -> BuildGraph:
+        """The project's nodes in a graph of their own; broken nodes when it cannot be planned."""
+        graph = BuildGraph(shared=shared)
+        try:
+            self._declare(graph, label)
+        except PixibuildError as exc:
+            if self.ws.single:
+                raise  # the only project: its error is the answer (one line, exit 2 from `pixibuild build`)
+            from . import broken
+
+            graph = BuildGraph(shared=shared)
+            broken.declare(graph, self.ws, label, self.kinds, self.host, exc)
+        return graph
+
+    def node(self, label: str, name: str) -> Node:
+        """The full node `name` of project `label` (declared again once per run, on first use)."""
+        with self._lock:
+            graph = self._declared.get(label)
+            if graph is None:
+                graph = self._declared[label] = self.declare(label, self._shared)
+        if not graph.has(name):
+            from pixibuild.errors import BuildError
+
+            raise BuildError(f"{name}: {label} no longer declares it (its manifest or lock changed while the "
+                             "build was running); run it again")
+        return graph.node(name)
+
+    def _wanted(self, label: str) -> Sequence[str]:
+        """The kinds asked for, else the project's `[tool.pixibuild] outputs` (read from its manifest
+        only: deciding whether a project has images must not load its lock)."""
+        if self.kinds is not None:
+            return self.kinds
+        from pixibuild.inputs.manifest import read_manifest
+
+        outputs = (read_manifest(self.ws.project_dirs[label]).tool or {}).get("outputs", DEFAULT_KINDS)
+        return outputs if isinstance(outputs, (list, tuple)) else DEFAULT_KINDS
+
+    def image_sets(self, label: str) -> list[ImageSet]:
+        """The project's images as workspace grouping sees them (none when it builds no image, or
+        cannot be planned: then it is broken, and has no layers to share)."""
+        from . import image
+
+        ws = self.ws
+        try:
+            if "image" not in self._wanted(label):
+                return []
+            project = ws.projects[label]
+            out = []
+            for env, platform in project.targets():
+                target = project.target(env, platform)
+                if target.subdir.startswith("linux-"):
+                    found = image.image_set(ws, project, target)
+                    if found is not None:
+                        out.append(found)
+            return out
+        except PixibuildError:
+            return []
+
+    def _declare(self, graph: BuildGraph, label: str) -> None:
+        from pixibuild.store.session import FetchSession
+
+        from . import lock, pack, unpack
+
+        ws = self.ws
+        project = ws.projects[label]
+        wanted = self.kinds if self.kinds is not None else project.settings.get("outputs", DEFAULT_KINDS)
         session = FetchSession(ws.store_root, project.root)  # one connection pool for the project's fetch nodes
         lock_node = lock.declare(graph, ws, label, project)
         images: dict[str, list] = {}
@@ -29,17 +249,17 @@ def build_graph(ws: Workspace, kinds: Sequence[str] | None = None) -> BuildGraph
             target = project.target(env, platform)
             if "pack" in wanted:
                 pack.declare(graph, ws, label, project, target, session, deps=(lock_node,))
-            if "unpack" in wanted and platform == host:
+            if "unpack" in wanted and target.subdir == self.host:
                 unpack.declare(graph, ws, label, project, target, session, deps=(lock_node,))
-            if "image" in wanted and platform.startswith("linux-"):
+            if "image" in wanted and target.subdir.startswith("linux-"):
                 # imported only for workspaces that build images: the image planner pulls in
                 # networkx and the installer (~200 ms, python -X importtime)
                 from . import image
 
                 images.setdefault(env, []).append(
-                    image.declare(graph, ws, label, project, target, session, deps=(lock_node,)))
+                    image.declare(graph, ws, label, project, target, session, deps=(lock_node,),
+                                  grouping=self.grouping))
         for env, declared in images.items():
             from . import image
 
             image.declare_index(graph, ws, label, project, env, declared)
-    return graph

@@ -15,14 +15,18 @@ from pathlib import Path
 from typing import Sequence
 
 from pixibuild.errors import InputError, PixibuildError
+from pixibuild.files.digest import json_digest
 from pixibuild.inputs.git import git_state
 from pixibuild.graph import steps
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
 from pixibuild.inputs.project import Project, Resolved
 from pixibuild.oci.base import base_layer_count
 from pixibuild.oci.layer import LayerCache
+from pixibuild.oci.grouping import ImageSet, WorkspaceGrouping
+from pixibuild.oci.layerplan import image_set as layer_image_set
 from pixibuild.oci.layerplan import plan_layers
 from pixibuild.oci.options import image_prefix, manifest_image_options
+from pixibuild.pypi.sources import needs_build
 from pixibuild.store.roots import layer_cache_root
 from pixibuild.store.session import FetchSession
 
@@ -59,22 +63,44 @@ class PlatformImage:
     deps: tuple[str, ...]
 
 
-def _project_inputs(project: Project, env: str, platform: str, options) -> list:
+def _git_fingerprint(manifest_path: str) -> list | None:
+    """The checkout's revision and origin (None when dirty or not in git): read again by the plan cache."""
+    git = git_state(Path(manifest_path))
+    return [git.revision, git.source] if git else None
+
+
+def _project_inputs(graph: BuildGraph, project: Project, env: str, platform: str) -> list:
     """What an image takes from the project besides packages and image settings: the manifest's
-    activation and version, its activation scripts' files, and the git checkout's state."""
+    activation and version, its activation scripts' files, and the git checkout's state (the last
+    two are volatile inputs the plan cache checks again)."""
     activation = project.manifest.activation(env, platform)
-    git = git_state(project.manifest.path)
+    scripts = tuple(s for s in activation.scripts if not s.startswith("/"))
     return [activation.scripts, activation.env, project.manifest.version, project.manifest.name,
             project.manifest.environment_platforms(env),
-            _file_fingerprint(project.root, [s for s in activation.scripts if not s.startswith("/")]),
-            [git.revision, git.source] if git else None]
+            graph.watch(functools.partial(_file_fingerprint, project.root, scripts)),
+            graph.watch(functools.partial(_git_fingerprint, str(project.manifest.path)))]
+
+
+def image_set(ws: Workspace, project: Project, target: Resolved) -> ImageSet | None:
+    """What workspace grouping needs to know about the target's image (None when the lock gives no
+    sha256s: its layers are then planned by the image node itself)."""
+    if not all(fetch.blob_path(ws, r.sha256) for r in target.conda):
+        return None
+    options = manifest_image_options(project.manifest.tool, target.env, where=f"{project.manifest.path}: tool.pixibuild",
+                                     root=project.root)
+    lock_dir = project.lock_path.parent
+    return layer_image_set(target.conda, platform=target.subdir, target_prefix=image_prefix(options, target.env),
+                           max_layers=options.max_layers, base_layers=base_layer_count(options.base, target.subdir),
+                           app_layer=bool(options.include), base=f"base image {options.base}",
+                           wheel_layer=any(needs_build(w, lock_dir) for w in target.pypi),
+                           user_layer=bool(options.user))
 
 
 def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, target: Resolved,
-            session: FetchSession, deps: Sequence[str] = ()) -> PlatformImage:
-    """layer:<id> per planned package group — inputs: package sha256s, prefix, platform, python
-    version (the layer cache key); image:… — inputs: layer keys, image settings, base, app files,
-    the manifest's activation and version, git state."""
+            session: FetchSession, deps: Sequence[str] = (), grouping: WorkspaceGrouping | None = None) -> PlatformImage:
+    """layer:<id> per planned package group (grouped for the whole workspace by `grouping`) — inputs:
+    package sha256s, prefix, platform, python version (the layer cache key); image:… — inputs: layer
+    keys, image settings, base, app files, the manifest's activation and version, git state."""
     env, platform = target.env, target.platform
     where = f"{project.manifest.path}: tool.pixibuild"
     options = manifest_image_options(project.manifest.tool, env, where=where, root=project.root)
@@ -83,41 +109,58 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
     packages = fetch.declare_target(graph, ws, project, target, session)
     verify = {r.name: node for r, node in zip(target.conda, packages.conda_verify)}
     blobs = [fetch.blob_path(ws, r.sha256) for r in target.conda]
+    subdir = target.subdir
+    where = fetch.where_of(ws, project, env, platform)
     plan = None
     layer_nodes: list[str] = []
+    layer_inputs: dict[str, str] = {}
     if all(blobs):  # else (a lock without sha256s) the image node plans its layers once the blobs are fetched
-        plan = plan_layers(list(zip(target.conda, blobs)), platform=platform, target_prefix=prefix,
-                           max_layers=options.max_layers, base_layers=base_layer_count(options.base, platform),
+        plan = plan_layers(list(zip(target.conda, blobs)), platform=subdir, target_prefix=prefix,
+                           max_layers=options.max_layers, base_layers=base_layer_count(options.base, subdir),
                            app_layer=bool(options.include), base=f"base image {options.base}",
-                           wheel_layer=bool(packages.built), user_layer=bool(options.user))
+                           wheel_layer=bool(packages.built), user_layer=bool(options.user), grouping=grouping)
+        digests = dict(zip((r.name for r in target.conda), target.conda_digests))
         for layer in plan.packages:
             name = f"layer:{hashlib.sha256((layer.spec.key + cache.compression).encode()).hexdigest()[:16]}"
             graph.add(Node(name=name, kind="layer", key=content_key("layer", layer.spec.key, cache.compression),
                            deps=tuple(dict.fromkeys(verify[r.name] for r in layer.records)),
-                           present=functools.partial(_layer_present, cache, layer.spec.key),
                            doc=f"image layer: {', '.join(r.dist_name for r in layer.records)} at {prefix}",
-                           action=functools.partial(steps.image_layer, layer, str(cache.root), cache.compression)))
+                           present=functools.partial(_layer_present, str(cache.root), cache.compression,
+                                                     layer.spec.key),
+                           action=functools.partial(steps.image_layer, layer, str(cache.root), cache.compression),
+                           inputs={**fetch.package_inputs(layer.records, [digests[r.name] for r in layer.records]),
+                                   "prefix": prefix, "platform": subdir, "layer key": layer.spec.key},
+                           where=where))
             layer_nodes.append(name)
+            layer_inputs[f"layer:{','.join(r.name for r in layer.records)}"] = name.split(":", 1)[1]
     out = target_dir(ws, label, env, platform) / "image.tar"
     layer_keys = [layer.spec.key for layer in plan.packages] if plan else list(target.conda_digests)
-    key = content_key("image", platform, env, label, layer_keys, sorted(packages.wheel_digests), vars(options),
-                      _base_fingerprint(options.base or "scratch"), _file_fingerprint(project.root, options.include),
-                      _project_inputs(project, env, platform, options), os.environ.get("SOURCE_DATE_EPOCH"),
-                      sorted(packages.built_keys))
+    base = graph.watch(functools.partial(_base_fingerprint, options.base or "scratch"))
+    app_files = graph.watch(functools.partial(_file_fingerprint, project.root, tuple(options.include)))
+    project_inputs = _project_inputs(graph, project, env, platform)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    key = content_key("image", subdir, env, label, layer_keys, sorted(packages.wheel_digests), vars(options),
+                      base, app_files, project_inputs, epoch, sorted(packages.built_keys))
     name = target_name(ws, "image", label, env, platform)
     node_deps = (*deps, *layer_nodes, *packages.verify_nodes)
-    inputs = (platform, platform, packages.conda, packages.wheels, plan, packages.built)
+    inputs = (platform, subdir, packages.conda, packages.wheels, plan, packages.built)
     graph.add(Node(name=name, kind="image", key=key, outputs=(out,), deps=node_deps,
                    doc=f"OCI/docker image of {label}, env {env}, {platform} → {out}",
                    action=functools.partial(steps.image, str(project.manifest.path), env, [inputs],
-                                            str(ws.store_root), str(out))))
+                                            str(ws.store_root), str(out)),
+                   inputs={**packages.inputs(target), **layer_inputs, "platform": subdir,
+                           "settings": json_digest(vars(options))[:16], "base": json_digest(base)[:16],
+                           "app files": json_digest(app_files)[:16], "project": json_digest(project_inputs)[:16],
+                           "SOURCE_DATE_EPOCH": epoch, "push": options.push},
+                   where=where))
     return PlatformImage(name, key, platform, inputs, node_deps)
 
 
 def declare_index(graph: BuildGraph, ws: Workspace, label: str, project: Project, env: str,
                   images: Sequence[PlatformImage]) -> str | None:
     """image:<env> (image:<project>:<env> in a monorepo): one OCI image index over the env's
-    per-platform images — `[tool.pixibuild.image] platforms` when given, else every one declared —
+    per-platform images — `[tool.pixibuild.image] platforms` when given, else every one declared (none
+    when two of them are named platforms of one subdir) —
     written to `build/[<project>/]<env>/image.tar`. Its inputs are theirs; the per-platform nodes
     are its dependencies, so the layers are built (and shared) once."""
     options = manifest_image_options(project.manifest.tool, env, where=f"{project.manifest.path}: tool.pixibuild",
@@ -130,6 +173,13 @@ def declare_index(graph: BuildGraph, ws: Workspace, label: str, project: Project
                          f"{env!r} (have: {', '.join(sorted(by_platform)) or 'none'})",
                          path=project.manifest.path, field="tool.pixibuild.image.platforms")
     chosen = [by_platform[p] for p in wanted]
+    subdirs = [i.inputs[1] for i in chosen]
+    if len(set(subdirs)) < len(subdirs):  # named platforms (lock v7) for one subdir: an index holds each once
+        if options.platforms:
+            raise InputError(f"image platforms {', '.join(wanted)} name the same conda subdir more than once "
+                             f"({', '.join(subdirs)}): an image index holds one image per platform",
+                             path=project.manifest.path, field="tool.pixibuild.image.platforms")
+        return None
     if not chosen:
         return None
     out_dir = ws.build_dir / env if ws.single else ws.build_dir / label / env
@@ -140,11 +190,14 @@ def declare_index(graph: BuildGraph, ws: Workspace, label: str, project: Project
                    doc=f"multi-platform OCI image index of {label}, env {env} ({', '.join(wanted)}) → "
                        f"{out_dir / 'image.tar'}",
                    action=functools.partial(steps.image, str(project.manifest.path), env, [i.inputs for i in chosen],
-                                            str(ws.store_root), str(out_dir / "image.tar"))))
+                                            str(ws.store_root), str(out_dir / "image.tar")),
+                   inputs={f"image:{i.platform}": i.key[:16] for i in chosen},
+                   where=fetch.where_of(ws, project, env)))
     return name
 
 
-def _layer_present(cache: LayerCache, key: str) -> bool:
+def _layer_present(cache_root: str, compression: str, key: str) -> bool:
+    cache = LayerCache(Path(cache_root), compression=compression)
     try:
         return cache.has(key, modes="keep", keep=True)
     except (OSError, PixibuildError):

@@ -29,17 +29,22 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
     index_key = content_key("index", sorted(target.conda_digests))
     index_name = target_name(ws, "index", label, env, platform)
     subdirs = sorted({r.subdir for r in target.conda})
+    where = fetch.where_of(ws, project, env, platform)
     graph.add(Node(name=index_name, kind="index", key=index_key, deps=tuple(deps),
                    outputs=tuple(index_dir / s / "repodata.json" for s in subdirs),
                    doc=f"repodata.json for {label} {env} {platform}",
-                   action=functools.partial(steps.index, list(target.conda), str(index_dir))))
-    pack_key = content_key("pack", index_key, platform, sorted(target.conda_digests), sorted(packages.wheel_digests),
-                           os.environ.get("SOURCE_DATE_EPOCH"), sorted(packages.built_keys))
+                   action=functools.partial(steps.index, list(target.conda), str(index_dir)),
+                   inputs=fetch.package_inputs(target.conda, target.conda_digests), where=where))
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    pack_key = content_key("pack", index_key, target.subdir, sorted(target.conda_digests),
+                           sorted(packages.wheel_digests), epoch, sorted(packages.built_keys))
     tar = out_dir / "environment.tar"
     name = target_name(ws, "pack", label, env, platform)
     graph.add(Node(name=name, kind="pack", key=pack_key, outputs=(tar,),
                    deps=(index_name, *packages.verify_nodes),
                    doc=f"pixi-pack archive of {label}, env {env}, {platform}",
-                   action=functools.partial(steps.archive, platform, packages.conda, packages.wheels,
-                                            str(ws.store_root), str(index_dir), str(tar), built=packages.built)))
+                   action=functools.partial(steps.archive, target.subdir, packages.conda, packages.wheels,
+                                            str(ws.store_root), str(index_dir), str(tar), built=packages.built),
+                   inputs={**packages.inputs(target), "platform": target.subdir, "SOURCE_DATE_EPOCH": epoch},
+                   where=where))
     return name

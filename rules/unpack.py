@@ -20,12 +20,14 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
     env, platform = target.env, target.platform
     out_dir = target_dir(ws, label, env, platform)
     packages = fetch.declare_target(graph, ws, project, target, session)
-    key = content_key("unpack", platform, list(target.conda_digests), sorted(packages.wheel_digests), str(out_dir),
-                      sorted(packages.built_keys))
+    key = content_key("unpack", target.subdir, list(target.conda_digests), sorted(packages.wheel_digests),
+                      str(out_dir), sorted(packages.built_keys))
     name = target_name(ws, "unpack", label, env, platform)
     graph.add(Node(name=name, kind="unpack", key=key, outputs=(out_dir / "env" / "conda-meta", out_dir / "activate.sh"),
                    deps=(*deps, *packages.verify_nodes),
                    doc=f"install {label}, env {env}, {platform} into {out_dir / 'env'}",
-                   action=functools.partial(steps.unpack, platform, packages.conda, packages.wheels,
-                                            str(ws.store_root), str(out_dir), built=packages.built)))
+                   action=functools.partial(steps.unpack, target.subdir, packages.conda, packages.wheels,
+                                            str(ws.store_root), str(out_dir), built=packages.built),
+                   inputs={**packages.inputs(target), "platform": target.subdir, "prefix": str(out_dir / "env")},
+                   where=fetch.where_of(ws, project, env, platform)))
     return name

@@ -10,6 +10,7 @@ else an isolated one from the PyPI index — the only step that may download) an
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from pixibuild.net.auth import storage_key
 from pixibuild.net.config import NetConfig
 from pixibuild.pypi import git
 from pixibuild.pypi.build import build_wheel
-from pixibuild.pypi.buildenv import choice_path, prepare_build_env
+from pixibuild.pypi.buildenv import builder_python, choice_path, prepare_build_env
+from pixibuild.pypi.index import index_config
 from pixibuild.pypi.jobs import WheelJob
 from pixibuild.pypi.plan import plan_wheels
-from pixibuild.pypi.sources import GitSource, SdistSource
+from pixibuild.pypi.sources import GitSource, SdistSource, TreeSource
+from pixibuild.pypi.tree import tree_identity
 from pixibuild.pypi.wheels import WheelRef, is_built
 from pixibuild.store.blobs import BlobRef, Store
 from pixibuild.store.session import FetchSession
@@ -50,6 +53,12 @@ def _prepare(job: WheelJob, store_root: str, project_root: str) -> None:
                       blobs=functools.partial(_store_blobs, store_root))
 
 
+def _index_identity(lock_indexes: tuple[str, ...], project_root: str) -> list:
+    """What an isolated build environment would be made from: the index (pixi config) and interpreter."""
+    net = NetConfig.load(project_root=Path(project_root))
+    return [list(index_config(lock_indexes, net).identity), builder_python()]
+
+
 def _checkout(source: GitSource, store_root: str, project_root: str) -> None:
     git.checkout(source, store_root, net=NetConfig.load(project_root=Path(project_root)))
 
@@ -72,7 +81,15 @@ def _env_records(project: Project, job: WheelJob) -> list[tuple[CondaRecord | Py
 def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: Resolved,
                    session: FetchSession) -> TargetWheels:
     """The nodes that build `target`'s PyPI sources (shared with every target that has the same keys)."""
-    jobs = plan_wheels(project, target, exclude=[ws.build_dir, ws.store_root])
+    exclude = (str(ws.build_dir), str(ws.store_root), str(project.root / ".pixi"))
+    jobs = plan_wheels(project, target, exclude=exclude)
+    if jobs:
+        # wheel keys hash source trees and depend on the index config and this interpreter: the plan
+        # cache re-reads the trees' file stats and the config (cheap) to tell when to derive them again
+        for job in jobs:
+            if isinstance(job.source, TreeSource):
+                graph.watch(functools.partial(tree_identity, str(job.source.path), exclude))
+        graph.watch(functools.partial(_index_identity, tuple(target.pypi_indexes), str(project.root)))
     store_root = str(ws.store_root)
     refs, keys, nodes = [], [], []
     for job in jobs:
@@ -85,14 +102,14 @@ def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: R
             name = f"git:{source.commit[:12]}"
             graph.add(Node(name=name, kind="git", key=content_key("git", storage_key(source.url), source.commit),
                            doc=f"fetch {job.record.name} at commit {source.commit[:12]}",
-                           present=functools.partial(Path.is_dir, git.checkout_dir(store_root, source.commit)),
+                           present=functools.partial(os.path.isdir, str(git.checkout_dir(store_root, source.commit))),
                            action=functools.partial(_checkout, source, store_root, str(project.root))))
             source_deps.append(name)
         env_deps = _declare_records(graph, ws, project, _env_records(project, job), session)
         graph.add(Node(name=job.env_node, kind="buildenv", key=content_key("buildenv", job.env_key),
                        deps=tuple(dict.fromkeys([*source_deps, *env_deps])),
                        doc=f"prepare the Python that builds {job.record.name}",
-                       present=functools.partial(Path.is_file, choice_path(store_root, job.env_key)),
+                       present=functools.partial(os.path.isfile, str(choice_path(store_root, job.env_key))),
                        action=functools.partial(_prepare, job, store_root, str(project.root))))
         graph.add(Node(name=job.node, kind="wheel", key=content_key("wheel", job.key),
                        deps=(job.env_node, *source_deps),

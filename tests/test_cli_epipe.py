@@ -93,11 +93,14 @@ def _commands(demo: dict[str, Path], tmp: Path) -> dict[str, list[str]]:
         "image": ["image", webapp, *target, "--oci-dir", str(tmp / "layout")],
         "build --list": ["build", "--list", "-C", str(Path(webapp).parent)],
         "build": ["build", "-C", str(Path(webapp).parent), "pack"],
+        "plan": ["plan", "-C", str(Path(webapp).parent)],
+        "build --dry-run": ["build", "--dry-run", "-C", str(Path(webapp).parent)],
+        "graph": ["graph", "-C", str(Path(webapp).parent), "--format", "mermaid"],
     }
 
 
 @pytest.mark.parametrize("name", ["lock-info", "lock-info --json", "fetch", "pack -o -", "shell-hook", "image",
-                                  "build --list", "build"])
+                                  "build --list", "build", "plan", "build --dry-run", "graph"])
 def test_every_printing_command_exits_quietly_on_a_closed_stdout(demo, tmp_path: Path, monkeypatch, name: str) -> None:
     monkeypatch.setenv("PIXIBUILD_BUILD_DIR", str(tmp_path / "build"))
     argv = _commands(demo, tmp_path)[name]

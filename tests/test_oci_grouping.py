@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from pixibuild.oci.grouping import group_packages, layer_key, popularity, dependency_graph
+from pixibuild.oci.grouping import ImageSet, WorkspaceGrouping, dependency_graph, group_packages, layer_key, popularity
 from pixibuild.conda.records import CondaRecord
 
 
@@ -103,3 +103,104 @@ def test_dependency_names_from_matchspec_forms() -> None:
     env = [rec("app", ("python>=3.8", "conda-forge::zlib 1.*", "libc[version='>=2']")),
            rec("python"), rec("zlib"), rec("libc")]
     assert set(dependency_graph(env).edges) == {("app", "python"), ("app", "zlib"), ("app", "libc")}
+
+
+# -- workspace grouping ----------------------------------------------------------------------------
+
+
+def bumped(record: CondaRecord) -> CondaRecord:
+    """Another build of the same package: new file, new sha256, same name and dependencies."""
+    import dataclasses
+
+    return dataclasses.replace(record, build="1", file_name=f"{record.name}-1-1.conda",
+                               url=f"https://x/{record.name}-1-1.conda",
+                               sha256=hashlib.sha256(f"{record.name}-bumped".encode()).hexdigest())
+
+
+def monorepo(seed: int, images: int = 12, base: int = 90, extras: tuple[int, int] = (10, 50)) -> list[list[CondaRecord]]:
+    """Images with a common base (every image) and extras from a shared pool (a few popular ones)."""
+    rng = random.Random(seed)
+    common = random_env(seed, base)
+    pool = [rec(f"x{i:03d}", (f"p{rng.randrange(base):03d}",)) for i in range(200)]
+    out = []
+    for _ in range(images):
+        chosen = {pool[min(int(rng.expovariate(1 / 30)), len(pool) - 1)].name: None for _ in range(rng.randint(*extras))}
+        out.append(common + [r for r in pool if r.name in chosen])
+    return out
+
+
+def members(groups) -> set[frozenset[tuple[str, str]]]:
+    """Layers as their content identity: (name, sha256) of every member."""
+    return {frozenset((r.name, r.sha256) for r in g) for g in groups}
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("budget", [20, 60, 99])
+def test_workspace_grouping_is_a_partition_within_every_budget(seed: int, budget: int) -> None:
+    images = monorepo(seed)
+    budgets = [budget - (i % 3) * 5 for i in range(len(images))]  # images with different bases / app layers
+    grouping = WorkspaceGrouping.of(ImageSet.of(env, b, "d") for env, b in zip(images, budgets))
+    for env, b in zip(images, budgets):
+        groups = grouping.group(env, b, "d")
+        assert len(groups) <= b
+        assert sorted(r.name for g in groups for r in g) == sorted(r.name for r in env)
+        shuffled = env[:]
+        random.Random(seed).shuffle(shuffled)
+        assert members(grouping.group(shuffled, b, "d")) == members(groups)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_workspace_grouping_shares_more_layers_than_per_image_grouping(seed: int) -> None:
+    images = monorepo(seed)
+    per_image = set().union(*(members(group_packages(env, 60)) for env in images))
+    grouping = WorkspaceGrouping.of(ImageSet.of(env, 60, "d") for env in images)
+    workspace = set().union(*(members(grouping.group(env, 60, "d")) for env in images))
+    assert len(workspace) < 0.8 * len(per_image)
+
+    def in_layers_every_image_has(grouped: list[set]) -> int:
+        """Packages whose layer is one blob for all images."""
+        return sum(len(g) for g in grouped[0].intersection(*grouped[1:]))
+
+    per_image_shared = in_layers_every_image_has([members(group_packages(env, 60)) for env in images])
+    workspace_shared = in_layers_every_image_has([members(grouping.group(env, 60, "d")) for env in images])
+    assert workspace_shared > per_image_shared and workspace_shared >= 60 - 60 // 4
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_workspace_grouping_is_stable_when_one_lock_bumps_a_package(seed: int) -> None:
+    """A new build of one package in one image: the decision is unchanged, every other image keeps its
+    layers, and that image changes exactly the one layer holding the package."""
+    images = monorepo(seed)
+    grouping = WorkspaceGrouping.of(ImageSet.of(env, 60, "d") for env in images)
+    rng = random.Random(seed)
+    which = rng.randrange(len(images))
+    victim = rng.choice(images[which])
+    changed = [[bumped(r) if (i == which and r.name == victim.name) else r for r in env] for i, env in enumerate(images)]
+    after = WorkspaceGrouping.of(ImageSet.of(env, 60, "d") for env in changed)
+    assert after.digest("d") == grouping.digest("d")
+    for i, (env, new_env) in enumerate(zip(images, changed)):
+        before_layers, after_layers = members(grouping.group(env, 60, "d")), members(after.group(new_env, 60, "d"))
+        if i != which:
+            assert after_layers == before_layers
+        else:
+            assert len(after_layers - before_layers) == 1 and len(before_layers - after_layers) == 1
+            assert (victim.name, bumped(victim).sha256) in next(iter(after_layers - before_layers))
+
+
+def test_images_that_fit_keep_a_layer_per_package() -> None:
+    small, large = random_env(1, 30), random_env(2, 120)
+    grouping = WorkspaceGrouping.of([ImageSet.of(small, 40, "d"), ImageSet.of(large, 40, "d")])
+    assert [[r.name for r in g] for g in grouping.group(small, 40, "d")] == \
+        [[r.name for r in g] for g in group_packages(small, 40)]
+    assert all(len(g) == 1 for g in grouping.group(small, 40, "d"))
+    assert len(grouping.group(large, 40, "d")) <= 40
+
+
+def test_domains_are_decided_apart() -> None:
+    """Another prefix or platform never shares a blob: its images do not weigh on this domain's choice."""
+    env = random_env(3, 120)
+    alone = WorkspaceGrouping.of([ImageSet.of(env, 50, "prod")])
+    with_other = WorkspaceGrouping.of([ImageSet.of(env, 50, "prod")] +
+                                      [ImageSet.of(random_env(s, 130), 50, "dev") for s in range(5)])
+    assert alone.digest("prod") == with_other.digest("prod")
+    assert members(alone.group(env, 50, "prod")) == members(with_other.group(env, 50, "prod"))

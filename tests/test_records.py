@@ -55,3 +55,35 @@ def test_two_packages_at_one_pack_path_is_an_input_error(tmp_path: Path) -> None
     two = CondaRecord.from_repodata({**ENTRY, "build": "other"}, url="u2", file_name="zlib.conda")
     with open(tmp_path / "out.tar", "wb") as out, pytest.raises(InputError, match="two packages"):
         write_tar(PackContents(platform="linux-64", conda=[(one, blob), (two, blob)]), out)
+
+
+def _asdict_digest(record) -> str:
+    """record_digest as it was first written (dataclasses.asdict): every content key depends on it."""
+    import dataclasses
+
+    from pixibuild.files.digest import json_digest
+
+    fields = dataclasses.asdict(record)
+    fields["__type__"] = type(record).__name__
+    return json_digest(fields)
+
+
+def test_record_digest_is_unchanged_by_its_faster_form(corpus_locks: Path) -> None:
+    """Every record of every corpus lock, plus records with nested `extra` values: same digest as the
+    asdict form (a change here would rebuild every user's cache)."""
+    from pixibuild.conda.records import record_digest
+    from pixibuild.inputs.lockfile import read_lock
+
+    records = [CondaRecord.from_repodata({"name": "a", "version": "1", "depends": ["b"], "purls": [{"x": [1, 2]}],
+                                          "features": ("f",), "weird": {"k": {"n": None}}}, url="u", file_name="a.conda"),
+               PypiRecord(name="p", version="1", location="./p", extra={"k": [1, {"a": "b"}]})]
+    for lock_path in sorted(corpus_locks.glob("*/pixi.lock")):
+        try:
+            lock = read_lock(lock_path)
+        except InputError:
+            continue
+        for env in lock.environments.values():
+            for platform in env.platforms:
+                records += env.conda_packages(platform) + env.pypi_packages(platform)
+    assert len(records) > 10_000
+    assert all(record_digest(r) == _asdict_digest(r) for r in records)

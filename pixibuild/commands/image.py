@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from pixibuild.commands.args import (add_fetch_arguments, add_target_arguments, layer_cache, make_fetcher,
                                      manifest_arg, net_config)
-from pixibuild.conda.platforms import KNOWN_SUBDIRS, current_subdir
+from pixibuild.conda.platforms import current_subdir
 from pixibuild.errors import InputError
 from pixibuild.files.progress import Progress
 from pixibuild.oci.options import SBOM_FORMATS, ImageOptions, apply_cli, manifest_image_options
@@ -91,15 +91,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_fetch_arguments(parser)
 
 
-def _subdir(project, env: str, platform: str) -> str:
-    """The conda subdir of a (possibly custom-named, lock v7) platform."""
-    if platform in KNOWN_SUBDIRS:
-        return platform
-    from pixibuild.inputs.lockfile import read_lock
-
-    return read_lock(project.lock_path).environment(env).subdir(platform)
-
-
 def _counting(cache: "LayerCache", progress: Progress) -> "LayerCache":
     """The same layer cache, telling `progress` about every layer it returns (built or reused)."""
     from pixibuild.oci.layer import LayerCache
@@ -168,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     with make_fetcher(args, project.root, net) as fetcher:
         lock_dir = project.lock_path.parent
         for platform, target in targets:
-            subdir = _subdir(project, env_name, platform)
+            subdir = target.subdir  # a named platform (lock v7) is the subdir its packages are for
             sources = [r for r in target.pypi if needs_build(r, lock_dir)]
             plain = [r for r in target.pypi if r not in sources]
             conda = list(zip(target.conda, fetcher.fetch_all(target.conda, lock_dir)))

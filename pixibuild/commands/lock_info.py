@@ -13,10 +13,12 @@ import json
 import sys
 
 from pixibuild.commands.args import add_target_arguments, manifest_arg
+from pixibuild.errors import InputError
 from pixibuild.net.auth import redact_url  # credentials written into a lock's URLs are never printed
 from pixibuild.inputs.lockfile import read_lock
 from pixibuild.inputs.locked import check_locked
 from pixibuild.inputs.manifest import find_manifest, read_manifest
+from pixibuild.inputs.project import aligned_lock
 
 
 
@@ -31,12 +33,19 @@ def run(args: argparse.Namespace) -> int:
     manifest_path = find_manifest(manifest_arg(args))
     lock_path = manifest_path.parent / "pixi.lock"
     lock = read_lock(lock_path)
+    manifest = None
+    try:  # named platforms (p1, p2… in a v7 lock) go by the manifest's names, as in pixi
+        manifest = read_manifest(manifest_path)
+        lock = aligned_lock(lock, manifest)
+    except InputError:
+        if args.locked:
+            raise
     platform = args.platform
     env = lock.environment(args.environment)
     conda = env.conda_packages(platform)
     pypi = env.pypi_packages(platform)
     if args.locked:
-        check_locked(read_manifest(manifest_path), lock, args.environment, platform)
+        check_locked(manifest, lock, args.environment, platform)
 
     rows = [{"kind": "conda", "name": r.name, "version": r.version, "build": r.build, "url": redact_url(r.url),
              "sha256": r.sha256, "source": r.is_source} for r in conda]

@@ -61,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
         from pixibuild.inputs.locked import check_locked
         from pixibuild.inputs.lockfile import read_lock
 
-        check_locked(project.manifest, read_lock(project.lock_path), args.environment, args.platform)
+        from pixibuild.inputs.project import aligned_lock
+
+        check_locked(project.manifest, aligned_lock(read_lock(project.lock_path), project.manifest),
+                     args.environment, args.platform)
     if args.create_executable and args.directory_only:
         raise InputError("--create-executable writes one file: it cannot be combined with --directory-only",
                          field="--create-executable")
@@ -84,18 +87,18 @@ def run(args: argparse.Namespace) -> int:
         if args.inject:
             from pixibuild.pack.inject import check_dependencies, inject_files, replace_injected
 
-            extra_conda, extra_wheels = inject_files([Path(p) for p in args.inject], fetcher.store, args.platform)
+            extra_conda, extra_wheels = inject_files([Path(p) for p in args.inject], fetcher.store, target.subdir)
             conda = replace_injected(conda, extra_conda)
             wheel_pairs = replace_injected(wheel_pairs, extra_wheels)
             check_dependencies([r for r, _ in conda])
         unpacker = _unpacker(args.pixi_unpack_source, fetcher) if args.create_executable else None
-    default = "environment" if args.directory_only else default_name(args.platform) if unpacker else "environment.tar"
+    default = "environment" if args.directory_only else default_name(target.subdir) if unpacker else "environment.tar"
     output = args.output_file or default
     if args.sbom and output == "-":
         raise InputError("--sbom writes a file beside the pack: give -o FILE, not stdout", field="--sbom")
     total = sum(path.stat().st_size for _, path in [*conda, *wheel_pairs])
     with Progress("pack", nbytes=total * 4 // 3 if unpacker else total) as progress:  # base64: 4 chars per 3 bytes
-        size = write_pack(PackContents(platform=args.platform, conda=conda, wheels=wheel_pairs),
+        size = write_pack(PackContents(platform=target.subdir, conda=conda, wheels=wheel_pairs),
                           PackOutput(output, directory_only=args.directory_only, executable=unpacker), progress)
     if output != "-":
         log.warning("packed %d conda packages and %d wheels into %s%s", len(conda), len(wheel_pairs), output,

@@ -10,18 +10,32 @@ The graph is a networkx DiGraph (edge = "must run before"); `rules/` turns it in
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
+import importlib
 import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from pixibuild import __version__
-from pixibuild.files.atomic import atomic_write_bytes
+from pixibuild.errors import BuildError, PixibuildError
 from pixibuild.files.digest import json_digest
+from pixibuild.graph.plancache import Check, PlanCache, ProjectEntry, file_identity, is_racy
+from pixibuild.graph.stamps import Stamps
+from pixibuild.inputs.discover import MANIFEST_NAMES, discover_projects, label_projects
 from pixibuild.store import roots
-from pixibuild.inputs.project import Project, discover_projects, load_project, project_labels
-from pixibuild.conda.records import CondaRecord, PypiRecord
+
+if TYPE_CHECKING:
+    from pixibuild.conda.records import CondaRecord, PypiRecord
+    from pixibuild.inputs.project import Project
+
+# The lock and manifest readers (inputs.project, inputs.manifest: ~80 ms to import, python -X importtime)
+# are imported where a project is actually loaded: a run planned from the plan cache never needs them.
 
 GRAPH_FORMAT = 1
 """Bumped when an action's output format changes, so every key changes with it."""
@@ -38,12 +52,76 @@ class Node:
     name: str
     kind: str
     key: str
-    action: Callable[[], Any]
+    action: Callable[[], Any] | None
     outputs: tuple[Path, ...] = ()
     deps: tuple[str, ...] = ()
     doc: str = ""
     present: Callable[[], bool] | None = None
     """Extra up-to-date predicate for outputs that live outside the build dir (store blobs)."""
+    inputs: dict[str, Any] | None = None
+    """What the key is made of, by name (`conda:numpy` → its file and hashes, `settings`, `base`…): a
+    small JSON kept with the stamp, so a later `pixibuild plan` can say which inputs changed."""
+    where: str = ""
+    """Where the inputs come from, for explanations: `apps/api/pixi.lock, env prod, linux-64`."""
+    keep_inputs: bool = True
+    """Write `inputs` beside the stamp after a run (not for nodes keyed by the content they fetch)."""
+    broken: str = ""
+    """The one-line error of a project that cannot be planned: the node's action fails with it."""
+    load: Callable[[], "Node"] | None = None
+    """Set on nodes declared from the plan cache (no action, no inputs): gives the full node,
+    declaring its project again (rules/graph.py)."""
+
+    def full(self) -> "Node":
+        """The node with its action and inputs (declaring its project again when it came from the
+        plan cache); a BuildError when the project no longer declares it with the same key (its
+        files changed since the graph was loaded)."""
+        if self.load is None:
+            return self
+        node = self.load()
+        if node.key != self.key:
+            raise BuildError(f"{self.name}: its inputs changed while the build was running; run it again")
+        return node
+
+    def spec(self) -> tuple:
+        """The node without action and inputs, as the plan cache keeps it (one tuple per node, so a
+        node several projects share is pickled once)."""
+        spec = self.__dict__.get("_spec")
+        if spec is None:
+            # names are interned: a dep is then the same object as the name it refers to, which pickle
+            # writes once (a monorepo's plan has ~4 dep references per node)
+            intern = sys.intern
+            spec = self.__dict__["_spec"] = (
+                intern(self.name), intern(self.kind), self.key, tuple(str(p) for p in self.outputs),
+                tuple(map(intern, self.deps)), self.doc, _plain_call(self.present), intern(self.where),
+                self.broken)
+        return spec
+
+    @classmethod
+    def from_spec(cls, spec: tuple, load: Callable[[], "Node"]) -> "Node":
+        name, kind, key, outputs, deps, doc, present, where, broken = spec
+        if isinstance(present, tuple):
+            present = functools.partial(_function(present[0], present[1]), *present[2])
+        return cls(name=name, kind=kind, key=key, action=None, outputs=tuple(map(Path, outputs)), deps=deps,
+                   doc=doc, present=present, where=where, broken=broken, load=load)
+
+
+def _plain_call(call: Callable[[], Any] | None) -> Any:
+    """`functools.partial(f, *args)` as plain data (module, qualname, args): unpickling 28,000 partial
+    objects took 0.3 s of a large monorepo's plan cache load, plain tuples 0.03 s."""
+    if isinstance(call, functools.partial) and not call.keywords and \
+            all(isinstance(a, (str, int, bool, type(None))) for a in call.args):
+        module, qualname = getattr(call.func, "__module__", None), getattr(call.func, "__qualname__", "")
+        if module and "<" not in qualname and _function(module, qualname) is call.func:
+            return (sys.intern(module), sys.intern(qualname), call.args)
+    return call
+
+
+@functools.lru_cache(maxsize=None)
+def _function(module: str, qualname: str) -> Callable[..., Any]:
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
 
 
 @dataclass
@@ -52,6 +130,13 @@ class BuildGraph:
     stays cheap; `to_networkx()` gives the DAG for analysis (ordering, closures, layer grouping)."""
 
     _nodes: dict[str, Node] = field(default_factory=dict)
+    shared: dict[str, Node] = field(default_factory=dict)
+    """Nodes keyed by content (a package's fetch/verify) made while declaring earlier projects: each
+    project's own graph holds every node it needs, and reuses these instead of deriving them again."""
+    checks: list = field(default_factory=list)
+    """Volatile inputs read while declaring (graph/plancache.Check): the plan cache re-reads them."""
+    cacheable: bool = True
+    """False when a key hashes files the plan cache cannot watch cheaply (PyPI source trees)."""
 
     def add(self, node: Node) -> Node:
         """Add a node; a node already present under the same name must have the same key."""
@@ -62,6 +147,16 @@ class BuildGraph:
             return existing
         self._nodes[node.name] = node
         return node
+
+    def watch(self, read: Callable[[], Any]) -> Any:
+        """`read()`, registered as a volatile input of the project being declared: the plan cache
+        calls it again to tell whether the project's cached plan still holds (graph/plancache.py)."""
+        for check in self.checks:  # the same read for another target of the project: registered once
+            if check.same_read(read):
+                return check.value
+        check = Check.of(read)
+        self.checks.append(check)
+        return check.value
 
     def has(self, name: str) -> bool:
         return name in self._nodes
@@ -99,6 +194,46 @@ class BuildGraph:
         return [n for n in nx.topological_sort(graph) if n in wanted]
 
 
+class Projects(Mapping[str, "Project"]):
+    """The workspace's projects by label, each loaded (manifest + lock) on first access: planning from
+    the plan cache never loads a project whose plan did not change. A project that cannot be loaded
+    raises its one-line error on every access (the caller decides: a broken project, not a stop)."""
+
+    def __init__(self, dirs: dict[str, Path], store_root: Path, *, write_cache: bool = True):
+        self.dirs = dirs
+        self._store_root = store_root
+        self._write_cache = write_cache
+        self._loaded: dict[str, Project | PixibuildError] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, label: str) -> Project:
+        with self._lock:
+            found = self._loaded.get(label)
+            if found is None:
+                from pixibuild.inputs.project import load_project
+
+                try:
+                    found = load_project(self.dirs[label], store_root=self._store_root,
+                                         write_cache=self._write_cache)
+                except PixibuildError as exc:
+                    found = exc
+                self._loaded[label] = found
+        if isinstance(found, PixibuildError):
+            raise found
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.dirs)
+
+    def __len__(self) -> int:
+        return len(self.dirs)
+
+    def forget(self, label: str) -> None:
+        """Drop a loaded project (its records), e.g. once its nodes are declared."""
+        with self._lock:
+            self._loaded.pop(label, None)
+
+
 @dataclass(frozen=True)
 class Workspace:
     """Where things go: the shared store, and the build dir for outputs and doit's database."""
@@ -106,9 +241,19 @@ class Workspace:
     root: Path
     store_root: Path
     build_dir: Path
-    projects: dict[str, Project]
+    projects: Projects
     single: bool
     """One project: task names omit the project label."""
+    plan_cache: PlanCache | None = field(default=None, compare=False, repr=False)
+    """Cached plans and manifest names (None: plan every project from its files)."""
+    stamps: Stamps = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stamps", Stamps(self.build_dir))
+
+    @property
+    def project_dirs(self) -> dict[str, Path]:
+        return self.projects.dirs
 
 
 def default_build_dir(root: Path) -> Path:
@@ -116,18 +261,51 @@ def default_build_dir(root: Path) -> Path:
 
 
 def load_workspace(root: str | Path, *, store_root: str | Path | None = None,
-                   build_dir: str | Path | None = None) -> Workspace:
-    """A single project (root has a manifest) or a monorepo (projects found below root)."""
+                   build_dir: str | Path | None = None, use_plan_cache: bool = False,
+                   readonly: bool = False) -> Workspace:
+    """A single project (root has a manifest) or a monorepo (projects found below root).
+
+    Projects are found and labelled here (labels need every manifest's name: read from the plan cache
+    when the manifest did not change); their locks are loaded on first use (`ws.projects[label]`).
+    A project whose manifest cannot be read is still a project (labelled by its path): its error shows
+    when it is planned. `readonly`: use the caches (plan cache, lock cache) but write nothing
+    (`pixibuild plan`, `pixibuild graph`)."""
     root = Path(root).resolve()
     if (root / "pixi.lock").exists():
         project_dirs = [root]
     else:
         project_dirs = discover_projects(root)
-    projects = [load_project(d) for d in project_dirs]
-    labels = project_labels(projects, root)
-    return Workspace(root=root, store_root=roots.store_root(store_root),
-                     build_dir=Path(build_dir) if build_dir else default_build_dir(root),
-                     projects=labels, single=len(labels) == 1 and project_dirs == [root])
+    build = Path(build_dir) if build_dir else default_build_dir(root)
+    cache = PlanCache(build, readonly=readonly) if use_plan_cache else None
+    names: dict[Path, str | None] = {}
+    now = time.time()
+    for directory in project_dirs:
+        identity = project_identity(directory, now)
+        entry = cache.get(directory) if cache is not None else None
+        if entry is not None and entry.identity == identity and not is_racy(identity):
+            names[directory] = entry.name
+            continue
+        from pixibuild.inputs.manifest import read_manifest
+
+        try:
+            name: str | None = read_manifest(directory).name
+        except PixibuildError:
+            name = None
+        names[directory] = name
+        if cache is not None:
+            cache.put(directory, ProjectEntry(identity=identity, name=name))
+    if cache is not None:
+        cache.forget_except({str(d) for d in project_dirs})
+    labels = label_projects(names, root)
+    store = roots.store_root(store_root)
+    return Workspace(root=root, store_root=store, build_dir=build,
+                     projects=Projects(labels, store, write_cache=not readonly),
+                     single=len(labels) == 1 and project_dirs == [root], plan_cache=cache)
+
+
+def project_identity(directory: Path, now: float | None = None) -> Any:
+    """file_identity of a project's manifest candidates and lock (see graph/plancache.py)."""
+    return [file_identity(directory / name, now) for name in (*MANIFEST_NAMES, "pixi.lock")]
 
 
 def record_id(record: CondaRecord | PypiRecord) -> str:
@@ -148,37 +326,34 @@ def target_dir(ws: Workspace, label: str, env: str, platform: str) -> Path:
     return ws.build_dir / env / platform if ws.single else ws.build_dir / label / env / platform
 
 
-def stamp_path(ws: Workspace, node: Node) -> Path:
-    """Where a node's key is recorded once its action succeeded (the source of truth for
-    up-to-date checks: doit's own database is only a cache and may be lost in a crash)."""
-    safe = hashlib.sha256(node.name.encode()).hexdigest()[:24]
-    return ws.build_dir / ".stamps" / node.kind / safe
-
-
 def is_up_to_date(ws: Workspace, node: Node) -> bool:
-    """Outputs present, store outputs present, and the recorded key equals the current key."""
+    """Store outputs present, outputs present, and the key recorded for the node (its stamp, the
+    source of truth: doit's own database is only a cache and may be lost in a crash) equals its key."""
+    if ws.stamps.recorded(node.kind, node.name) != node.key:
+        return False
     if node.present is not None and not node.present():
         return False
-    if any(not p.exists() for p in node.outputs):
-        return False
-    try:
-        return stamp_path(ws, node).read_text() == node.key
-    except OSError:
-        return False
+    return all(p.exists() for p in node.outputs)
 
 
 def run_node(ws: Workspace, node: Node) -> None:
-    """Run the action under a per-node lock, then record its key (atomically).
+    """Run the action under a per-node lock, then record its key (and its inputs summary).
 
     Two builds sharing a build dir (two `doit` runs, or `-n` across workspaces) serialise on the
-    node: the second one waits, finds the first one's stamp and outputs, and does nothing. A crash
-    between action and stamp only means a rerun.
+    node: the second one waits, finds the first one's stamp and outputs, and does nothing. The
+    node's stamp is invalidated before its action starts changing outputs, so a crash in between
+    means a rerun, never outputs vouched for by an older key.
     """
-    stamp = stamp_path(ws, node)
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    with open(stamp.with_name(stamp.name + ".lock"), "a+b") as lock:
+    node = node.full()
+    log = ws.stamps.log(node.kind)
+    lock_path = ws.build_dir / ".stamps" / node.kind / (hashlib.sha256(node.name.encode()).hexdigest()[:24] + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        log.refresh()
         if is_up_to_date(ws, node):
             return
+        log.invalidate(node.name)
         node.action()
-        atomic_write_bytes(stamp, node.key.encode(), fsync=False)
+        ws.stamps.write_inputs(node.kind, node.name, node.key, node.inputs, node.where)
+        log.record(node.name, node.key)

@@ -16,6 +16,8 @@ from typing import Any
 
 from pixibuild.errors import InputError
 from pixibuild.files.digest import json_digest
+from pixibuild.inputs.discover import MANIFEST_NAMES
+from pixibuild.inputs.platform_names import ManifestPlatform, manifest_platform
 
 # tomli, not the stdlib tomllib: pixi manifests use TOML 1.1 (inline tables over several lines),
 # which tomli (>= 2.3) reads and Python 3.11's tomllib rejects.
@@ -23,7 +25,6 @@ import tomli as tomllib
 
 DEFAULT_FEATURE = "default"
 DEFAULT_ENVIRONMENT = "default"
-MANIFEST_NAMES = ("pixi.toml", "pyproject.toml")
 _ENVIRONMENT_KEYS = frozenset({"features", "solve-group", "no-default-feature"})
 _CONDA_DEP_TABLES = ("dependencies", "host-dependencies", "build-dependencies")
 # Target selectors naming a platform family (pixi's `[target.unix]`, `[target.osx]`...).
@@ -82,6 +83,8 @@ class Manifest:
     """`workspace.version` (or a pyproject's `[project].version`)."""
     field_prefix: str = ""
     """"tool.pixi." in a pyproject.toml: how error messages name manifest fields."""
+    platform_entries: list[ManifestPlatform] = field(default_factory=list, repr=False)
+    """The workspace platforms with their subdirs and declared virtual packages (named platforms)."""
 
     @property
     def lock_path(self) -> Path:
@@ -99,8 +102,9 @@ class Manifest:
         """Platforms of an environment: the workspace's, narrowed by any feature that lists its own."""
         platforms = list(self.platforms)
         for feature in self._features(env):
-            if feature.platforms is not None:
-                platforms = [p for p in platforms if p in feature.platforms]
+            if feature.platforms is not None:  # a reference names a platform, or any platform of a subdir (pixi)
+                platforms = [p for p in platforms if p in feature.platforms
+                             or self.platform_subdirs.get(p, p) in feature.platforms]
         return platforms
 
     def environment_channels(self, env: str) -> list[str]:
@@ -297,16 +301,14 @@ def read_manifest(path: str | Path | None = None) -> Manifest:
     channels = [_channel_name(c, path, f"{prefix}workspace.channels") for c in workspace.get("channels") or []]
     platforms: list[str] = []
     platform_subdirs: dict[str, str] = {}
+    platform_entries: list[ManifestPlatform] = []
     for entry in workspace.get("platforms") or []:
-        if isinstance(entry, str):
-            platforms.append(entry)
-            platform_subdirs[entry] = entry
-        elif isinstance(entry, dict) and isinstance(entry.get("platform"), str):
-            pname = entry.get("name") or entry["platform"]
-            platforms.append(pname)
-            platform_subdirs[pname] = entry["platform"]
-        else:
+        parsed = manifest_platform(entry)
+        if parsed is None:
             raise InputError(f"invalid platform entry {entry!r}", path=path, field=f"{prefix}workspace.platforms")
+        platforms.append(parsed.name)
+        platform_subdirs[parsed.name] = parsed.subdir
+        platform_entries.append(parsed)
 
     default_tables = {k: v for k, v in pixi.items() if k not in ("feature", "environments", "workspace", "project")}
     if is_pyproject:
@@ -367,7 +369,8 @@ def read_manifest(path: str | Path | None = None) -> Manifest:
         raise InputError("expected a string", path=path, field=f"{prefix}workspace.version")
     return Manifest(path=path, root=path.parent, name=name, channels=channels, platforms=platforms,
                     platform_subdirs=platform_subdirs, features=features, environments=environments,
-                    tool=dict(pixibuild_tool), data=data, version=version, field_prefix=prefix)
+                    tool=dict(pixibuild_tool), data=data, version=version, field_prefix=prefix,
+                    platform_entries=platform_entries)
 
 
 def _add_python_project(tables: dict[str, Any], project: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -4,21 +4,21 @@ project is and which packages a target contains."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import urlsplit
 
 from pixibuild import __version__
 from pixibuild.files.atomic import atomic_write_bytes
 from pixibuild.errors import InputError
-from pixibuild.inputs.lockfile import read_lock
+from pixibuild.inputs.lockfile import LockFile, read_lock
 from pixibuild.store.roots import lock_cache_root
 from pixibuild.inputs.manifest import Manifest, find_manifest, read_manifest
 from pixibuild.conda.records import CondaRecord, PypiRecord, record_digest
+from pixibuild.inputs.platform_names import platform_renames
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,13 @@ class Resolved:
     pypi_digests: tuple[str, ...] = ()
     pypi_indexes: tuple[str, ...] = ()
     """The PyPI index URLs the lock resolved this environment against (its `indexes:`)."""
+    subdir: str = ""
+    """The conda subdir the packages are for: `platform` itself, unless the platform is a named one
+    (lock v7: `cuda-linux-64` → linux-64)."""
+
+    def __post_init__(self) -> None:
+        if not self.subdir:
+            object.__setattr__(self, "subdir", self.platform)
 
 
 @dataclass
@@ -90,48 +97,101 @@ class Project:
         return out
 
 
-def _resolve_lock(lock_path: Path) -> dict[tuple[str, str], Resolved]:
+LOCK_CACHE_FORMAT = 2
+"""Bumped when what the lock cache holds changes (2: lock platforms and Resolved.subdir)."""
+
+LockPlatforms = dict[str, tuple[str, tuple[str, ...]]]
+"""A v7 lock's declared platforms: name → (subdir, virtual packages as written)."""
+
+
+def _resolve_lock(lock_path: Path) -> tuple[dict[tuple[str, str], Resolved], LockPlatforms]:
     lock = read_lock(lock_path)
     out: dict[tuple[str, str], Resolved] = {}
+    digests: dict[int, str] = {}  # a record shared by several targets is hashed once
+
+    def digest(record: CondaRecord | PypiRecord) -> str:
+        found = digests.get(id(record))
+        if found is None:
+            found = digests[id(record)] = record_digest(record)
+        return found
+
     for env_name, env in lock.environments.items():
         for platform in env.platforms:
             conda = tuple(env.conda_packages(platform))
             pypi = tuple(env.pypi_packages(platform))
             out[(env_name, platform)] = Resolved(
                 env=env_name, platform=platform, conda=conda, pypi=pypi, channels=tuple(env.channels),
-                conda_digests=tuple(record_digest(r) for r in conda),
-                pypi_digests=tuple(record_digest(r) for r in pypi),
-                pypi_indexes=tuple(str(u) for u in env.pypi_indexes.get("indexes") or () if isinstance(u, str)))
-    return out
+                conda_digests=tuple(map(digest, conda)), pypi_digests=tuple(map(digest, pypi)),
+                pypi_indexes=tuple(str(u) for u in env.pypi_indexes.get("indexes") or () if isinstance(u, str)),
+                subdir=env.subdir(platform))
+    platforms = {name: (p.subdir, tuple(p.virtual_packages)) for name, p in lock.platforms.items()}
+    return out, platforms
 
 
-def resolve_lock(lock_path: Path, *,
-                 store_root: str | Path | None = None) -> tuple[str, dict[tuple[str, str], Resolved]]:
+def resolve_lock(lock_path: Path, *, store_root: str | Path | None = None, write_cache: bool = True
+                 ) -> tuple[str, dict[tuple[str, str], Resolved], LockPlatforms]:
     """Parse a lock once per content: the parsed records are cached by the lock's sha256 (and our
     version), so planning a 20-project monorepo does not re-parse YAML on every no-op run. The cache
-    lives under the package store `store_root` (default: the default store), like every other cache."""
+    lives under the package store `store_root` (default: the default store), like every other cache.
+    Returns the lock's sha256, its targets, and its declared (v7) platforms. `write_cache=False`: read
+    the cache but never add to it (`pixibuild plan` changes nothing on disk)."""
     try:
         data = lock_path.read_bytes()
     except FileNotFoundError:
         raise InputError("lock file not found (run `pixi lock` first)", path=lock_path) from None
     digest = hashlib.sha256(data).hexdigest()
     cache = lock_cache_root(store_root)
-    entry = cache / f"{digest}-{__version__}.pickle" if cache else None
+    entry = cache / f"{digest}-{__version__}-{LOCK_CACHE_FORMAT}.pickle" if cache else None
     if entry is not None and entry.is_file():
         try:
             with open(entry, "rb") as fh:
                 cached = pickle.load(fh)
-            if isinstance(cached, dict):
-                return digest, cached
+            if isinstance(cached, tuple) and len(cached) == 2 and isinstance(cached[0], dict):
+                return digest, cached[0], cached[1]
         except Exception:  # a damaged cache entry is only a cache miss
             pass
-    resolved = _resolve_lock(lock_path)
-    if entry is not None and not _has_credentials(resolved):
+    resolved, platforms = _resolve_lock(lock_path)
+    if entry is not None and write_cache and not _has_credentials(resolved):
         try:
-            atomic_write_bytes(entry, pickle.dumps(resolved, protocol=pickle.HIGHEST_PROTOCOL), fsync=False)
+            atomic_write_bytes(entry, pickle.dumps((resolved, platforms), protocol=pickle.HIGHEST_PROTOCOL),
+                               fsync=False)
         except OSError:
             pass
-    return digest, resolved
+    return digest, resolved, platforms
+
+
+def aligned_lock(lock: LockFile, manifest: Manifest) -> LockFile:
+    """`lock` with its platforms under the manifest's names (see `align_platforms`): what the
+    `--locked` check compares against the manifest."""
+    locked = {name: (p.subdir, tuple(p.virtual_packages)) for name, p in lock.platforms.items()}
+    renames = platform_renames(locked, manifest.platform_entries) if locked else {}
+    if not renames:
+        return lock
+
+    def name(platform: str) -> str:
+        return renames.get(platform, platform)
+
+    environments = {
+        env_name: dataclasses.replace(
+            env, platforms=[name(p) for p in env.platforms],
+            platform_subdirs={name(p): s for p, s in env.platform_subdirs.items()},
+            _conda={name(p): v for p, v in env._conda.items()}, _pypi={name(p): v for p, v in env._pypi.items()})
+        for env_name, env in lock.environments.items()}
+    platforms = {name(n): dataclasses.replace(p, name=name(n)) for n, p in lock.platforms.items()}
+    return dataclasses.replace(lock, environments=environments, platforms=platforms)
+
+
+def align_platforms(resolved: dict[tuple[str, str], Resolved], locked: LockPlatforms,
+                    manifest: Manifest) -> dict[tuple[str, str], Resolved]:
+    """The lock's targets under the manifest's platform names: pixi writes named platforms into
+    pixi.lock as `p1`, `p2`… and maps them back by subdir and virtual packages on load
+    (inputs/platform_names.py); so do we."""
+    renames = platform_renames(locked, manifest.platform_entries) if locked else {}
+    if not renames:
+        return resolved
+    return {(env, renames.get(platform, platform)):
+            dataclasses.replace(target, platform=renames.get(platform, platform))
+            for (env, platform), target in resolved.items()}
 
 
 def _has_credentials(resolved: dict[tuple[str, str], Resolved]) -> bool:
@@ -144,43 +204,12 @@ def _has_credentials(resolved: dict[tuple[str, str], Resolved]) -> bool:
     return False
 
 
-def load_project(path: str | Path = ".", *, store_root: str | Path | None = None) -> Project:
+def load_project(path: str | Path = ".", *, store_root: str | Path | None = None,
+                 write_cache: bool = True) -> Project:
     """A project from a manifest file or a directory holding one (pixi.toml or pyproject.toml);
     `store_root` is the package store whose lock cache is used (the CLI's --cache-dir)."""
     manifest = read_manifest(find_manifest(Path(path)))
     lock_path = manifest.lock_path
-    digest, resolved = resolve_lock(lock_path, store_root=store_root)
-    return Project(manifest=manifest, lock_path=lock_path, lock_sha256=digest, resolved=resolved)
-
-
-_SKIP_DIRS = {".git", ".pixi", ".venv", "node_modules", "build", "__pycache__", "cache", "channel"}
-
-
-def discover_projects(root: Path) -> list[Path]:
-    """Every directory under `root` with a pixi manifest and a pixi.lock (a monorepo's projects)."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
-        if "pixi.lock" not in filenames:
-            continue
-        if "pixi.toml" in filenames or "pyproject.toml" in filenames:
-            found.append(Path(dirpath))
-    return sorted(found)
-
-
-def project_labels(projects: Iterable[Project], root: Path) -> dict[str, Project]:
-    """Task-name label per project: its manifest name, or its path relative to `root` when two
-    projects share a name. Labels never contain ':' (doit's separator)."""
-    projects = list(projects)
-    names = [p.name for p in projects]
-    out: dict[str, Project] = {}
-    for project in projects:
-        label = project.name
-        if names.count(label) > 1:
-            try:
-                label = project.root.resolve().relative_to(root.resolve()).as_posix()
-            except ValueError:
-                label = project.root.as_posix()
-        label = label.replace(":", "_") or "root"
-        out[label] = project
-    return out
+    digest, resolved, platforms = resolve_lock(lock_path, store_root=store_root, write_cache=write_cache)
+    return Project(manifest=manifest, lock_path=lock_path, lock_sha256=digest,
+                   resolved=align_platforms(resolved, platforms, manifest))

@@ -313,6 +313,26 @@ def load_base(reference: str | None, platform: str, cache: LayerCache, *, net: N
     return load_archive(Path(source.location), source.tag, platform, cache, kind)
 
 
+def archive_blobs(path: Path, platform: str) -> list[tuple[str, int]]:
+    """(digest, size) of the config and layers of the image in an OCI archive (an image.tar the build
+    wrote), read from its manifests only: what a push would have to upload at most."""
+    where = str(path)
+    try:
+        with tarfile.open(path) as tar:
+            def read(name: str) -> bytes | None:
+                try:
+                    member = tar.extractfile(name)
+                except KeyError:
+                    return None
+                return member.read() if member is not None else None
+
+            manifest = _layout_manifest(read, None, platform, where)
+    except (tarfile.TarError, OSError) as exc:
+        raise InputError(f"not a readable image archive: {exc}", path=where) from None
+    return [(str(d.get("digest")), int(d.get("size") or 0)) for d in [manifest.get("config") or {},
+                                                                      *(manifest.get("layers") or [])]]
+
+
 def base_layer_count(reference: str | None, platform: str, *, net: NetConfig | None = None) -> int:
     """How many layers the base brings, read from its manifests only (no layer is copied or pulled):
     what planning an image's layer budget needs. A registry base costs one or two manifest requests."""

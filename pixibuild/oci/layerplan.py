@@ -1,6 +1,7 @@
 """The one layer plan of an image: how many layers the packages may use, and which packages share
-a layer. The doit rules plan it once when the graph is loaded and hand the same plan to every layer
-node and to the image node; `pixibuild image` plans it after loading the base.
+a layer. The doit rules plan it once when the graph is loaded — grouped for the whole workspace, so
+images share layer blobs — and hand the same plan to every layer node and to the image node;
+`pixibuild image` plans it after loading the base (grouped on the image's own).
 
 Layers of an image, base-most first: the base image's, the package layers, one environment layer
 (conda-meta/history, wheels, entrypoint, the manifest's activation scripts), an app layer when files
@@ -21,7 +22,8 @@ from pixibuild.files.verified import verifying
 from pixibuild.install.environment import dependency_order, install_package
 from pixibuild.install.noarch import environment_python_version, site_packages_override
 from pixibuild.oci.assemble import LayerSpec
-from pixibuild.oci.grouping import DEFAULT_MAX_LAYERS, group_packages, layer_key
+from pixibuild.oci.grouping import (DEFAULT_MAX_LAYERS, ImageSet, WorkspaceGrouping, group_packages, layer_domain,
+                                    layer_key)
 from pixibuild.store.blobs import blob_source
 
 ENVIRONMENT_LAYERS = 1
@@ -58,10 +60,23 @@ class LayerPlan:
     packages: tuple[PackageLayer, ...]
 
 
+def image_set(records: Sequence[CondaRecord], *, platform: str, target_prefix: str, max_layers: int | None,
+              base_layers: int, app_layer: bool, base: str = "the base image", wheel_layer: bool = False,
+              user_layer: bool = False) -> ImageSet:
+    """What workspace grouping (oci/grouping.py) needs to know about one image: its layer domain, its
+    package budget (from the same `package_budget` as its plan) and its packages."""
+    budget = package_budget(max_layers or DEFAULT_MAX_LAYERS, base_layers, app_layer, base=base,
+                            wheel_layer=wheel_layer, user_layer=user_layer)
+    return ImageSet.of(records, budget, layer_domain(target_prefix, platform))
+
+
 def plan_layers(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
                 max_layers: int | None, base_layers: int, app_layer: bool, base: str = "the base image",
-                wheel_layer: bool = False, user_layer: bool = False) -> LayerPlan:
-    """Group `packages` (records with their verified archives) into the layers the budget allows.
+                wheel_layer: bool = False, user_layer: bool = False,
+                grouping: WorkspaceGrouping | None = None) -> LayerPlan:
+    """Group `packages` (records with their verified archives) into the layers the budget allows:
+    by the workspace's `grouping` when given (shared with the workspace's other images), else on
+    the image's own (`group_packages`).
 
     A layer of noarch packages only is keyed by the platform family, not the platform (on Linux
     they install the same files whatever the architecture): a multi-arch image shares its blob."""
@@ -72,7 +87,9 @@ def plan_layers(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
     python_version, site_packages = environment_python_version(records), site_packages_override(records)
     mount = target_prefix.strip("/")
     planned = []
-    for group in group_packages(records, budget):
+    groups = (grouping.group(records, budget, layer_domain(target_prefix, platform)) if grouping is not None
+              else group_packages(records, budget))
+    for group in groups:
         ordered = dependency_order(group)
         shared = all(r.noarch or r.subdir == "noarch" for r in group) and not is_windows(platform)
         key = layer_key(group, target_prefix) + f"\0platform={'unix' if shared else platform}"

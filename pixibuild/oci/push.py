@@ -83,6 +83,15 @@ def _push_blobs(client: RegistryClient, ref: Reference, blobs: dict[str, Path], 
         raise errors[0]
 
 
+def missing_blobs(target: str | Reference, blobs: dict[str, int], *, net: NetConfig | None = None,
+                  auth: AuthStore | None = None) -> dict[str, int]:
+    """The blobs (digest → size) the repository of `target` lacks, asked with HEAD requests only:
+    what a push would upload (`pixibuild plan`)."""
+    ref = parse_reference(target) if isinstance(target, str) else target
+    with connect(ref, net, auth=auth) as client:
+        return {digest: size for digest, size in blobs.items() if not client.blob_exists(ref.repository, digest)}
+
+
 def _check_digest(ref: Reference, what: str, got: str, expected: str) -> None:
     if got != expected:
         raise BuildError(f"{ref}: registry reports {what} digest {got}, expected {expected}")

@@ -128,8 +128,8 @@ def _walk_files(root: Path) -> list[str]:
     return out
 
 
-def snapshot(root: str | Path, *, exclude: Iterable[str | Path] = ()) -> TreeSnapshot:
-    """The files of the source tree at `root` and their hashes (see the module docstring)."""
+def _tree_files(root: str | Path, exclude: Iterable[str | Path]) -> tuple[Path, str, list[str]]:
+    """(resolved root, "git" or "walk", the tree's files relative to root: module docstring)."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise InputError("source directory not found", path=root)
@@ -143,10 +143,29 @@ def snapshot(root: str | Path, *, exclude: Iterable[str | Path] = ()) -> TreeSna
     method = "git" if listed is not None else "walk"
     if listed is None:
         listed = _walk_files(root)
+    return root, method, [rel for rel in listed if not _excluded(rel, excluded_dirs)]
+
+
+def tree_identity(root: str | Path, exclude: Iterable[str | Path] = ()) -> list:
+    """What tells an edited tree from an untouched one without reading its files: the same file list
+    as `snapshot`, each with its size, mtime, ctime, inode and mode. The plan cache re-reads it to
+    decide whether a project's wheel keys (which hash the files) must be derived again."""
+    root, method, listed = _tree_files(root, exclude)
+    out: list = [str(root), method]
+    for rel in listed:
+        try:
+            st = (root / rel).lstat()
+        except FileNotFoundError:
+            continue
+        out.append([rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode])
+    return out
+
+
+def snapshot(root: str | Path, *, exclude: Iterable[str | Path] = ()) -> TreeSnapshot:
+    """The files of the source tree at `root` and their hashes (see the module docstring)."""
+    root, method, listed = _tree_files(root, exclude)
     files = []
     for rel in listed:
-        if _excluded(rel, excluded_dirs):
-            continue
         path = root / rel
         try:
             st = path.lstat()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -86,6 +87,12 @@ def mismatches(h: Hasher, sha256: str | None, md5: str | None, size: int | None 
     return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _location_key(location: str) -> str:
+    """storage_key, remembered: planning a monorepo asks for the same package URLs target after target."""
+    return storage_key(location)
+
+
 @dataclass(frozen=True)
 class BlobRef:
     """The store blob a node after `verify` reads: planned from the lock, resolved by looking in the
@@ -103,7 +110,7 @@ class BlobRef:
     def of(cls, record: "CondaRecord | PypiRecord") -> "BlobRef":
         location = getattr(record, "url", None) or getattr(record, "location", "")
         return cls(record.file_name or record.name, record.sha256, record.md5, getattr(record, "size", None),
-                   storage_key(location))
+                   _location_key(location))
 
 
 class Store:
