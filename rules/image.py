@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Sequence
 
 from pixibuild.errors import PixibuildError
+from pixibuild.files.digest import hash_file
 from pixibuild.graph import steps
+from pixibuild.graph.remote import OutputFiles
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
 from pixibuild.inputs.project import Project, Resolved
 from pixibuild.oci.base import base_layer_count
 from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.layerplan import plan_layers
+from pixibuild.oci.remote_layers import LayerResult, entry_id
 from pixibuild.oci.options import image_prefix, manifest_image_options
 from pixibuild.store.roots import layer_cache_root
 from pixibuild.store.session import FetchSession
@@ -38,6 +41,27 @@ def _file_fingerprint(root: Path, patterns: Sequence[str]) -> list:
     return out
 
 
+def _file_content(root: Path, patterns: Sequence[str]) -> list:
+    """Identity of the app files by content: path, kind, executable bit, sha256 (or link target)."""
+    out = []
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            for p in [path, *sorted(path.rglob("*"))] if path.is_dir() else [path]:
+                st = p.lstat()
+                what = os.readlink(p) if p.is_symlink() else hash_file(p).sha256.hexdigest() if p.is_file() else "dir"
+                out.append((p.relative_to(root).as_posix(), bool(st.st_mode & 0o111), what))
+    return out
+
+
+def _base_content(base: str) -> list:
+    path = Path(base.split(":", 1)[1] if base.startswith(("oci:", "oci-archive:", "docker-archive:")) else base)
+    if path.is_file():
+        return [base, hash_file(path).sha256.hexdigest()]
+    if path.is_dir():
+        return [base, _file_content(path, ["**/*"])]
+    return [base]
+
+
 def _base_fingerprint(base: str) -> list:
     path = Path(base.split(":", 1)[1] if base.startswith(("oci:", "oci-archive:", "docker-archive:")) else base)
     if path.exists():
@@ -49,7 +73,8 @@ def _base_fingerprint(base: str) -> list:
 def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, target: Resolved,
             session: FetchSession, deps: Sequence[str] = ()) -> str:
     """layer:<id> per planned package group — inputs: package sha256s, prefix, platform, python
-    version (the layer cache key); image:… — inputs: layer keys, image settings, base, app files."""
+    version (the layer cache key); image:… — inputs: layer keys, image settings, base, app files.
+    Both are shared through the remote cache; an image found there needs neither its layers nor its packages."""
     env, platform = target.env, target.platform
     where = f"{project.manifest.path}: tool.pixibuild"
     options = manifest_image_options(project.manifest.tool, env, where=where)
@@ -68,23 +93,33 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
         for layer in plan.packages:
             name = f"layer:{hashlib.sha256(layer.spec.key.encode()).hexdigest()[:16]}"
             graph.add(Node(name=name, kind="layer", key=content_key("layer", layer.spec.key),
-                           deps=tuple(dict.fromkeys(verify[r.name] for r in layer.records)),
+                           build_deps=tuple(dict.fromkeys(verify[r.name] for r in layer.records)),
                            present=functools.partial(_layer_present, cache, layer.spec.key),
                            doc=f"image layer: {', '.join(r.dist_name for r in layer.records)} at {prefix}",
-                           action=functools.partial(steps.image_layer, layer, str(cache.root))))
+                           action=functools.partial(steps.image_layer, layer, str(cache.root)),
+                           remote=LayerResult(cache, layer.spec.key), holds=(f"layer:{entry_id(cache, layer.spec.key)}",)))
             layer_nodes.append(name)
     out = target_dir(ws, label, env, platform) / "image.tar"
     layer_keys = [layer.spec.key for layer in plan.packages] if plan else list(target.conda_digests)
-    key = content_key("image", platform, env, label, layer_keys, sorted(packages.wheel_digests), vars(options),
-                      _base_fingerprint(options.base or "scratch"), _file_fingerprint(project.root, options.include),
-                      os.environ.get("SOURCE_DATE_EPOCH"), sorted(packages.built_keys))
+    def image_key(base: list, files: list) -> str:
+        return content_key("image", platform, env, label, layer_keys, sorted(packages.wheel_digests), vars(options),
+                           base, files, os.environ.get("SOURCE_DATE_EPOCH"), sorted(packages.built_keys))
+
+    key = image_key(_base_fingerprint(options.base or "scratch"), _file_fingerprint(project.root, options.include))
+
+    def remote_key() -> str:
+        """The same inputs with app files and a local base by content, not mtime: another checkout has
+        other mtimes but builds the same image."""
+        return image_key(_base_content(options.base or "scratch"), _file_content(project.root, options.include))
+
     name = target_name(ws, "image", label, env, platform)
-    graph.add(Node(name=name, kind="image", key=key, outputs=(out,),
-                   deps=(*deps, *layer_nodes, *packages.verify_nodes),
+    graph.add(Node(name=name, kind="image", key=key, outputs=(out,), deps=tuple(deps),
+                   build_deps=(*layer_nodes, *packages.verify_nodes),
+                   remote=OutputFiles("image", {"image.tar": out}, key, remote_key=remote_key),
                    doc=f"OCI/docker image of {label}, env {env}, {platform} → {out}",
                    action=functools.partial(steps.image, str(project.manifest.path), env, platform, packages.conda,
                                             packages.wheels, str(ws.store_root), str(cache.root), str(out), plan,
-                                            built=packages.built)))
+                                            built=packages.built, remote=ws.remote)))
     return name
 
 

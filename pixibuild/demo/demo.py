@@ -184,3 +184,17 @@ def write_demo(root: Path) -> dict[str, Path]:
     write_lock(worker / "pixi.lock", {"default": {"linux-64": env("linux-64", ["libgreet", "hello", "tzdata-demo"])}},
                channels=[channel_url])
     return {"webapp": webapp, "worker": worker}
+
+
+def use_channel_url(root: Path, url: str) -> list[Path]:
+    """Point the demo's locks and manifests at `url` (e.g. an HTTP server serving `root/channel`)
+    instead of the channel's file:// URL, as a workspace whose channel is on the network; returns the
+    files changed."""
+    old = (root / "channel").resolve().as_uri()
+    changed = []
+    for path in sorted([*root.glob("*/pixi.lock"), *root.glob("*/pixi.toml"), *root.glob("*/pyproject.toml")]):
+        text = path.read_text()
+        if old in text:
+            path.write_text(text.replace(old, url.rstrip("/")))
+            changed.append(path)
+    return changed

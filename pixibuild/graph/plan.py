@@ -5,16 +5,21 @@ in a monorepo). Nodes that several targets share — a package's fetch and verif
 layer — are keyed by content only, so they exist once however many projects ask for them.
 
 The graph is a networkx DiGraph (edge = "must run before"); `rules/` turns it into doit tasks.
+
+With a remote cache (`Workspace.remote`), a node that carries a `RemoteResult` is asked local → remote →
+build: `pull_node` restores its result from the cache; only when that fails does the node run (and its
+`build_deps`, the inputs it needs only to build, are run first), and `run_node` then publishes what it built.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from pixibuild import __version__
 from pixibuild.files.atomic import atomic_write_bytes
@@ -22,6 +27,13 @@ from pixibuild.files.digest import json_digest
 from pixibuild.store import roots
 from pixibuild.inputs.project import Project, discover_projects, load_project, project_labels
 from pixibuild.conda.records import CondaRecord, PypiRecord
+from pixibuild.graph.summary import RUN
+
+if TYPE_CHECKING:
+    from pixibuild.graph.remote import RemoteResult
+    from pixibuild.store.remote import RemoteCache
+
+log = logging.getLogger(__name__)
 
 GRAPH_FORMAT = 1
 """Bumped when an action's output format changes, so every key changes with it."""
@@ -44,6 +56,14 @@ class Node:
     doc: str = ""
     present: Callable[[], bool] | None = None
     """Extra up-to-date predicate for outputs that live outside the build dir (store blobs)."""
+    build_deps: tuple[str, ...] = ()
+    """Nodes needed only to build this one here (its packages' verify nodes, an image's layers, a pack's
+    index): run before it like `deps`, except when its result comes from the remote cache."""
+    remote: "RemoteResult | None" = None
+    """How the result is shared through the remote cache (None: never; e.g. an unpacked prefix)."""
+    holds: tuple[str, ...] = ()
+    """Store items (`blob:<sha256>`, `layer:<entry>`, `wheel:<key>`…) this node uses: a running build
+    leases them, so `pixibuild cache prune` leaves them alone."""
 
 
 @dataclass
@@ -109,6 +129,10 @@ class Workspace:
     projects: dict[str, Project]
     single: bool
     """One project: task names omit the project label."""
+    remote: "RemoteCache | None" = None
+    """The shared remote cache of this run (None: none)."""
+    net_options: dict = field(default_factory=dict, hash=False, compare=False)
+    """NetConfig.load overrides from the command line (`pixibuild build --ca-bundle/--auth-file`)."""
 
 
 def default_build_dir(root: Path) -> Path:
@@ -167,18 +191,59 @@ def is_up_to_date(ws: Workspace, node: Node) -> bool:
         return False
 
 
+def _node_lock(ws: Workspace, node: Node):
+    stamp = stamp_path(ws, node)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    return open(stamp.with_name(stamp.name + ".lock"), "a+b")
+
+
+def pull_node(ws: Workspace, node: Node) -> bool:
+    """Local → remote: True when the node's result is here, already or restored from the remote cache
+    (then its stamp is written, so it is up to date). Never raises for a cache problem: the cache
+    reports it and the node is built."""
+    remote = ws.remote
+    if remote is None or node.remote is None:
+        return False
+    with _node_lock(ws, node) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_up_to_date(ws, node):
+            return True
+        entry = remote.lookup(node.remote.kind, node.remote.key())
+        if entry is None or not node.remote.restore(remote, entry):
+            return False
+        if not _outputs_present(node):
+            log.warning("remote cache %s: the %s entry of %s restored nothing usable; building it", remote.name,
+                        node.remote.kind, node.name)
+            return False
+        atomic_write_bytes(stamp_path(ws, node), node.key.encode(), fsync=False)
+    RUN.record(node.name, node.kind, "remote")
+    return True
+
+
+def _outputs_present(node: Node) -> bool:
+    return (node.present is None or node.present()) and all(p.exists() for p in node.outputs)
+
+
 def run_node(ws: Workspace, node: Node) -> None:
-    """Run the action under a per-node lock, then record its key (atomically).
+    """Run the action under a per-node lock, then record its key (atomically); with a read-write remote
+    cache, publish the result the node built.
 
     Two builds sharing a build dir (two `doit` runs, or `-n` across workspaces) serialise on the
     node: the second one waits, finds the first one's stamp and outputs, and does nothing. A crash
-    between action and stamp only means a rerun.
+    between action and stamp only means a rerun. An action may return "remote" to say its result came
+    from the remote cache (a fetch node whose package the cache had): it is counted as such.
     """
     stamp = stamp_path(ws, node)
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    with open(stamp.with_name(stamp.name + ".lock"), "a+b") as lock:
+    with _node_lock(ws, node) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if is_up_to_date(ws, node):
+            RUN.record(node.name, node.kind, "local")
             return
-        node.action()
+        outcome = node.action()
         atomic_write_bytes(stamp, node.key.encode(), fsync=False)
+    RUN.record(node.name, node.kind, "remote" if outcome == "remote" else "built")
+    if ws.remote is not None and node.remote is not None and ws.remote.writable and outcome != "remote":
+        try:
+            node.remote.publish(ws.remote)
+        except OSError as exc:  # an output changed under our feet: the cache simply does not get it
+            log.warning("remote cache %s: cannot publish %s: %s", ws.remote.name, node.name, exc)

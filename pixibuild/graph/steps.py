@@ -26,6 +26,7 @@ from pixibuild.store.blobs import BlobRef, Store
 
 if TYPE_CHECKING:
     from pixibuild.oci.layerplan import LayerPlan, PackageLayer
+    from pixibuild.store.remote import RemoteCache
 
 # The installer (~85 ms to import) and the image builder (~200 ms, networkx included; measured with
 # `python -X importtime`) are imported inside the actions that use them: loading the graph of a
@@ -110,20 +111,21 @@ def image_layer(layer: "PackageLayer", cache_root: str) -> None:
     """Layer node: one planned package group installed at the image prefix, tarred and gzipped into
     the layer cache (nothing to do when the cache already holds the layer for its key)."""
     from pixibuild.oci.build import build_package_layer
-    from pixibuild.oci.layer import LayerCache
+    from pixibuild.oci.remote_layers import layer_cache
 
-    build_package_layer(layer.spec, LayerCache(Path(cache_root)))
+    build_package_layer(layer.spec, layer_cache(cache_root))  # (the graph pulls and publishes layer nodes)
 
 
 def image(manifest_path: str, env: str, platform: str, conda: Planned, wheels: PlannedWheels, store_root: str,
-          cache_root: str, output: str, plan: "LayerPlan | None", built: Sequence[WheelRef] = ()) -> None:
+          cache_root: str, output: str, plan: "LayerPlan | None", built: Sequence[WheelRef] = (),
+          remote: "RemoteCache | None" = None) -> None:
     """Image node: base + the planned package layers (from the cache the layer nodes filled) +
     environment and app layers + the built wheels' own top layer → one tar, both an OCI layout and a
-    docker-archive."""
+    docker-archive. The environment, app and wheel layers are asked of the remote cache too."""
     from pixibuild.inputs.manifest import read_manifest
     from pixibuild.oci.build import build_configured_image, image_tag
-    from pixibuild.oci.layer import LayerCache
     from pixibuild.oci.layout import write_image_tar
+    from pixibuild.oci.remote_layers import layer_cache
     from pixibuild.oci.options import manifest_image_options
 
     store = Store(store_root)
@@ -132,6 +134,6 @@ def image(manifest_path: str, env: str, platform: str, conda: Planned, wheels: P
     options = manifest_image_options(manifest.tool, env, where=f"{manifest.path}: tool.pixibuild")
     result = build_configured_image(
         options, name=name, env=env, subdir=platform, project_root=Path(manifest.root),
-        packages=_paths(store, conda), wheels=_paths(store, wheels), cache=LayerCache(Path(cache_root)), plan=plan,
+        packages=_paths(store, conda), wheels=_paths(store, wheels), cache=layer_cache(cache_root, remote), plan=plan,
         project_wheels=[resolve_built(store.root, ref) for ref in built])
     write_image_tar(result.image, Path(output), tag=image_tag(options, name, env))

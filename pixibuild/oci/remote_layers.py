@@ -1,0 +1,223 @@
+"""Image layers through the remote cache: local layer cache → remote cache → build (and publish).
+
+A layer's entry (`layer-<key>`, see `pixibuild.store.remote`) holds the compressed layer blob and, for a
+package layer, a small tar of the files `get_or_build(..., keep=...)` kept beside it (activation scripts),
+with the layer's digest, diff_id, size and media type as metadata. Restoring one writes the blob, the kept
+directory and, last, the cache entry: a crash in between leaves nothing the cache would use.
+
+The key is the layer cache entry's own (its content key, the layer format version, the gzip level) plus
+pixibuild's version: a runner with another pixibuild never takes a layer it might build differently.
+
+`RemoteLayerCache` is the layer cache every image build uses (the CLI, the image node's environment, app
+and wheel layers); the doit layer nodes go through the graph's pull/publish instead (`LayerResult`).
+With `lazy=True` (an image pushed to the registry the cache lives in) a layer found remotely is not
+downloaded: the push mounts it from the cache repository (`ensure_local` downloads it when it cannot).
+It also counts the layers this process compressed (`COMPRESSED`), for the run's summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pixibuild import __version__
+from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
+from pixibuild.net.mediatypes import MEDIA_TYPE_GZIP
+from pixibuild.oci.layer import Layer, LayerCache
+from pixibuild.store.remote import RemoteCache, RemoteEntry
+
+KEPT_MEDIA_TYPE = "application/vnd.pixibuild.kept-files.v1.tar"
+
+
+@dataclass
+class _Counter:
+    count: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.count += n
+
+
+COMPRESSED = _Counter()
+"""Layers tarred and compressed by this process (every image build goes through RemoteLayerCache)."""
+
+
+def entry_id(cache: LayerCache, key: str) -> str:
+    """The layer cache's name for `key` (a sha256 of the key, the layer format and the gzip level)."""
+    return cache._entry_path(key).stem
+
+
+def remote_key(cache: LayerCache, key: str) -> str:
+    return hashlib.sha256(f"pixibuild {__version__}\0layer\0{entry_id(cache, key)}".encode()).hexdigest()
+
+
+def _kept_tar(kept: Path, out: Path) -> None:
+    """The kept files as a deterministic tar (sorted, mtime 0, root-owned, their modes)."""
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(kept.rglob("*")):
+            rel = path.relative_to(kept).as_posix()
+            info = tarfile.TarInfo(rel)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if path.is_symlink():
+                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
+                tar.addfile(info)
+            elif path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = path.stat().st_size, path.stat().st_mode & 0o777
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+
+
+def publish_layer(cache: LayerCache, remote: RemoteCache, key: str, layer: Layer, *, keep: bool) -> bool:
+    """Upload a layer this machine built (and its kept files)."""
+    meta = {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size, "media_type": layer.media_type}
+    files = {"layer": layer.path}
+    types = {"layer": layer.media_type}
+    with tempfile.TemporaryDirectory(prefix="pixibuild-kept-") as tmp:
+        if keep:
+            kept = cache.kept_dir(key)
+            if not kept.is_dir():
+                return False
+            files["kept.tar"] = Path(tmp) / "kept.tar"
+            _kept_tar(kept, files["kept.tar"])
+            types["kept.tar"] = KEPT_MEDIA_TYPE
+        return remote.publish("layer", remote_key(cache, key), files, meta, types)
+
+
+def _layer_of(cache: LayerCache, entry: RemoteEntry) -> Layer | None:
+    meta = entry.meta
+    try:
+        layer = Layer(digest=str(meta["digest"]), diff_id=str(meta["diff_id"]), size=int(meta["size"]),  # type: ignore[arg-type]
+                      path=cache.blob_path(str(meta["digest"])), media_type=str(meta.get("media_type", MEDIA_TYPE_GZIP)))
+    except (KeyError, TypeError, ValueError):
+        return None
+    blob = entry.files.get("layer")
+    if blob is None or blob.digest != layer.digest or blob.size != layer.size:
+        return None
+    return layer
+
+
+def restore_layer(cache: LayerCache, remote: RemoteCache, key: str, entry: RemoteEntry, *, keep: bool,
+                  lazy: bool = False) -> Layer | None:
+    """Put a remote layer into the local cache (blob, kept files, then the entry); with `lazy`, only the
+    kept files: the blob stays in the registry (the caller mounts it). None when the entry is unusable."""
+    layer = _layer_of(cache, entry)
+    if layer is None or (keep and "kept.tar" not in entry.files):
+        remote._poisoned(f"layer-{entry.key}", ValueError("its metadata does not describe its layer blob"))
+        return None
+    if keep:
+        with tempfile.TemporaryDirectory(prefix="pixibuild-kept-", dir=_mkdir(cache.root)) as tmp:
+            kept_tar = Path(tmp) / "kept.tar"
+            if not remote.download(_only(entry, "kept.tar"), {"kept.tar": kept_tar}):
+                return None
+            with atomic_directory(cache.kept_dir(key)) as kept, tarfile.open(kept_tar) as tar:
+                tar.extractall(kept, filter="data")
+    if lazy:
+        return layer
+    if not layer.path.exists() and not remote.download(_only(entry, "layer"), {"layer": layer.path}):
+        return None
+    record = {k: v for k, v in asdict(layer).items() if k != "path"}
+    atomic_write_bytes(cache._entry_path(key), json.dumps(record, sort_keys=True).encode(), fsync=False)
+    return layer
+
+
+def _only(entry: RemoteEntry, name: str) -> RemoteEntry:
+    return RemoteEntry(entry.kind, entry.key, {name: entry.files[name]}, entry.meta)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def touch(path: Path) -> None:
+    """Mark a cache file used (its atime, at most once a day): `pixibuild cache prune` removes the least
+    recently used first, also on file systems mounted noatime."""
+    with contextlib.suppress(OSError):
+        st = path.stat()
+        now = time.time()
+        if st.st_atime < now - 86400:
+            os.utime(path, (now, st.st_mtime))
+
+
+class RemoteLayerCache(LayerCache):
+    """A LayerCache that asks the remote cache before building a layer, publishes what it builds, and
+    counts the layers it compressed."""
+
+    def __init__(self, root: Path | None = None, *, remote: RemoteCache | None = None, lazy: bool = False,
+                 **kwargs):
+        super().__init__(root, **kwargs)
+        self.remote = remote
+        self.lazy = lazy
+        self.remote_hits = 0
+        self.remote_only: dict[str, Layer] = {}
+        """Layers left in the registry (lazy mode): digest → layer."""
+
+    def get_or_build(self, key: str, populate: Callable[[Path], None], *, mount: str = "",
+                     keep: Callable[[str], bool] | None = None) -> Layer:
+        found = self.lookup(key)
+        if found is not None and (keep is None or self.kept_dir(key).is_dir()):
+            touch(self._entry_path(key))
+        elif self.remote is not None and self.remote.readable:
+            entry = self.remote.lookup("layer", remote_key(self, key))
+            layer = restore_layer(self, self.remote, key, entry, keep=keep is not None, lazy=self.lazy) \
+                if entry is not None else None
+            if layer is not None:
+                with self._count_lock:
+                    self.hits += 1
+                    self.remote_hits += 1
+                    if self.lazy and not layer.path.exists():
+                        self.remote_only[layer.digest] = layer
+                return layer
+        misses = self.misses
+        layer = super().get_or_build(key, populate, mount=mount, keep=keep)
+        if self.misses != misses:
+            COMPRESSED.add()
+            if self.remote is not None and self.remote.writable:
+                publish_layer(self, self.remote, key, layer, keep=keep is not None)
+        return layer
+
+    def ensure_local(self, layer: Layer) -> bool:
+        """Download a layer left in the registry (lazy mode), e.g. when mounting it was refused."""
+        if not layer.path.exists() and self.remote is not None:
+            self.remote.download_digest(layer.digest, layer.size, layer.path, media_type=layer.media_type)
+        return layer.path.exists()
+
+
+@dataclass
+class LayerResult:
+    """A doit layer node's remote result: the layer of `key` in `cache` (with its kept files)."""
+
+    cache: LayerCache
+    layer_key: str
+    kind: str = "layer"
+
+    def key(self) -> str:
+        return remote_key(self.cache, self.layer_key)
+
+    def restore(self, remote: RemoteCache, entry: RemoteEntry) -> bool:
+        return restore_layer(self.cache, remote, self.layer_key, entry, keep=True) is not None
+
+    def publish(self, remote: RemoteCache) -> bool:
+        layer = self.cache.lookup(self.layer_key)
+        return layer is not None and publish_layer(self.cache, remote, self.layer_key, layer, keep=True)
+
+
+def layer_cache(root: Path | str, remote: RemoteCache | None = None, **kwargs) -> RemoteLayerCache:
+    """The layer cache image builds use (counting, and asking `remote` when given)."""
+    return RemoteLayerCache(Path(root), remote=remote, **kwargs)
+
+
+__all__ = ["COMPRESSED", "LayerResult", "RemoteLayerCache", "layer_cache", "publish_layer", "restore_layer"]
