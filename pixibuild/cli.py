@@ -21,7 +21,7 @@ from pixibuild.errors import EXIT_BAD_INPUT, PixibuildError
 # Subcommand modules, in the order `pixibuild --help` lists them. Modules that are not there
 # (yet) are skipped, so each command lands on its own. Entries with a dot are absolute module
 # names (the doit-backed `build` command lives in the rule set, outside the library).
-COMMANDS = ("lock_info", "fetch", "pack", "unpack", "shell_hook", "image", "pixibuild.rules.build_command")
+COMMANDS = ("lock_info", "fetch", "pack", "unpack", "shell_hook", "image", "cache", "pixibuild.rules.build_command")
 
 
 class _Parser(argparse.ArgumentParser):

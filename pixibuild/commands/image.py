@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pixibuild.commands.args import (add_fetch_arguments, add_target_arguments, layer_cache, make_fetcher,
-                                     manifest_arg, net_config)
+                                     manifest_arg, net_config, remote_cache)
 from pixibuild.errors import InputError
 from pixibuild.files.progress import Progress
 from pixibuild.conda.platforms import KNOWN_SUBDIRS
 from pixibuild.oci.options import ImageOptions, apply_cli, manifest_image_options
 
 if TYPE_CHECKING:
-    from pixibuild.oci.layer import LayerCache
+    from pixibuild.oci.remote_layers import RemoteLayerCache
+    from pixibuild.store.remote import RemoteCache
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +70,35 @@ def _subdir(project, env: str, platform: str) -> str:
     return read_lock(project.lock_path).environment(env).subdir(platform)
 
 
-def _counting(cache: "LayerCache", progress: Progress) -> "LayerCache":
-    """The same layer cache, telling `progress` about every layer it returns (built or reused)."""
-    from pixibuild.oci.layer import LayerCache
-
-    class CountingLayerCache(LayerCache):
+def _counting(cache: "RemoteLayerCache", progress: Progress) -> "RemoteLayerCache":
+    """The same layer cache (its remote cache too), telling `progress` about every layer it returns
+    (built, reused, or from the remote cache)."""
+    class CountingLayerCache(type(cache)):  # type: ignore[misc, valid-type]
         def get_or_build(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             layer = super().get_or_build(*args, **kwargs)
             progress.update(items=1)
             return layer
 
-    return CountingLayerCache(cache.root, level=cache.level)
+    counting = CountingLayerCache.__new__(CountingLayerCache)
+    counting.__dict__.update(cache.__dict__)
+    return counting
+
+
+def _same_registry(remote: "RemoteCache | None", push: str | None) -> bool:
+    from pixibuild.net.registry import parse_reference
+
+    return remote is not None and push is not None and parse_reference(push).registry == remote.settings.registry
+
+
+def _mount_remote_layers(cache: "RemoteLayerCache", remote: "RemoteCache", push: str) -> None:
+    """Layers the remote cache has and this machine does not: mounted from the cache repository into the
+    push target (no download, no upload); downloaded when the registry refuses to mount them."""
+    from pixibuild.net.registry import parse_reference
+
+    repository = parse_reference(push).repository
+    for layer in cache.remote_only.values():
+        if not remote.mount(repository, layer.digest):
+            cache.ensure_local(layer)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,8 +125,11 @@ def run(args: argparse.Namespace) -> int:
     target = project.target(env_name, platform)
     subdir = _subdir(project, env_name, platform)
     net = net_config(args, project.root)  # one network for packages, the base image and the push
-    cache = layer_cache(args)
-    with make_fetcher(args, project.root, net) as fetcher:
+    remote = remote_cache(args, project.root, net)
+    # pushed to the registry the cache lives in, and written nowhere else: cached layers stay there (mounted)
+    lazy = _same_registry(remote, options.push) and not (options.output or options.oci_dir)
+    cache = layer_cache(args, remote, lazy=lazy)
+    with make_fetcher(args, project.root, net, remote) as fetcher:
         lock_dir = project.lock_path.parent
         sources = [r for r in target.pypi if needs_build(r, lock_dir)]
         plain = [r for r in target.pypi if r not in sources]
@@ -133,8 +155,16 @@ def run(args: argparse.Namespace) -> int:
     if options.oci_dir:
         write_oci_dir(image, Path(options.oci_dir), tag=tag)
     if options.push:
+        if lazy and remote is not None:
+            _mount_remote_layers(cache, remote, options.push)
         push_image(image, options.push, net=net, auth=auth)
+    if remote is not None:
+        stats = remote.stats.as_dict()
+        log.info("remote cache %s: %d layers from it, %d uploads, %.1f MB downloaded, %.1f MB uploaded", remote.name,
+                 cache.remote_hits, stats["uploads"], stats["downloaded"] / 1e6, stats["uploaded"] / 1e6)
+        remote.close()
     if not getattr(args, "quiet", False):
+        from_cache = f", {cache.remote_hits} from the remote cache" if remote is not None else ""
         print(f"{image.digest}  {len(image.layers)} layers ({result.layers_built} built, "
-              f"{result.layers_reused} reused)")
+              f"{result.layers_reused} reused{from_cache})")
     return 0
