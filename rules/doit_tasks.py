@@ -2,10 +2,10 @@
 the nodes (`pack:prod:linux-64` = basename `pack`, name `prod:linux-64`), so `doit pack` builds all
 packs and `doit list` shows every target with its doc.
 
-With a remote cache, a node that can come from it and is not up to date here gets a `pull:<node>` task
-first (local → remote); its `build_deps` become doit *setup* tasks, which doit runs only when the node
-itself still has to run after the pull — so a machine that finds a pack in the cache never fetches the
-pack's packages."""
+A node's `build_deps` (what it needs only to build: a pack's index and packages, an image's layers) are
+doit *setup* tasks, which doit runs only when the node itself has to run. With a remote cache, a node
+that can come from it and is not up to date here gets a `pull:<node>` task first (local → remote), and
+is checked again after it: a machine that finds a pack in the cache never fetches the pack's packages."""
 
 from __future__ import annotations
 
@@ -64,8 +64,6 @@ def to_task(ws: Workspace, node: Node, uptodate: bool | None = None) -> dict[str
     if _pulls(ws, node, current):
         deps.append(f"pull:{node.name}")
         check = functools.partial(is_up_to_date, ws, node)
-    else:
-        deps, setup = deps + setup, []
     task = {
         "name": sub,
         "doc": node.doc,

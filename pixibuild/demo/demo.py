@@ -186,15 +186,16 @@ def write_demo(root: Path) -> dict[str, Path]:
     return {"webapp": webapp, "worker": worker}
 
 
-def use_channel_url(root: Path, url: str) -> list[Path]:
-    """Point the demo's locks and manifests at `url` (e.g. an HTTP server serving `root/channel`)
-    instead of the channel's file:// URL, as a workspace whose channel is on the network; returns the
-    files changed."""
-    old = (root / "channel").resolve().as_uri()
+def use_channel_url(root: Path, url: str, channel: Path | None = None) -> list[Path]:
+    """Point the locks and manifests below `root` at `url` (e.g. an HTTP server serving the channel)
+    instead of the channel's file:// URL (`channel`, default `root/channel`), as a workspace whose channel
+    is on the network; returns the files changed. Also for `pixibuild.demo.synthetic` workspaces."""
+    old = (channel or root / "channel").resolve().as_uri()
     changed = []
-    for path in sorted([*root.glob("*/pixi.lock"), *root.glob("*/pixi.toml"), *root.glob("*/pyproject.toml")]):
-        text = path.read_text()
-        if old in text:
-            path.write_text(text.replace(old, url.rstrip("/")))
-            changed.append(path)
+    for name in ("pixi.lock", "pixi.toml", "pyproject.toml"):
+        for path in sorted(root.rglob(name)):
+            text = path.read_text()
+            if old in text:
+                path.write_text(text.replace(old, url.rstrip("/")))
+                changed.append(path)
     return changed

@@ -231,7 +231,8 @@ def run_node(ws: Workspace, node: Node) -> None:
     Two builds sharing a build dir (two `doit` runs, or `-n` across workspaces) serialise on the
     node: the second one waits, finds the first one's stamp and outputs, and does nothing. A crash
     between action and stamp only means a rerun. An action may return "remote" to say its result came
-    from the remote cache (a fetch node whose package the cache had): it is counted as such.
+    from the remote cache, or "local" that it was already here (a fetch node whose package the cache or
+    the store had): it is counted as such.
     """
     stamp = stamp_path(ws, node)
     with _node_lock(ws, node) as lock:
@@ -241,8 +242,8 @@ def run_node(ws: Workspace, node: Node) -> None:
             return
         outcome = node.action()
         atomic_write_bytes(stamp, node.key.encode(), fsync=False)
-    RUN.record(node.name, node.kind, "remote" if outcome == "remote" else "built")
-    if ws.remote is not None and node.remote is not None and ws.remote.writable and outcome != "remote":
+    RUN.record(node.name, node.kind, outcome if outcome in ("remote", "local") else "built")
+    if ws.remote is not None and node.remote is not None and ws.remote.writable and outcome is None:
         try:
             node.remote.publish(ws.remote)
         except OSError as exc:  # an output changed under our feet: the cache simply does not get it

@@ -421,7 +421,7 @@ class RemoteCache:
                 client.upload_blob(self.repository, path, digest)
                 manifest = entry_manifest("pkg", sha256, {"blob": (digest, size, FILE_MEDIA_TYPE)},
                                           artifact_type=BLOB_ARTIFACT_TYPE)
-                client.put_manifest(self.repository, tag, manifest, MEDIA_TYPE_MANIFEST)
+                self._put_manifest(client, tag, manifest, {digest: path})
         except _Skip:
             return
         self._pushed.add(sha256)
@@ -529,8 +529,8 @@ class RemoteCache:
                         client.upload_blob(self.repository, path, digest)
                         sent += size
                 self._push_config(client)
-                client.put_manifest(self.repository, tag, entry_manifest(kind, key, descriptors, meta),
-                                    MEDIA_TYPE_MANIFEST)
+                paths = {descriptors[name][0]: path for name, path in files.items()}
+                self._put_manifest(client, tag, entry_manifest(kind, key, descriptors, meta), paths)
         except _Skip:
             return False
         self.stats.add(uploaded=sent, uploads=1)
@@ -549,11 +549,26 @@ class RemoteCache:
             return False
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _push_config(self, client: "RegistryClient") -> None:
+    def _put_manifest(self, client: "RegistryClient", tag: str, manifest: bytes, blobs: Mapping[str, Path]) -> None:
+        """PUT the manifest; once more after uploading its blobs again when the registry says it does not
+        know one. (distribution answers so, with DIGEST_INVALID, when another runner uploads the same blob
+        to the same repository at that moment: HEAD said it was there, its link was not written yet.)"""
+        try:
+            client.put_manifest(self.repository, tag, manifest, MEDIA_TYPE_MANIFEST)
+        except BuildError as exc:
+            if "BLOB_UNKNOWN" not in str(exc) and "DIGEST_INVALID" not in str(exc):
+                raise
+            for digest, path in blobs.items():
+                client.upload_blob(self.repository, path, digest)
+            self._config_pushed = False
+            self._push_config(client, force=True)
+            client.put_manifest(self.repository, tag, manifest, MEDIA_TYPE_MANIFEST)
+
+    def _push_config(self, client: "RegistryClient", *, force: bool = False) -> None:
         if self._config_pushed:
             return
         digest = sha256_digest(EMPTY_CONFIG)
-        if not client.blob_exists(self.repository, digest):
+        if force or not client.blob_exists(self.repository, digest):
             with tempfile.TemporaryDirectory(prefix="pixibuild-cache-") as tmp:
                 path = Path(tmp) / "config"
                 path.write_bytes(EMPTY_CONFIG)

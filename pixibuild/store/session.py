@@ -49,10 +49,10 @@ class FetchSession:
         return self.fetcher().fetch_one(record, Path(base_dir))
 
     def fetch_node(self, record: CondaRecord | PypiRecord, base_dir: str | Path) -> str | None:
-        """The fetch node's action: "remote" when the remote cache had the package (the graph counts
-        that node as a remote hit, not as built)."""
+        """The fetch node's action: "remote" when the remote cache had the package, "local" when the store
+        already had it (the graph counts the node as a remote or local hit, not as built)."""
         _, origin = self.fetcher().fetch_one_origin(record, Path(base_dir))
-        return "remote" if origin == "remote" else None
+        return {"remote": "remote", "store": "local"}.get(origin)
 
     def close(self) -> None:
         with self._lock:
