@@ -242,8 +242,9 @@ def run_node(ws: Workspace, node: Node) -> None:
             return
         outcome = node.action()
         atomic_write_bytes(stamp, node.key.encode(), fsync=False)
-    RUN.record(node.name, node.kind, outcome if outcome in ("remote", "local") else "built")
-    if ws.remote is not None and node.remote is not None and ws.remote.writable and outcome is None:
+    hit = outcome if isinstance(outcome, str) and outcome in ("remote", "local") else None
+    RUN.record(node.name, node.kind, hit or "built")
+    if ws.remote is not None and node.remote is not None and ws.remote.writable and hit is None:
         try:
             node.remote.publish(ws.remote)
         except OSError as exc:  # an output changed under our feet: the cache simply does not get it

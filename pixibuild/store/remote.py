@@ -507,8 +507,11 @@ class RemoteCache:
         if remote is None:
             self._poisoned(_tag(entry.kind, entry.key), Poisoned(f"has no file {name!r}"))
             return None
-        return self.pull_blob(store, remote.digest.split(":", 1)[1], size=remote.size,
+        path = self.pull_blob(store, remote.digest.split(":", 1)[1], size=remote.size,
                               label=f"{_tag(entry.kind, entry.key)} {name}")
+        if path is not None:
+            self.stats.add(entry_hits=1)
+        return path
 
     def publish(self, kind: str, key: str, files: Mapping[str, Path], meta: Mapping | None = None,
                 media_types: Mapping[str, str] | None = None) -> bool:
