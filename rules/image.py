@@ -16,13 +16,12 @@ from typing import Sequence
 from pixibuild.errors import PixibuildError
 from pixibuild.files.digest import hash_file
 from pixibuild.graph import steps
-from pixibuild.graph.remote import OutputFiles
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, content_key, target_dir, target_name
 from pixibuild.inputs.project import Project, Resolved
 from pixibuild.oci.base import base_layer_count
 from pixibuild.oci.layer import LayerCache
 from pixibuild.oci.layerplan import plan_layers
-from pixibuild.oci.remote_layers import LayerResult, entry_id
+from pixibuild.oci.remote import ImageResult, LayerResult, entry_id
 from pixibuild.oci.options import image_prefix, manifest_image_options
 from pixibuild.store.roots import layer_cache_root
 from pixibuild.store.session import FetchSession
@@ -115,7 +114,7 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
     name = target_name(ws, "image", label, env, platform)
     graph.add(Node(name=name, kind="image", key=key, outputs=(out,), deps=tuple(deps),
                    build_deps=(*layer_nodes, *packages.verify_nodes),
-                   remote=OutputFiles("image", {"image.tar": out}, key, remote_key=remote_key),
+                   remote=ImageResult(out, cache, key, remote_key=remote_key),
                    doc=f"OCI/docker image of {label}, env {env}, {platform} → {out}",
                    action=functools.partial(steps.image, str(project.manifest.path), env, platform, packages.conda,
                                             packages.wheels, str(ws.store_root), str(cache.root), str(out), plan,

@@ -17,7 +17,7 @@ from pixibuild.graph.summary import RUN, as_json, summary
 
 def layers_compressed() -> int:
     """Layers this process tarred and compressed (0 when the image code was never loaded)."""
-    module = sys.modules.get("pixibuild.oci.remote_layers")
+    module = sys.modules.get("pixibuild.oci.remote")
     return module.COMPRESSED.count if module is not None else 0
 
 

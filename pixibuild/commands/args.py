@@ -25,7 +25,7 @@ from pixibuild.store.roots import layer_cache_root
 # LayerCache ~8 ms each — together more than half of `pixibuild --help`'s start-up).
 if TYPE_CHECKING:
     from pixibuild.net.config import NetConfig
-    from pixibuild.oci.remote_layers import RemoteLayerCache
+    from pixibuild.oci.remote import RemoteLayerCache
     from pixibuild.store.fetch import Fetcher
     from pixibuild.store.remote import RemoteCache
 
@@ -109,7 +109,7 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
 def layer_cache(args: argparse.Namespace, remote: "RemoteCache | None" = None, *, lazy: bool = False) -> "RemoteLayerCache":
     """The image layer cache: always under the package store the flags name; layers it lacks are asked
     of the remote cache (`lazy`: left there, for a push that mounts them)."""
-    from pixibuild.oci.remote_layers import layer_cache as make
+    from pixibuild.oci.remote import layer_cache as make
 
     return make(layer_cache_root(args.cache_dir), remote, lazy=lazy)
 

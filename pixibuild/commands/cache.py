@@ -15,26 +15,24 @@ import json
 import time
 
 from pixibuild.commands.args import STORE_HELP
+from pixibuild.errors import InputError
 
 COMMAND_NAME = "cache"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=type(parser))
-    sub.required = True
-    info = sub.add_parser("info", help="sizes per kind", description="The store's size per kind.")
-    info.add_argument("--json", action="store_true", help="print JSON")
-    prune = sub.add_parser("prune", help="remove least recently used entries",
-                           description="Remove least recently used package blobs, layers, parsed locks, built wheels "
-                                       "and build environments; what running builds hold is kept.")
-    prune.add_argument("--max-size", default=None, metavar="SIZE",
-                       help="remove least recently used entries until the store is at most SIZE (20G, 500M, 1.5GiB)")
-    prune.add_argument("--older-than", default=None, metavar="AGE", help="remove entries unused for AGE (30d, 12h, 2w)")
-    prune.add_argument("--all", dest="everything", action="store_true",
-                       help="remove everything no running build holds (pixi clean cache)")
-    prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
-    for p in (info, prune):
-        p.add_argument("--cache-dir", "--use-cache", dest="cache_dir", default=None, metavar="DIR", help=STORE_HELP)
+    parser.add_argument("action", choices=("info", "prune"),
+                        help="info: sizes per kind; prune: remove least recently used entries")
+    parser.add_argument("--max-size", default=None, metavar="SIZE",
+                        help="prune: remove least recently used entries until the store is at most SIZE "
+                             "(20G, 500M, 1.5GiB)")
+    parser.add_argument("--older-than", default=None, metavar="AGE",
+                        help="prune: remove entries unused for AGE (30d, 12h, 2w)")
+    parser.add_argument("--all", dest="everything", action="store_true",
+                        help="prune: remove everything no running build holds (as pixi clean cache)")
+    parser.add_argument("--dry-run", action="store_true", help="prune: only say what would be removed")
+    parser.add_argument("--json", action="store_true", help="info: print JSON")
+    parser.add_argument("--cache-dir", "--use-cache", dest="cache_dir", default=None, metavar="DIR", help=STORE_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from pixibuild.store.roots import store_root
 
     root = store_root(args.cache_dir)
-    if args.cache_command == "info":
+    if args.action == "info":
+        given = [f for f, v in (("--max-size", args.max_size), ("--older-than", args.older_than),
+                                ("--all", args.everything), ("--dry-run", args.dry_run)) if v]
+        if given:
+            raise InputError(f"{', '.join(given)}: only for `pixibuild cache prune`", field="cache info")
         found = usage(root)
         if args.json:
             print(json.dumps({"store": str(root), "total": found.total, "live_builds": found.live_builds,

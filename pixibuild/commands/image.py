@@ -23,7 +23,7 @@ from pixibuild.conda.platforms import KNOWN_SUBDIRS
 from pixibuild.oci.options import ImageOptions, apply_cli, manifest_image_options
 
 if TYPE_CHECKING:
-    from pixibuild.oci.remote_layers import RemoteLayerCache
+    from pixibuild.oci.remote import RemoteLayerCache
     from pixibuild.store.remote import RemoteCache
 
 log = logging.getLogger(__name__)

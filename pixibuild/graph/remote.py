@@ -7,7 +7,7 @@ how to publish the result it built. The graph asks, per node: local (stamp + out
 the cache is the node's own result, found by its key, verified like every other pulled byte.
 
 `OutputFiles` covers results that are files in the build dir (pack archive, index repodata, image tar);
-layers (`pixibuild.oci.remote_layers`) and built wheels (`pixibuild.pypi.remote`) restore into their
+layers (`pixibuild.oci.remote`) and built wheels (`pixibuild.pypi.remote`) restore into their
 caches in the store.
 """
 

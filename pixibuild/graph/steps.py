@@ -111,7 +111,7 @@ def image_layer(layer: "PackageLayer", cache_root: str) -> None:
     """Layer node: one planned package group installed at the image prefix, tarred and gzipped into
     the layer cache (nothing to do when the cache already holds the layer for its key)."""
     from pixibuild.oci.build import build_package_layer
-    from pixibuild.oci.remote_layers import layer_cache
+    from pixibuild.oci.remote import layer_cache
 
     build_package_layer(layer.spec, layer_cache(cache_root))  # (the graph pulls and publishes layer nodes)
 
@@ -125,7 +125,7 @@ def image(manifest_path: str, env: str, platform: str, conda: Planned, wheels: P
     from pixibuild.inputs.manifest import read_manifest
     from pixibuild.oci.build import build_configured_image, image_tag
     from pixibuild.oci.layout import write_image_tar
-    from pixibuild.oci.remote_layers import layer_cache
+    from pixibuild.oci.remote import layer_cache
     from pixibuild.oci.options import manifest_image_options
 
     store = Store(store_root)

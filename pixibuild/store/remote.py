@@ -38,6 +38,7 @@ import os
 import re
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping
@@ -470,12 +471,19 @@ class RemoteCache:
             try:
                 with self._guard():
                     for name, dest in files.items():
-                        remote = entry.files[name]
                         dest.parent.mkdir(parents=True, exist_ok=True)
                         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.remote.", suffix=".tmp", dir=dest.parent)
                         os.close(fd)
                         temps[name] = Path(tmp)
-                        total += self._stream_to(remote.digest, remote.size, Path(tmp), f"{tag} {name}", exact=True)
+
+                    def one(name: str) -> int:
+                        remote = entry.files[name]
+                        return self._stream_to(remote.digest, remote.size, temps[name], f"{tag} {name}", exact=True)
+                    if len(files) == 1:
+                        total = one(next(iter(files)))
+                    else:  # an image's layers: a few at a time
+                        with ThreadPoolExecutor(max_workers=min(4, len(files)), thread_name_prefix="pull") as pool:
+                            total = sum(pool.map(one, list(files)))
                     for name, dest in files.items():
                         os.chmod(temps[name], 0o644 & ~current_umask())
                         os.replace(temps.pop(name), dest)

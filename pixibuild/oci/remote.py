@@ -1,4 +1,4 @@
-"""Image layers through the remote cache: local layer cache → remote cache → build (and publish).
+"""Images and their layers through the remote cache: local layer cache → remote cache → build (and publish).
 
 A layer's entry (`layer-<key>`, see `pixibuild.store.remote`) holds the compressed layer blob and, for a
 package layer, a small tar of the files `get_or_build(..., keep=...)` kept beside it (activation scripts),
@@ -13,6 +13,12 @@ and wheel layers); the doit layer nodes go through the graph's pull/publish inst
 With `lazy=True` (an image pushed to the registry the cache lives in) a layer found remotely is not
 downloaded: the push mounts it from the cache repository (`ensure_local` downloads it when it cannot).
 It also counts the layers this process compressed (`COMPRESSED`), for the run's summary.
+
+An image node's entry (`ImageResult`) is not its tar: it is the image's manifest and config plus its layer
+blobs, which the registry already holds once (the layer nodes put them there, and images share them).
+Restoring one downloads the layers it lacks into the layer cache and writes the same tar again
+(`write_image_tar` is deterministic): a runner pulling twenty images of one monorepo downloads each
+shared layer once, and the cache stores it once.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tarfile
 import tempfile
 import threading
@@ -33,6 +40,7 @@ from pixibuild import __version__
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.net.mediatypes import MEDIA_TYPE_GZIP
 from pixibuild.oci.layer import Layer, LayerCache
+from pixibuild.oci.layout import Image, write_image_tar
 from pixibuild.store.remote import RemoteCache, RemoteEntry
 
 KEPT_MEDIA_TYPE = "application/vnd.pixibuild.kept-files.v1.tar"
@@ -215,9 +223,87 @@ class LayerResult:
         return layer is not None and publish_layer(self.cache, remote, self.layer_key, layer, keep=True)
 
 
+@dataclass
+class ImageResult:
+    """An image node's remote result: the image tar at `output`, stored as manifest + config + layer blobs;
+    `remote_key` gives the key (content, not mtimes, of the app files and a local base)."""
+
+    output: Path
+    cache: LayerCache
+    node_key: str
+    remote_key: Callable[[], str] | None = None
+    kind: str = "image"
+    _key: str | None = field(default=None, repr=False)
+
+    def key(self) -> str:
+        if self._key is None:
+            self._key = self.remote_key() if self.remote_key is not None else self.node_key
+        return self._key
+
+    def publish(self, remote: RemoteCache) -> bool:
+        with tarfile.open(self.output) as tar, tempfile.TemporaryDirectory(prefix="pixibuild-image-") as tmp:
+            def member(digest: str) -> bytes:
+                return tar.extractfile(f"blobs/sha256/{digest.split(':', 1)[1]}").read()  # type: ignore[union-attr]
+
+            index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+            [descriptor] = index["manifests"]
+            manifest_bytes = member(descriptor["digest"])
+            manifest = json.loads(manifest_bytes)
+            config_bytes = member(manifest["config"]["digest"])
+            files = {"manifest": Path(tmp) / "manifest", "config": Path(tmp) / "config"}
+            files["manifest"].write_bytes(manifest_bytes)
+            files["config"].write_bytes(config_bytes)
+            for layer in manifest["layers"]:
+                path = self.cache.blob_path(layer["digest"])
+                if not (path.is_file() and path.stat().st_size == layer["size"]):  # not in the cache: from the tar
+                    path = Path(tmp) / layer["digest"].split(":", 1)[1]
+                    with tar.extractfile(f"blobs/sha256/{path.name}") as src, open(path, "wb") as out:  # type: ignore[union-attr]
+                        shutil.copyfileobj(src, out)
+                files[f"layer-{layer['digest'].split(':', 1)[1]}"] = path
+            meta = {"platform": descriptor.get("platform"),
+                    "tag": (descriptor.get("annotations") or {}).get("io.containerd.image.name")}
+            return remote.publish(self.kind, self.key(), files, meta)
+
+    def restore(self, remote: RemoteCache, entry: RemoteEntry) -> bool:
+        with tempfile.TemporaryDirectory(prefix="pixibuild-image-", dir=_mkdir(self.cache.root)) as tmp:
+            small = {"manifest": Path(tmp) / "manifest", "config": Path(tmp) / "config"}
+            if "manifest" not in entry.files or "config" not in entry.files or \
+                    not remote.download(_only_files(entry, small), small):
+                return False
+            try:
+                manifest = json.loads(small["manifest"].read_bytes())
+                config = json.loads(small["config"].read_bytes())
+                diff_ids = config["rootfs"]["diff_ids"]
+                layers = []
+                for layer, diff_id in zip(manifest["layers"], diff_ids, strict=True):
+                    name = f"layer-{layer['digest'].split(':', 1)[1]}"
+                    if entry.files[name].digest != layer["digest"]:
+                        raise ValueError(f"{name} is not the layer the manifest names")
+                    layers.append(Layer(digest=layer["digest"], diff_id=diff_id, size=layer["size"],
+                                        path=self.cache.blob_path(layer["digest"]), media_type=layer["mediaType"]))
+                if manifest["config"]["digest"] != entry.files["config"].digest:
+                    raise ValueError("its manifest names another config")
+            except (ValueError, KeyError, TypeError) as exc:
+                remote._poisoned(f"image-{entry.key}", exc)
+                return False
+            wanted = {f"layer-{l.digest.split(':', 1)[1]}": l.path for l in layers if not l.path.is_file()}
+            if wanted and not remote.download(_only_files(entry, wanted), wanted):
+                return False
+            image = Image(manifest=small["manifest"].read_bytes(), config=small["config"].read_bytes(),
+                          layers=tuple(layers), platform=entry.meta.get("platform") or {})
+            tag = entry.meta.get("tag")
+            write_image_tar(image, self.output, tag=str(tag) if tag else None)
+        return True
+
+
+def _only_files(entry: RemoteEntry, names) -> RemoteEntry:
+    return RemoteEntry(entry.kind, entry.key, {n: entry.files[n] for n in names}, entry.meta)
+
+
 def layer_cache(root: Path | str, remote: RemoteCache | None = None, **kwargs) -> RemoteLayerCache:
     """The layer cache image builds use (counting, and asking `remote` when given)."""
     return RemoteLayerCache(Path(root), remote=remote, **kwargs)
 
 
-__all__ = ["COMPRESSED", "LayerResult", "RemoteLayerCache", "layer_cache", "publish_layer", "restore_layer"]
+__all__ = ["COMPRESSED", "ImageResult", "LayerResult", "RemoteLayerCache", "layer_cache", "publish_layer",
+           "restore_layer"]
