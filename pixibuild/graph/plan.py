@@ -99,7 +99,7 @@ class BuildGraph:
         graph = nx.DiGraph()
         for node in self._nodes.values():
             graph.add_node(node.name)
-            for dep in node.deps:
+            for dep in (*node.deps, *node.build_deps):
                 if dep not in self._nodes:
                     raise ValueError(f"{node.name} depends on unknown node {dep}")
                 graph.add_edge(dep, node.name)

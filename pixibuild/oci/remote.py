@@ -23,7 +23,6 @@ shared layer once, and the cache stores it once.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -31,7 +30,6 @@ import shutil
 import tarfile
 import tempfile
 import threading
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -41,6 +39,7 @@ from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.net.mediatypes import MEDIA_TYPE_GZIP
 from pixibuild.oci.layer import Layer, LayerCache
 from pixibuild.oci.layout import Image, write_image_tar
+from pixibuild.store.lease import hold
 from pixibuild.store.remote import RemoteCache, RemoteEntry
 
 KEPT_MEDIA_TYPE = "application/vnd.pixibuild.kept-files.v1.tar"
@@ -150,16 +149,6 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def touch(path: Path) -> None:
-    """Mark a cache file used (its atime, at most once a day): `pixibuild cache prune` removes the least
-    recently used first, also on file systems mounted noatime."""
-    with contextlib.suppress(OSError):
-        st = path.stat()
-        now = time.time()
-        if st.st_atime < now - 86400:
-            os.utime(path, (now, st.st_mtime))
-
-
 class RemoteLayerCache(LayerCache):
     """A LayerCache that asks the remote cache before building a layer, publishes what it builds, and
     counts the layers it compressed."""
@@ -175,10 +164,11 @@ class RemoteLayerCache(LayerCache):
 
     def get_or_build(self, key: str, populate: Callable[[Path], None], *, mount: str = "",
                      keep: Callable[[str], bool] | None = None) -> Layer:
+        if self.root.name == "oci":  # the store's layer cache: leased before looking, so prune keeps it
+            hold(self.root.parent, [f"layer:{entry_id(self, key)}"])
         found = self.lookup(key)
-        if found is not None and (keep is None or self.kept_dir(key).is_dir()):
-            touch(self._entry_path(key))
-        elif self.remote is not None and self.remote.readable:
+        if (found is None or (keep is not None and not self.kept_dir(key).is_dir())) and self.remote is not None \
+                and self.remote.readable:
             entry = self.remote.lookup("layer", remote_key(self, key))
             layer = restore_layer(self, self.remote, key, entry, keep=keep is not None, lazy=self.lazy) \
                 if entry is not None else None
@@ -189,9 +179,14 @@ class RemoteLayerCache(LayerCache):
                     if self.lazy and not layer.path.exists():
                         self.remote_only[layer.digest] = layer
                 return layer
-        misses = self.misses
-        layer = super().get_or_build(key, populate, mount=mount, keep=keep)
-        if self.misses != misses:
+        built: list[bool] = []  # populate runs only when the layer is built here (threads share this cache)
+
+        def staging(directory: Path) -> None:
+            built.append(True)
+            populate(directory)
+
+        layer = super().get_or_build(key, staging, mount=mount, keep=keep)
+        if built:
             COMPRESSED.add()
             if self.remote is not None and self.remote.writable:
                 publish_layer(self, self.remote, key, layer, keep=keep is not None)

@@ -40,6 +40,7 @@ from pixibuild.net.http import (ConnectProblem, GaveUp, Interrupted, RedirectErr
                                connect_problem, is_transient_status, make_client, send)
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.store.blobs import Hasher, Store, check_md5, check_sha256, compare
+from pixibuild.store.lease import hold
 
 if TYPE_CHECKING:
     from pixibuild.store.remote import RemoteCache
@@ -215,6 +216,8 @@ class Fetcher:
         """Store paths for `records`, in order. Duplicates are fetched once; all failures are reported."""
         records = list(records)
         wants = [wanted(r) for r in records]
+        # leased before the store is looked at: `pixibuild cache prune` now keeps them until this process ends
+        hold(self.store.root, (f"blob:{w.sha256}" for w in wants if w.sha256))
         unique: dict[str, int] = {}
         for i, w in enumerate(wants):
             unique.setdefault(w.key, i)

@@ -46,10 +46,12 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 from pixibuild.errors import BuildError, InputError
 from pixibuild.files.atomic import current_umask
 from pixibuild.files.digest import CHUNK, canonical_json, sha256_digest
-from pixibuild.net.config import NetConfig
 from pixibuild.net.mediatypes import MEDIA_TYPE_MANIFEST
 
+# The registry client (httpx, ~60 ms) and NetConfig (ssl, certifi, ~20 ms; `python -X importtime`) load on
+# first use: planning a workspace imports this module, and a no-op run without a cache must not pay for them.
 if TYPE_CHECKING:
+    from pixibuild.net.config import NetConfig
     from pixibuild.net.auth import AuthStore
     from pixibuild.net.registry import RegistryClient
     from pixibuild.store.blobs import Store
@@ -147,7 +149,7 @@ def resolve_settings(*, flag: str | None = None, flag_mode: str | None = None, m
     return None
 
 
-def cache_net(net: NetConfig) -> NetConfig:
+def cache_net(net: "NetConfig") -> "NetConfig":
     """The network settings for cache requests: the user's TLS, CA bundle and credentials, but short
     timeouts and few retries (`$PIXIBUILD_REMOTE_CACHE_TIMEOUT` seconds per read, default 20)."""
     try:
@@ -310,6 +312,8 @@ class RemoteCache:
         with self._lock:
             if self._client is None:
                 from pixibuild.net.registry import RegistryClient  # httpx: only runs that use the cache pay
+
+                from pixibuild.net.config import NetConfig
 
                 net = self._net() if callable(self._net) else self._net
                 if net is None:
