@@ -43,7 +43,8 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     from pixibuild.graph.remote import workspace_cache_settings
     from pixibuild.graph.shard import shard_from_environment
     from pixibuild.store.lease import hold
-    from pixibuild.store.remote import RemoteCache, resolve_settings
+    from pixibuild.store.remote import RemoteCache
+    from pixibuild.store.remote_settings import resolve_settings
 
     from .doit_tasks import doit_config, task_creators
     from .graph import build_graph

@@ -121,7 +121,8 @@ DISK_FULL = """
 import resource, signal, sys
 from pathlib import Path
 from pixibuild.store.blobs import Store
-from pixibuild.store.remote import RemoteCache, parse_remote
+from pixibuild.store.remote import RemoteCache
+from pixibuild.store.remote_settings import parse_remote
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # files stop growing at 1 MiB: a full disk
 cache = RemoteCache(parse_remote(sys.argv[1]))
@@ -136,7 +137,8 @@ def test_a_full_disk_mid_download_leaves_no_partial_blob(registry, tmp_path: Pat
     error, the cache is off for the rest of the run, and the store holds no partial file."""
     import hashlib
 
-    from pixibuild.store.remote import RemoteCache, parse_remote
+    from pixibuild.store.remote import RemoteCache
+    from pixibuild.store.remote_settings import parse_remote
 
     data = os.urandom(3 << 20)
     sha256 = hashlib.sha256(data).hexdigest()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -199,7 +198,7 @@ def test_an_environment_unpacked_by_root_runs_for_another_user(tmp_path: Path) -
     try:
         os.chmod(shared, 0o755)
         out = shared / "deploy"
-        subprocess.run(["sh", "-c", f'umask 022 && exec "$0" -m pixibuild unpack "$1" -o "$2"', sys.executable,
+        subprocess.run(["sh", "-c", 'umask 022 && exec "$0" -m pixibuild unpack "$1" -o "$2"', sys.executable,
                         str(pack), str(out)], check=True, capture_output=True)
         result = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
                                  f'. "{out}/activate.sh" && hello && echo "home=$HELLO_HOME"'],

@@ -153,7 +153,8 @@ def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
 def remote_cache(args: argparse.Namespace, project_root: Path, config: "NetConfig") -> "RemoteCache | None":
     """The remote cache the flags, the environment and the project's `[tool.pixibuild.cache]` name (None: none)."""
     from pixibuild.graph.remote import workspace_cache_settings
-    from pixibuild.store.remote import RemoteCache, resolve_settings
+    from pixibuild.store.remote import RemoteCache
+    from pixibuild.store.remote_settings import resolve_settings
 
     manifest, mode, where = workspace_cache_settings(project_root, {})
     settings = resolve_settings(flag=getattr(args, "remote_cache", None), flag_mode=getattr(args, "remote_cache_mode", None),

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from pixibuild.conda.records import CondaRecord, PypiRecord
 
 if TYPE_CHECKING:
-    from pixibuild.net.config import NetConfig
     from pixibuild.store.fetch import Fetcher
     from pixibuild.store.remote import RemoteCache
 
