@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -115,3 +116,47 @@ def compiled_env(work: Path, **extra: str) -> dict[str, str]:
 def min_median(values: list[float]) -> str:
     """`min / median s` of repeated timings (min: the machine's best; median: what to expect)."""
     return f"{min(values):.3f} / {statistics.median(values):.3f} s"
+
+
+class Registry:
+    """The Debian `docker-registry` (distribution) on 127.0.0.1 with throwaway storage: a real OCI registry
+    for the remote cache benchmark. `host` is `127.0.0.1:<port>`."""
+
+    def __init__(self, root: Path):
+        import socket
+        import urllib.request
+
+        exe = shutil.which("docker-registry")
+        if exe is None:
+            raise SystemExit("docker-registry is not installed (Debian: apt-get install docker-registry)")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.host = f"127.0.0.1:{port}"
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "config.yml").write_text(
+            "version: 0.1\nlog: {level: error}\n"
+            f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\nhttp: {{addr: {self.host}}}\n")
+        self.proc = subprocess.Popen([exe, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.time() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1).read()
+                return
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("docker-registry did not start")
+                time.sleep(0.1)
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)

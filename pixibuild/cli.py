@@ -24,6 +24,7 @@ COMMANDS = {
     "unpack": "pixibuild.commands.unpack",
     "shell-hook": "pixibuild.commands.shell_hook",
     "image": "pixibuild.commands.image",
+    "cache": "pixibuild.commands.cache",
     "sbom": "pixibuild.commands.sbom",
     "build": "pixibuild.rules.build_command",  # doit-backed: it lives in the rule set, outside the library
     "plan": "pixibuild.commands.plan",

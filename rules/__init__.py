@@ -6,6 +6,10 @@ A monorepo's whole `dodo.py`:
     from pixibuild.rules import workspace_tasks
     globals().update(workspace_tasks(__file__))
 
+Run options that also work as doit variables (`doit shard=2/3 remote_cache=oci://host/org/cache`) and
+environment variables: the remote cache (`remote_cache`, `remote_cache_mode`; `$PIXIBUILD_REMOTE_CACHE`,
+`$PIXIBUILD_REMOTE_CACHE_MODE`; `[tool.pixibuild.cache]`) and the shard (`shard`; `$PIXIBUILD_SHARD`).
+
 Installed from a wheel this package is importable as `pixibuild.rules` (it lives in the repository's
 top-level `rules/` folder; pyproject maps it).
 """
@@ -17,15 +21,34 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
+def _doit_var(name: str) -> str | None:
+    """A `doit name=value` command-line variable (None outside a doit run)."""
+    try:
+        from doit import get_var
+    except ImportError:  # pragma: no cover - doit is a dependency
+        return None
+    value = get_var(name, None)
+    return str(value) if value is not None else None
+
 
 def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = None,
-                    store_root: str | Path | None = None, build_dir: str | Path | None = None) -> dict[str, Any]:
+                    store_root: str | Path | None = None, build_dir: str | Path | None = None,
+                    remote_cache: str | None = None, remote_cache_mode: str | None = None,
+                    shard: str | None = None, net_options: dict | None = None) -> dict[str, Any]:
     """A dodo namespace (DOIT_CONFIG + task creators) for the workspace at `root` (a directory,
     or a dodo.py path whose directory is used). Unchanged projects are planned from the build dir's
-    plan cache; a project that cannot be planned is reported on stderr and gets broken tasks."""
+    plan cache; a project that cannot be planned is reported on stderr and gets broken tasks.
+    `remote_cache`/`remote_cache_mode`/`shard` are what `pixibuild build --remote-cache/--remote-cache-mode/
+    --shard` give; `net_options` its network flags."""
+    import dataclasses
     import gc
 
     from pixibuild.graph.plan import load_workspace
+    from pixibuild.graph.remote import workspace_cache_settings
+    from pixibuild.graph.shard import shard_from_environment
+    from pixibuild.store.lease import hold
+    from pixibuild.store.remote import RemoteCache
+    from pixibuild.store.remote_settings import resolve_settings
 
     from .doit_tasks import default_tasks, doit_config, task_creators
     from .graph import build_graph
@@ -37,10 +60,24 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     gc.disable()  # planning makes many long-lived objects: the collector would rescan them over and over
     try:
         ws = load_workspace(root, store_root=store_root, build_dir=build_dir, use_plan_cache=True)
-        graph = build_graph(ws, kinds)
+        manifest_remote, manifest_mode, where = workspace_cache_settings(ws.root, ws.project_dirs)
+        settings = resolve_settings(flag=remote_cache if remote_cache is not None else _doit_var("remote_cache"),
+                                    flag_mode=remote_cache_mode or _doit_var("remote_cache_mode"),
+                                    manifest=manifest_remote, manifest_mode=manifest_mode, manifest_where=where)
+        net_options = dict(net_options or {})
+        remote = None
+        if settings is not None:
+            def net():  # the registry is reached with the workspace's pixi config and the command's flags
+                from pixibuild.net.config import NetConfig
+
+                return NetConfig.load(project_root=ws.root, **net_options)
+            remote = RemoteCache(settings, net, project_root=ws.root)
+        ws = dataclasses.replace(ws, remote=remote, net_options=net_options)
+        graph = build_graph(ws, kinds, shard=shard_from_environment(shard, _doit_var("shard")))
     finally:
         if enabled:
             gc.enable()
+    hold(ws.store_root, (item for node in graph.nodes() for item in node.holds))  # before anything is checked
     for node in graph.nodes("lock"):
         if node.broken:
             print(f"pixibuild: warning: {node.name}: {node.broken} (this project's tasks fail when asked for; "

@@ -13,6 +13,11 @@ A monorepo has tens of thousands of nodes, so what doit is handed per node is ke
   (40 µs a task; ours are valid by construction).
 - Python's cyclic garbage collector is paused while the tasks are made (it rescanned every live
   object over and over: a third of the load time of a large graph).
+
+A node's `build_deps` (what it needs only to build: a pack's index and packages, an image's layers) are
+doit *setup* tasks, which doit runs only when the node itself has to run. With a remote cache, a node
+that can come from it and is not up to date here gets a `pull:<node>` task first (local → remote), and
+is checked again after it: a machine that finds a pack in the cache never fetches the pack's packages.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from doit.exceptions import TaskFailed
 from doit.task import IOConfig, Task
 
 from pixibuild.errors import PixibuildError
-from pixibuild.graph.plan import BuildGraph, Node, Workspace, is_up_to_date, run_node
+from pixibuild.graph.plan import BuildGraph, Node, Workspace, is_up_to_date, pull_node, run_node
+
+from .report import SummaryReporter
 
 KIND_DOCS = {
     "lock": "check each lock satisfies its manifest (like `pixi install --locked`)",
@@ -41,6 +48,7 @@ KIND_DOCS = {
     "git": "fetch a git source at its locked commit into the store",
     "buildenv": "prepare the Python that builds a PyPI source (locked env, else isolated from the index)",
     "wheel": "build a wheel from a PyPI source (local tree, sdist, git) with PEP 517",
+    "pull": "restore a node's result from the remote cache (else the node builds it)",
 }
 
 
@@ -63,7 +71,7 @@ class PlannedTask(Task):
     compares them): the immutable defaults copied in, then the per-task and mutable ones."""
 
     def __init__(self, name: str, action: Callable[[], Any], doc: str, targets: list[str], task_dep: list[str],
-                 uptodate: bool | Callable[[], bool], subtask_of: str | None):
+                 uptodate: bool | Callable[[], bool], subtask_of: str | None, setup: list[str] | None = None):
         self.__dict__.update(_IMMUTABLE_DEFAULTS)
         self.name = name
         self._actions = [action]
@@ -73,7 +81,7 @@ class PlannedTask(Task):
         self.uptodate = [(uptodate, None, None) if isinstance(uptodate, bool) else (uptodate, [], {})]
         self.subtask_of = subtask_of
         self.io = IOConfig({})
-        self.creator_params, self.setup_tasks, self.wild_dep, self.value_savers = [], [], [], []
+        self.creator_params, self.setup_tasks, self.wild_dep, self.value_savers = [], setup or [], [], []
         self.clean_actions, self.teardown = [], []
         self.file_dep, self.calc_dep = set(), set()
         self.getargs, self.values = {}, {}
@@ -88,19 +96,37 @@ def _immutable_defaults() -> dict[str, Any]:
 _IMMUTABLE_DEFAULTS = _immutable_defaults()
 
 
-def to_task(ws: Workspace, node: Node) -> PlannedTask:
+def _pull(ws: Workspace, node: Node) -> None:
+    """A pull task's action: never fails (a miss or a cache fault means the node builds)."""
+    pull_node(ws, node)
+
+
+def to_task(ws: Workspace, node: Node, current: bool | None = None) -> PlannedTask:
     """The doit task of a node. Up-to-date = our content-key stamp (not mtimes, and not doit's
     database, which is only a cache). Output nodes: decided once at load (a plain bool spares doit
-    a signature inspection, and nothing makes a node current mid-run except its own action), and
-    no task_dep when current. Other nodes: a callable doit calls if it schedules them."""
+    a signature inspection, and nothing makes a node current mid-run except its own action — or its
+    pull task, so a node that has one is checked again after it), and no task_dep when current.
+    Other nodes: a callable doit calls if it schedules them. `build_deps` are setup tasks."""
+    pulls = ws.remote is not None and node.remote is not None
     if node.kind in EAGER_KINDS:
-        current = not node.broken and is_up_to_date(ws, node)
+        if current is None:
+            current = not node.broken and is_up_to_date(ws, node)
         uptodate: bool | Callable[[], bool] = current
-        deps = [] if current else list(node.deps)
+        if current:
+            return PlannedTask(node.name, functools.partial(_run, ws, node), node.doc,
+                               [str(p) for p in node.outputs], [], True, node.kind)
+        if pulls:
+            uptodate = functools.partial(is_up_to_date, ws, node)
     else:
-        uptodate, deps = functools.partial(is_up_to_date, ws, node), list(node.deps)
+        uptodate = functools.partial(is_up_to_date, ws, node)
+    deps = [*node.deps, f"pull:{node.name}"] if pulls else list(node.deps)
     return PlannedTask(node.name, functools.partial(_run, ws, node), node.doc, [str(p) for p in node.outputs],
-                       deps, uptodate, node.kind)
+                       deps, uptodate, node.kind, list(dict.fromkeys(node.build_deps)))
+
+
+def pull_task(ws: Workspace, node: Node) -> PlannedTask:
+    return PlannedTask(f"pull:{node.name}", functools.partial(_pull, ws, node),
+                       f"restore {node.name} from the remote cache", [], list(node.deps), False, "pull")
 
 
 class _CollectorPause:
@@ -124,18 +150,29 @@ class _CollectorPause:
 
 
 def task_creators(ws: Workspace, graph: BuildGraph) -> dict[str, Callable[[], Any]]:
-    """`{"task_pack": creator, ...}` for a dodo namespace."""
+    """`{"task_pack": creator, ...}` for a dodo namespace (plus `task_pull` with a remote cache)."""
     by_kind: dict[str, list[Node]] = {}
     for node in graph.nodes():
         by_kind.setdefault(node.kind, []).append(node)
-    pause = _CollectorPause(len(by_kind))
+    current: dict[str, bool] = {}
+
+    def eager_current(node: Node) -> bool | None:
+        """Output nodes' up-to-date answer, decided once (their task and their pull task both need it)."""
+        if node.kind not in EAGER_KINDS:
+            return None
+        if node.name not in current:
+            current[node.name] = not node.broken and is_up_to_date(ws, node)
+        return current[node.name]
+
+    pause = _CollectorPause(len(by_kind) + (1 if ws.remote is not None else 0))
     creators: dict[str, Callable[[], Any]] = {}
     for kind, nodes in by_kind.items():
         def creator(nodes: list[Node] = nodes, kind: str = kind) -> Any:
             pause.start()
             try:
                 # broken projects' nodes last: `doit pack` builds every healthy pack before one fails
-                tasks = [to_task(ws, node) for node in sorted(nodes, key=lambda n: (bool(n.broken), n.name))]
+                tasks = [to_task(ws, node, eager_current(node))
+                         for node in sorted(nodes, key=lambda n: (bool(n.broken), n.name))]
                 yield Task(kind, None, doc=KIND_DOCS.get(kind, kind), has_subtask=True,
                            task_dep=[t.name for t in tasks])
                 yield from tasks
@@ -143,6 +180,20 @@ def task_creators(ws: Workspace, graph: BuildGraph) -> dict[str, Callable[[], An
                 pause.done()
         creator.__doc__ = KIND_DOCS.get(kind, kind)
         creators[f"task_{kind}"] = creator
+    if ws.remote is not None:
+        pulled = [n for n in graph.nodes() if n.remote is not None]
+
+        def pulls() -> Any:
+            pause.start()
+            try:
+                tasks = [pull_task(ws, node) for node in sorted(pulled, key=lambda n: n.name)
+                         if not eager_current(node)]
+                yield Task("pull", None, doc=KIND_DOCS["pull"], has_subtask=True, task_dep=[t.name for t in tasks])
+                yield from tasks
+            finally:
+                pause.done()
+        pulls.__doc__ = KIND_DOCS["pull"]
+        creators["task_pull"] = pulls
     return creators
 
 
@@ -179,4 +230,5 @@ def doit_config(ws: Workspace, default_tasks: list[str]) -> dict[str, Any]:
         "default_tasks": default_tasks,
         "verbosity": 1,
         "par_type": "thread",
+        "reporter": SummaryReporter.for_workspace(ws),
     }

@@ -1,7 +1,7 @@
 """fetch and verify rules: one node per distinct package bytes, shared by every target.
 
-Only the fetch node downloads (through the project's `FetchSession`); every node after `verify`
-gets the `BlobRef`s planned here and reads the store, never the network.
+Only the fetch node downloads (through the project's `FetchSession`: store → remote cache → channel);
+every node after `verify` gets the `BlobRef`s planned here and reads the store, never the network.
 """
 
 from __future__ import annotations
@@ -58,16 +58,17 @@ def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRec
     fetch_key = content_key("fetch", location, record.sha256, record.md5)
     blob = blob_path(ws, record.sha256)
     present = functools.partial(os.path.exists, str(blob)) if blob else None  # a str: cheap to unpickle
+    holds = (f"blob:{record.sha256}",) if blob else ()
     where = where_of(ws, project)
     # what a plan reports: the bytes a fetch downloads (its key is the content itself: nothing to diff)
     inputs = {"file": label, "size": getattr(record, "size", None), "sha256": record.sha256}
     fetch = graph.add(Node(name=f"fetch:{rid}", kind="fetch", key=fetch_key, doc=f"fetch {label}", present=present,
-                           action=functools.partial(session.fetch, record, str(project.lock_path.parent)),
-                           inputs=inputs, where=where, keep_inputs=False))
+                           action=functools.partial(session.fetch_node, record, str(project.lock_path.parent)),
+                           inputs=inputs, where=where, keep_inputs=False, holds=holds))
     verify = graph.add(Node(name=f"verify:{rid}", kind="verify", key=content_key("verify", fetch_key, digest),
                             doc=f"verify {label}", deps=(f"fetch:{rid}",), present=present,
                             action=functools.partial(steps.verify, BlobRef.of(record), str(ws.store_root)),
-                            inputs=inputs, where=where, keep_inputs=False))
+                            inputs=inputs, where=where, keep_inputs=False, holds=holds))
     graph.shared[fetch.name], graph.shared[verify.name] = fetch, verify
     return verify.name
 

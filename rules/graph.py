@@ -27,6 +27,7 @@ from pixibuild.errors import PixibuildError
 from pixibuild.files.digest import json_digest
 from pixibuild.graph.plan import GRAPH_FORMAT, BuildGraph, Node, Workspace
 from pixibuild.graph.plancache import ProjectEntry
+from pixibuild.graph.shard import Shard, select, target_id
 from pixibuild.oci.grouping import ImageSet, WorkspaceGrouping
 
 # The per-kind rules (and through them the node actions: pack writer, lock reader, fetch session;
@@ -37,10 +38,61 @@ DEFAULT_KINDS = ("pack",)
 OUTPUT_KINDS = ("pack", "unpack", "image")
 
 
-def build_graph(ws: Workspace, kinds: Sequence[str] | None = None) -> BuildGraph:
+def build_graph(ws: Workspace, kinds: Sequence[str] | None = None, shard: Shard | None = None) -> BuildGraph:
     """Nodes for `kinds` (pack, unpack, image) of every target the manifests ask for; by default
     each project's `[tool.pixibuild] outputs` (else packs only). Unpack targets exist only for this
-    machine's platform: an installed environment is for running here.
+    machine's platform: an installed environment is for running here. With `shard`, only the targets
+    of that shard (`pixibuild.graph.shard`) and what they need."""
+    graph = _declare_workspace(ws, kinds)
+    return graph if shard is None else _shard_of(ws, graph, shard)
+
+
+def _target_of(ws: Workspace, node: Node) -> tuple[str, str, str | None]:
+    """(label, env, platform) of an output node; platform None for an image index (`image:<env>`)."""
+    parts = node.name.split(":")[1:]
+    if ws.single:
+        parts = [next(iter(ws.project_dirs)), *parts]
+    return parts[0], parts[1], parts[2] if len(parts) > 2 else None
+
+
+def _shard_of(ws: Workspace, graph: BuildGraph, shard: Shard) -> BuildGraph:
+    """The output nodes of the targets `shard` builds, and every node they need. A target weighs its
+    package bytes times its outputs; an environment with an image index is one unit (its index needs
+    every platform's image), so every output node is in exactly one shard."""
+    outputs = [n for n in graph.nodes() if n.kind in OUTPUT_KINDS]
+    targets = {n.name: _target_of(ws, n) for n in outputs}
+    indexed = {(label, env) for label, env, platform in targets.values() if platform is None}
+    unit_of: dict[str, str] = {}
+    weights: dict[str, int] = {}
+    for name, (label, env, platform) in targets.items():
+        unit = target_id(label, env, "*") if (label, env) in indexed else target_id(label, env, platform or "*")
+        unit_of[name] = unit
+        weights[unit] = weights.get(unit, 0) + (_package_bytes(ws, label, env, platform) if platform else 0)
+    chosen = select(weights, shard)
+    todo = [name for name in targets if unit_of[name] in chosen]
+    keep: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in keep:
+            keep.add(name)
+            todo.extend(graph.node(name).all_deps)
+    out = BuildGraph()
+    for node in graph.nodes():
+        if node.name in keep:
+            out.add(node)
+    return out
+
+
+def _package_bytes(ws: Workspace, label: str, env: str, platform: str) -> int:
+    try:
+        target = ws.projects[label].target(env, platform)
+    except PixibuildError:
+        return 0  # a broken project: its nodes fail wherever they land
+    return sum(getattr(r, "size", None) or 0 for r in [*target.conda, *target.pypi])
+
+
+def _declare_workspace(ws: Workspace, kinds: Sequence[str] | None) -> BuildGraph:
+    """Every project's nodes.
 
     Without a plan cache (`ws.plan_cache is None`) every node is full (action and inputs: what
     `pixibuild plan` explains); with one, unchanged projects come from it and every node is a
@@ -242,7 +294,8 @@ class Planner:
         ws = self.ws
         project = ws.projects[label]
         wanted = self.kinds if self.kinds is not None else project.settings.get("outputs", DEFAULT_KINDS)
-        session = FetchSession(ws.store_root, project.root)  # one connection pool for the project's fetch nodes
+        # one connection pool for the project's fetch nodes (store → remote cache → channel)
+        session = FetchSession(ws.store_root, project.root, remote=ws.remote, net_options=ws.net_options)
         lock_node = lock.declare(graph, ws, label, project)
         images: dict[str, list] = {}
         for env, platform in project.targets():

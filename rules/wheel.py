@@ -25,6 +25,7 @@ from pixibuild.pypi.buildenv import builder_python, choice_path, prepare_build_e
 from pixibuild.pypi.index import index_config
 from pixibuild.pypi.jobs import WheelJob
 from pixibuild.pypi.plan import plan_wheels
+from pixibuild.pypi.remote import WheelResult
 from pixibuild.pypi.sources import GitSource, SdistSource, TreeSource
 from pixibuild.pypi.tree import tree_identity
 from pixibuild.pypi.wheels import WheelRef, is_built
@@ -103,6 +104,7 @@ def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: R
             graph.add(Node(name=name, kind="git", key=content_key("git", storage_key(source.url), source.commit),
                            doc=f"fetch {job.record.name} at commit {source.commit[:12]}",
                            present=functools.partial(os.path.isdir, str(git.checkout_dir(store_root, source.commit))),
+                           holds=(f"git:{source.commit}",),
                            action=functools.partial(_checkout, source, store_root, str(project.root))))
             source_deps.append(name)
         env_deps = _declare_records(graph, ws, project, _env_records(project, job), session)
@@ -110,12 +112,15 @@ def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: R
                        deps=tuple(dict.fromkeys([*source_deps, *env_deps])),
                        doc=f"prepare the Python that builds {job.record.name}",
                        present=functools.partial(os.path.isfile, str(choice_path(store_root, job.env_key))),
+                       holds=(f"env:{job.env_key}",),
                        action=functools.partial(_prepare, job, store_root, str(project.root))))
-        graph.add(Node(name=job.node, kind="wheel", key=content_key("wheel", job.key),
-                       deps=(job.env_node, *source_deps),
+        wheel_key = content_key("wheel", job.key)
+        graph.add(Node(name=job.node, kind="wheel", key=wheel_key,
+                       build_deps=(job.env_node, *source_deps),
                        doc=f"build the wheel of {job.record.name} ({job.record.location})",
                        present=functools.partial(is_built, store_root, job.key),
-                       action=functools.partial(build_wheel, job, store_root)))
+                       action=functools.partial(build_wheel, job, store_root),
+                       remote=WheelResult(store_root, job.key, wheel_key), holds=(f"wheel:{job.key}",)))
         refs.append(WheelRef(job.key, job.record.name))
         keys.append(job.key)
         nodes.append(job.node)

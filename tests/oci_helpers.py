@@ -218,6 +218,8 @@ class AuthProxy:
                 if kind == "redirect":
                     self._reply(307, {"Location": fault["location"] + self.path}, b"", head=head)
                     return
+                if kind == "stall":  # a registry that hangs: answer (if still connected) only after `delay` s
+                    time.sleep(fault["delay"])
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("authorization", "transfer-encoding", "content-length")}
@@ -259,12 +261,13 @@ class AuthProxy:
         self.thread.start()
 
     def add_fault(self, kind: str, method: str, path_contains: str, *, times: int = 1, status: int = 503,
-                  location: str = "") -> None:
+                  location: str = "", delay: float = 0.0) -> None:
         """`kind`: "status" (answer `status`), "drop" (hang up without answering), "truncate" (send half
-        the body), "redirect" (307 to `location` + the path). `times` matching requests are affected."""
+        the body), "redirect" (307 to `location` + the path), "stall" (wait `delay` s before answering).
+        `times` matching requests are affected."""
         with self._lock:
             self.faults.append({"kind": kind, "method": method, "contains": path_contains, "times": times,
-                                "status": status, "location": location})
+                                "status": status, "location": location, "delay": delay})
 
     def _take_fault(self, method: str, path: str) -> dict | None:
         with self._lock:
@@ -273,6 +276,10 @@ class AuthProxy:
                     fault["times"] -= 1
                     return fault
         return None
+
+    def writes(self) -> list[tuple[str, str]]:
+        """Every request that could change the registry (PUT, POST, PATCH, DELETE)."""
+        return [(m, p) for m, p in self.requests if m in ("PUT", "POST", "PATCH", "DELETE")]
 
     def uploads(self) -> list[tuple[str, str]]:
         """Requests that carry blob data: PATCH/PUT to an upload session (final PUT counts once)."""

@@ -36,7 +36,8 @@ def _plan(root: Path, build: Path, monkeypatch: pytest.MonkeyPatch, declared: li
 
 
 def _summary(graph) -> dict:
-    return {n.name: (n.kind, n.key, n.deps, tuple(map(str, n.outputs)), n.doc, n.broken) for n in graph.nodes()}
+    return {n.name: (n.kind, n.key, n.deps, n.build_deps, n.holds, n.remote is not None, tuple(map(str, n.outputs)),
+                     n.doc, n.broken) for n in graph.nodes()}
 
 
 @pytest.fixture
@@ -437,7 +438,7 @@ def test_image_layers_are_grouped_for_the_workspace_and_stay_put_on_a_bump(tmp_p
         os.utime(path, (old, old))
     _, graph = _plan(tmp_path / "ws", tmp_path / "build", monkeypatch)
     per_platform = lambda g: [n for n in g.nodes("image") if n.name.count(":") == 3]  # noqa: E731 (not the indexes)
-    images = {n.name: [d for d in n.deps if d.startswith("layer:")] for n in per_platform(graph)}
+    images = {n.name: [d for d in n.all_deps if d.startswith("layer:")] for n in per_platform(graph)}
     assert len(images) == 4
     sizes = {name: len(graph.node(name).full().inputs) for name in images}
     assert all(len(layers) <= 12 - 1 for layers in images.values())  # 1 environment layer
@@ -455,7 +456,7 @@ def test_image_layers_are_grouped_for_the_workspace_and_stay_put_on_a_bump(tmp_p
     declared: list[str] = []
     _, after = _plan(tmp_path / "ws", tmp_path / "build", monkeypatch, declared)
     assert declared == ["p01"]
-    new_images = {n.name: [d for d in n.deps if d.startswith("layer:")] for n in per_platform(after)}
+    new_images = {n.name: [d for d in n.all_deps if d.startswith("layer:")] for n in per_platform(after)}
     for image, layers in images.items():
         if ":p01:" in image:
             assert len(set(new_images[image]) - set(layers)) == 1 and len(set(layers) - set(new_images[image])) == 1

@@ -54,7 +54,8 @@ def test_usage_names_every_command_and_only_flags_it_has() -> None:
     usage, parsers = _usage_lines(), _parsers()
     assert set(usage) == set(parsers)
     groups = {"STORE": ["--cache-dir", "--use-cache", "--verify-cache"],
-              "NETWORK": ["-c", "--auth-file", "--ca-bundle", "--tls-no-verify", "-j"]}
+              "NETWORK": ["-c", "--auth-file", "--ca-bundle", "--tls-no-verify", "-j"],
+              "REMOTE": ["--remote-cache", "--remote-cache-mode"]}
     for command, text in usage.items():
         flags = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", text))
         for group, members in groups.items():

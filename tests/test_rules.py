@@ -199,8 +199,8 @@ def test_two_images_with_the_same_packages_share_layer_tasks(tmp_path: Path, mon
     (twin / "pixi.toml").write_text((twin / "pixi.toml").read_text().replace('name = "webapp"', 'name = "twin"'))
     monkeypatch.setenv("PIXIBUILD_CACHE_DIR", str(tmp_path / "store"))
     graph = workspace_tasks(tmp_path / "ws", build_dir=tmp_path / "build")["PIXIBUILD_GRAPH"]
-    one = [d for d in graph.node("image:webapp:prod:linux-64").deps if d.startswith("layer:")]
-    two = [d for d in graph.node("image:twin:prod:linux-64").deps if d.startswith("layer:")]
+    one = [d for d in graph.node("image:webapp:prod:linux-64").build_deps if d.startswith("layer:")]
+    two = [d for d in graph.node("image:twin:prod:linux-64").build_deps if d.startswith("layer:")]
     assert one and one == two
     # the twin adds no layer: per env prefix, each of the 3 arch packages once per platform and each
     # noarch package once for both (prod: greeter, hello-activation; default: + tzdata-demo)

@@ -5,7 +5,8 @@
 - store: `--cache-dir DIR` (alias `--use-cache DIR`, pixi-pack's name) is the package store root, and the
   image layer cache always lives under it (`pixibuild.store.roots`); `--verify-cache`;
 - network: `-c/--config`, `--auth-file`, `--ca-bundle`, `--tls-no-verify`, `-j/--jobs`, turned into one
-  `NetConfig` used for channel downloads, base-image pulls and pushes alike.
+  `NetConfig` used for channel downloads, base-image pulls and pushes alike;
+- remote cache: `--remote-cache URL` and `--remote-cache-mode read|readwrite` (`pixibuild.store.remote`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from pixibuild.store.roots import layer_cache_root
 # LayerCache ~8 ms each — together more than half of `pixibuild --help`'s start-up).
 if TYPE_CHECKING:
     from pixibuild.net.config import NetConfig
-    from pixibuild.oci.layer import LayerCache
+    from pixibuild.oci.remote import RemoteLayerCache
     from pixibuild.store.fetch import Fetcher
+    from pixibuild.store.remote import RemoteCache
 
 DEFAULT_ENVIRONMENT = "default"  # = inputs.lockfile.DEFAULT_ENVIRONMENT (not imported here: it loads YAML)
 
@@ -104,11 +106,13 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-hash the store blobs this run uses; fetch any that are corrupt again")
 
 
-def layer_cache(args: argparse.Namespace, *, compression: str = "gzip") -> "LayerCache":
-    """The image layer cache: always under the package store the flags name."""
-    from pixibuild.oci.layer import LayerCache
+def layer_cache(args: argparse.Namespace, remote: "RemoteCache | None" = None, *, lazy: bool = False,
+                compression: str = "gzip") -> "RemoteLayerCache":
+    """The image layer cache: always under the package store the flags name; layers it lacks are asked
+    of the remote cache (`lazy`: left there, for a push that mounts them)."""
+    from pixibuild.oci.remote import layer_cache as make
 
-    return LayerCache(layer_cache_root(args.cache_dir), compression=compression)
+    return make(layer_cache_root(args.cache_dir), remote, lazy=lazy, compression=compression)
 
 
 # -- network -------------------------------------------------------------------------------------
@@ -126,10 +130,37 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parallel downloads (default: pixi config concurrency.downloads, else 16)")
 
 
+REMOTE_HELP = ("shared cache on an OCI registry: oci://HOST/REPOSITORY (https; plain http for localhost), "
+               "https://… or http://…; 'none' turns it off (default: $PIXIBUILD_REMOTE_CACHE, else "
+               "[tool.pixibuild.cache] remote). Credentials as for --push: docker's config.json, "
+               "$PIXIBUILD_REGISTRY_USERNAME/PASSWORD, --auth-file")
+
+
+def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--remote-cache URL` and `--remote-cache-mode`."""
+    parser.add_argument("--remote-cache", default=None, metavar="URL", help=REMOTE_HELP)
+    parser.add_argument("--remote-cache-mode", default=None, choices=("read", "readwrite"),
+                        help="read: never write to the cache (untrusted pull-request builds); "
+                             "default: $PIXIBUILD_REMOTE_CACHE_MODE, else [tool.pixibuild.cache] mode, else readwrite")
+
+
 def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
-    """Everything a command that downloads packages needs: the store and the network."""
+    """Everything a command that downloads packages needs: the store, the network, the remote cache."""
     add_store_arguments(parser)
     add_network_arguments(parser)
+    add_remote_arguments(parser)
+
+
+def remote_cache(args: argparse.Namespace, project_root: Path, config: "NetConfig") -> "RemoteCache | None":
+    """The remote cache the flags, the environment and the project's `[tool.pixibuild.cache]` name (None: none)."""
+    from pixibuild.graph.remote import workspace_cache_settings
+    from pixibuild.store.remote import RemoteCache
+    from pixibuild.store.remote_settings import resolve_settings
+
+    manifest, mode, where = workspace_cache_settings(project_root, {})
+    settings = resolve_settings(flag=getattr(args, "remote_cache", None), flag_mode=getattr(args, "remote_cache_mode", None),
+                                manifest=manifest, manifest_mode=mode, manifest_where=where)
+    return RemoteCache(settings, config, project_root=project_root) if settings is not None else None
 
 
 def net_config(args: argparse.Namespace, project_root: Path) -> "NetConfig":
@@ -140,10 +171,11 @@ def net_config(args: argparse.Namespace, project_root: Path) -> "NetConfig":
                           auth_file=args.auth_file, concurrency=args.jobs, allow_tls_no_verify=args.tls_no_verify)
 
 
-def make_fetcher(args: argparse.Namespace, project_root: Path, config: "NetConfig | None" = None) -> "Fetcher":
-    """The fetcher the flags describe: store, pixi config, credentials, parallelism."""
+def make_fetcher(args: argparse.Namespace, project_root: Path, config: "NetConfig | None" = None,
+                 remote: "RemoteCache | None" = None) -> "Fetcher":
+    """The fetcher the flags describe: store, pixi config, credentials, parallelism, remote cache."""
     from pixibuild.store.blobs import Store
     from pixibuild.store.fetch import Fetcher
 
     config = config if config is not None else net_config(args, project_root)
-    return Fetcher(Store(args.cache_dir), config, verify_cache=args.verify_cache)
+    return Fetcher(Store(args.cache_dir), config, verify_cache=args.verify_cache, remote=remote)

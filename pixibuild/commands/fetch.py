@@ -13,7 +13,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from pixibuild.commands.args import add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg
+from pixibuild.commands.args import (add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg,
+                                     net_config, remote_cache)
 from pixibuild.errors import InputError
 from pixibuild.conda.platforms import current_subdir
 from pixibuild.conda.records import CondaRecord, PypiRecord
@@ -74,15 +75,20 @@ def run(args: argparse.Namespace) -> int:
                 skipped.append(record.dist_name if isinstance(record, CondaRecord) else record.name)
     if skipped:
         log.info("not fetched (built from source): %s", ", ".join(sorted(set(skipped))))
-    with make_fetcher(args, base_dir) as fetcher:
+    net = net_config(args, base_dir)
+    remote = remote_cache(args, base_dir, net)
+    with make_fetcher(args, base_dir, net, remote) as fetcher:
         try:
             paths = fetcher.fetch_all(records, base_dir)
         finally:
             fetcher.store.close()
+            if remote is not None:
+                remote.close()
     stats, store = fetcher.stats, fetcher.store
     unique = len(set(paths))
     n_pypi = sum(isinstance(r, PypiRecord) for r in records)
+    from_cache = f", {stats['remote']} from the remote cache" if remote is not None else ""
     print(f"{unique} packages ({len(records) - n_pypi} conda, {n_pypi} pypi records; {', '.join(platforms)}) "
           f"verified in {store.root}: {stats['downloaded']} downloaded, {stats['cached']} already there, "
-          f"{stats['local']} local")
+          f"{stats['local']} local{from_cache}")
     return 0

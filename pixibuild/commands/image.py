@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pixibuild.commands.args import (add_fetch_arguments, add_target_arguments, layer_cache, make_fetcher,
-                                     manifest_arg, net_config)
+                                     manifest_arg, net_config, remote_cache)
 from pixibuild.conda.platforms import current_subdir
 from pixibuild.errors import InputError
 from pixibuild.files.progress import Progress
 from pixibuild.oci.options import SBOM_FORMATS, ImageOptions, apply_cli, manifest_image_options
 
 if TYPE_CHECKING:
-    from pixibuild.oci.layer import LayerCache
+    from pixibuild.oci.remote import RemoteLayerCache
+    from pixibuild.store.remote import RemoteCache
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_fetch_arguments(parser)
 
 
-def _counting(cache: "LayerCache", progress: Progress) -> "LayerCache":
-    """The same layer cache, telling `progress` about every layer it returns (built or reused)."""
-    from pixibuild.oci.layer import LayerCache
-
-    class CountingLayerCache(LayerCache):
+def _counting(cache: "RemoteLayerCache", progress: Progress) -> "RemoteLayerCache":
+    """The same layer cache (its remote cache too), telling `progress` about every layer it returns
+    (built, reused, or from the remote cache)."""
+    class CountingLayerCache(type(cache)):  # type: ignore[misc, valid-type]
         def get_or_build(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             layer = super().get_or_build(*args, **kwargs)
             progress.update(items=1)
@@ -106,7 +106,26 @@ def _counting(cache: "LayerCache", progress: Progress) -> "LayerCache":
             progress.update(items=1)
             return layer
 
-    return CountingLayerCache(cache.root, compression=cache.compression)
+    counting = CountingLayerCache.__new__(CountingLayerCache)
+    counting.__dict__.update(cache.__dict__)
+    return counting
+
+
+def _same_registry(remote: "RemoteCache | None", push: str | None) -> bool:
+    from pixibuild.net.registry import parse_reference
+
+    return remote is not None and push is not None and parse_reference(push).registry == remote.settings.registry
+
+
+def _mount_remote_layers(cache: "RemoteLayerCache", remote: "RemoteCache", push: str) -> None:
+    """Layers the remote cache has and this machine does not: mounted from the cache repository into the
+    push target (no download, no upload); downloaded when the registry refuses to mount them."""
+    from pixibuild.net.registry import parse_reference
+
+    repository = parse_reference(push).repository
+    for layer in cache.remote_only.values():
+        if not remote.mount(repository, layer.digest):
+            cache.ensure_local(layer)
 
 
 def split_output(value: str) -> tuple[str | None, str]:
@@ -154,9 +173,12 @@ def run(args: argparse.Namespace) -> int:
         parse_reference(options.tag)
     targets = [(p, project.target(env_name, p)) for p in platforms]  # every platform checked before any work
     net = net_config(args, project.root)  # one network for packages, the base image and the push
-    cache = layer_cache(args, compression=options.compression)
+    remote = remote_cache(args, project.root, net)
+    # pushed to the registry the cache lives in, and written nowhere else: cached layers stay there (mounted)
+    lazy = _same_registry(remote, options.push) and not (output or options.oci_dir)
+    cache = layer_cache(args, remote, lazy=lazy, compression=options.compression)
     items = []
-    with make_fetcher(args, project.root, net) as fetcher:
+    with make_fetcher(args, project.root, net, remote) as fetcher:
         lock_dir = project.lock_path.parent
         for platform, target in targets:
             subdir = target.subdir  # a named platform (lock v7) is the subdir its packages are for
@@ -175,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
         auth = fetcher.auth
     tag = image_tag(options, project.name, env_name)
     with Progress("image", unit="layers") as progress:
-        built = build_images(project.manifest, options, env_name, items, _counting(cache, progress), net=net,
-                             tag=tag)
+        counted = _counting(cache, progress)
+        built = build_images(project.manifest, options, env_name, items, counted, net=net, tag=tag)
     if args.check_against_unpack:
         from pixibuild.graph.images import check_against_unpack
 
@@ -189,11 +211,19 @@ def run(args: argparse.Namespace) -> int:
     if options.oci_dir:
         write_oci_dir(target_image, Path(options.oci_dir), tag=tag, referrers=built.referrers)
     if options.push:
+        if lazy and remote is not None:
+            _mount_remote_layers(counted, remote, options.push)
         push_image(target_image, options.push, referrers=built.referrers, net=net, auth=auth)
+    if remote is not None:
+        stats = remote.stats.as_dict()
+        log.info("remote cache %s: %d layers from it, %d uploads, %.1f MB downloaded, %.1f MB uploaded", remote.name,
+                 counted.remote_hits, stats["uploads"], stats["downloaded"] / 1e6, stats["uploaded"] / 1e6)
+        remote.close()
     if not getattr(args, "quiet", False):
         results = list(built.results.values())
         layers = len({l.digest for r in results for l in r.image.layers})
         what = f"{len(results)} platforms, " if len(results) > 1 else ""
+        from_cache = f", {counted.remote_hits} from the remote cache" if remote is not None else ""
         print(f"{target_image.digest}  {what}{layers} layers ({sum(r.layers_built for r in results)} built, "
-              f"{sum(r.layers_reused for r in results)} reused)")
+              f"{sum(r.layers_reused for r in results)} reused{from_cache})")
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pixibuild.commands.args import (add_fetch_arguments, add_target_arguments, make_fetcher, manifest_arg,
-                                     net_config)
+                                     net_config, remote_cache)
 from pixibuild.errors import BuildError, InputError
 from pixibuild.files.progress import Progress
 
@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     wheels = select_pypi([r for r in target.pypi if r not in sources] + (sources if args.ignore_pypi_non_wheel else []),
                          ignore_non_wheel=args.ignore_pypi_non_wheel, lock_path=project.lock_path)
     net = net_config(args, project.root)
-    with make_fetcher(args, project.root, net) as fetcher:
+    remote = remote_cache(args, project.root, net)
+    with make_fetcher(args, project.root, net, remote) as fetcher:
         conda = list(zip(target.conda, fetcher.fetch_all(target.conda, base)))
         wheel_pairs = list(zip(wheels, fetcher.fetch_all(wheels, base)))
         if sources and not args.ignore_pypi_non_wheel:

@@ -130,6 +130,7 @@ def _uploads(ws, graph, plan, push: str | None) -> list[Upload]:
 
     would_run = {s.name for s in plan.steps}
     cache = LayerCache(layer_cache_root(ws.store_root))
+    zstd = LayerCache(layer_cache_root(ws.store_root), compression="zstd")
     out: list[Upload] = []
     for name in plan.targets:
         node = graph.node(name)
@@ -146,17 +147,19 @@ def _uploads(ws, graph, plan, push: str | None) -> list[Upload]:
             if name not in would_run and full.outputs and full.outputs[0].exists():
                 blobs = dict(archive_blobs(full.outputs[0], platform))
             else:
-                for dep in full.deps:
+                for dep in full.all_deps:
                     layer = graph.node(dep)
                     if layer.kind != "layer":
                         continue
                     inputs = layer.full().inputs or {}
-                    found = cache.lookup(inputs.get("layer key", ""))
+                    key = inputs.get("layer key", "")
+                    found = next((f for f in (cache.lookup(key, modes="keep"), zstd.lookup(key, modes="keep"))
+                                  if f is not None), None)  # package layers keep their modes
                     if found is not None:
                         blobs[found.digest] = found.size
                     else:
                         up.unbuilt_layers += 1
-                        up.unbuilt_package_bytes += sum(_package_size(graph, d) for d in layer.deps)
+                        up.unbuilt_package_bytes += sum(_package_size(graph, d) for d in layer.all_deps)
                 up.notes.append("the environment/app layers and config are made with the image")
             up.blobs = len(blobs)
             missing = missing_blobs(target, blobs, net=NetConfig.load(project_root=Path(ws.root)))

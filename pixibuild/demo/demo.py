@@ -188,3 +188,18 @@ def write_demo(root: Path) -> dict[str, Path]:
     write_lock(worker / "pixi.lock", {"default": {"linux-64": env("linux-64", ["libgreet", "hello", "tzdata-demo"])}},
                channels=[channel_url])
     return {"webapp": webapp, "worker": worker}
+
+
+def use_channel_url(root: Path, url: str, channel: Path | None = None) -> list[Path]:
+    """Point the locks and manifests below `root` at `url` (e.g. an HTTP server serving the channel)
+    instead of the channel's file:// URL (`channel`, default `root/channel`), as a workspace whose channel
+    is on the network; returns the files changed. Also for `pixibuild.demo.synthetic` workspaces."""
+    old = (channel or root / "channel").resolve().as_uri()
+    changed = []
+    for name in ("pixi.lock", "pixi.toml", "pyproject.toml"):
+        for path in sorted(root.rglob(name)):
+            text = path.read_text()
+            if old in text:
+                path.write_text(text.replace(old, url.rstrip("/")))
+                changed.append(path)
+    return changed

@@ -7,6 +7,7 @@ locks the closure of a few random roots. Everything is seeded, so a benchmark is
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -64,20 +65,27 @@ def write_workspace(root: Path, *, n_packages: int = 1000, n_projects: int = 20,
     return projects
 
 
-def bump_package(project_dir: Path, name: str, *, tag: str = "1") -> CondaRecord:
+def bump_package(project_dir: Path, name: str, *, tag: str = "1", channel: Path | None = None) -> CondaRecord:
     """Rebuild package `name` with new content (build number +1, build string suffixed `tag`)
     into the channel it came from, and point `project_dir`'s lock at it — "one package changed in
-    one lock", as in a real dependency bump. Other projects' locks are untouched."""
+    one lock", as in a real dependency bump. Other projects' locks are untouched. `channel` is the
+    channel's directory when the lock reaches it by http (the new package's URL then has the lock's
+    URL prefix)."""
     lock_path = project_dir / "pixi.lock"
     doc = yaml.safe_load(lock_path.read_text())
     entry = next(p for p in doc["packages"] if "conda" in p and p.get("name", _name_from_url(p["conda"])) == name)
     old_url = entry["conda"]
-    channel_subdir = Path(old_url.removeprefix("file://")).parent
+    if channel is not None:
+        channel_subdir = channel / old_url.rsplit("/", 2)[1]
+    else:
+        channel_subdir = Path(old_url.removeprefix("file://")).parent
     spec = PackageSpec(name, str(entry["version"]), f"{entry['build']}_{tag}", build_number=int(entry.get("build_number", 0)) + 1,
                        subdir=entry.get("subdir", channel_subdir.name), depends=tuple(entry.get("depends", ())),
                        files=[PkgFile(f"lib/{name}/bumped-{tag}.txt", f"{name} rebuilt ({tag})\n".encode())])
     path = write_package(spec, channel_subdir, ".conda")
     record = locked_record(spec, path)
+    if channel is not None:  # the same server, the new file
+        record = dataclasses.replace(record, url=f"{old_url.rsplit('/', 1)[0]}/{path.name}")
     new_entry = _conda_entry(record)
     doc["packages"][doc["packages"].index(entry)] = new_entry
     for env in doc["environments"].values():

@@ -104,7 +104,7 @@ def explain(ws: Workspace, graph: BuildGraph, names: Iterable[str] = ()) -> Plan
     seen: set[str] = set()
     dependents: dict[str, list[str]] = {}
     for node in graph.nodes():
-        for dep in node.deps:
+        for dep in node.all_deps:
             dependents.setdefault(dep, []).append(node.name)
 
     def visit(name: str) -> None:
@@ -115,7 +115,7 @@ def explain(ws: Workspace, graph: BuildGraph, names: Iterable[str] = ()) -> Plan
         if not node.broken and is_up_to_date(ws, node):
             current.append(name)
             return
-        for dep in node.deps:
+        for dep in node.all_deps:
             visit(dep)
         steps.append(_step(ws, graph, node, dependents))
 

@@ -5,6 +5,10 @@ in a monorepo). Nodes that several targets share — a package's fetch and verif
 layer — are keyed by content only, so they exist once however many projects ask for them.
 
 The graph is a networkx DiGraph (edge = "must run before"); `rules/` turns it into doit tasks.
+
+With a remote cache (`Workspace.remote`), a node that carries a `RemoteResult` is asked local → remote →
+build: `pull_node` restores its result from the cache; only when that fails does the node run (and its
+`build_deps`, the inputs it needs only to build, are run first), and `run_node` then publishes what it built.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import fcntl
 import functools
 import hashlib
 import importlib
+import logging
 import os
 import sys
 import threading
@@ -30,9 +35,15 @@ from pixibuild.graph.stamps import Stamps
 from pixibuild.inputs.discover import MANIFEST_NAMES, discover_projects, label_projects
 from pixibuild.store import roots
 
+from pixibuild.graph.summary import RUN
+
 if TYPE_CHECKING:
     from pixibuild.conda.records import CondaRecord, PypiRecord
+    from pixibuild.graph.remote import RemoteResult
     from pixibuild.inputs.project import Project
+    from pixibuild.store.remote import RemoteCache
+
+log = logging.getLogger(__name__)
 
 # The lock and manifest readers (inputs.project, inputs.manifest: ~80 ms to import, python -X importtime)
 # are imported where a project is actually loaded: a run planned from the plan cache never needs them.
@@ -70,6 +81,20 @@ class Node:
     load: Callable[[], "Node"] | None = None
     """Set on nodes declared from the plan cache (no action, no inputs): gives the full node,
     declaring its project again (rules/graph.py)."""
+    build_deps: tuple[str, ...] = ()
+    """Nodes needed only to build this one here (its packages' verify nodes, an image's layers, a pack's
+    index): run before it like `deps`, except when its result comes from the remote cache."""
+    remote: "RemoteResult | None" = None
+    """How the result is shared through the remote cache (None: never; e.g. an unpacked prefix). On a
+    node from the plan cache, `REMOTE_DEFERRED`: `full()` has the real one."""
+    holds: tuple[str, ...] = ()
+    """Store items (`blob:<sha256>`, `layer:<entry>`, `wheel:<key>`…) this node uses: a running build
+    leases them, so `pixibuild cache prune` leaves them alone."""
+
+    @property
+    def all_deps(self) -> tuple[str, ...]:
+        """`deps` and `build_deps`: everything that runs before the node when it is built here."""
+        return (*self.deps, *self.build_deps) if self.build_deps else self.deps
 
     def full(self) -> "Node":
         """The node with its action and inputs (declaring its project again when it came from the
@@ -93,16 +118,26 @@ class Node:
             spec = self.__dict__["_spec"] = (
                 intern(self.name), intern(self.kind), self.key, tuple(str(p) for p in self.outputs),
                 tuple(map(intern, self.deps)), self.doc, _plain_call(self.present), intern(self.where),
-                self.broken)
+                self.broken, tuple(map(intern, self.build_deps)), self.remote is not None, self.holds)
         return spec
 
     @classmethod
     def from_spec(cls, spec: tuple, load: Callable[[], "Node"]) -> "Node":
-        name, kind, key, outputs, deps, doc, present, where, broken = spec
+        name, kind, key, outputs, deps, doc, present, where, broken, build_deps, remote, holds = spec
         if isinstance(present, tuple):
             present = functools.partial(_function(present[0], present[1]), *present[2])
         return cls(name=name, kind=kind, key=key, action=None, outputs=tuple(map(Path, outputs)), deps=deps,
-                   doc=doc, present=present, where=where, broken=broken, load=load)
+                   doc=doc, present=present, where=where, broken=broken, load=load, build_deps=build_deps,
+                   remote=REMOTE_DEFERRED if remote else None, holds=holds)
+
+
+class _Deferred:
+    """Stands for the RemoteResult of a node declared from the plan cache (its `full()` has it)."""
+
+    kind = "deferred"
+
+
+REMOTE_DEFERRED: Any = _Deferred()
 
 
 def _plain_call(call: Callable[[], Any] | None) -> Any:
@@ -174,7 +209,7 @@ class BuildGraph:
         graph = nx.DiGraph()
         for node in self._nodes.values():
             graph.add_node(node.name)
-            for dep in node.deps:
+            for dep in (*node.deps, *node.build_deps):
                 if dep not in self._nodes:
                     raise ValueError(f"{node.name} depends on unknown node {dep}")
                 graph.add_edge(dep, node.name)
@@ -254,6 +289,10 @@ class Workspace:
     @property
     def project_dirs(self) -> dict[str, Path]:
         return self.projects.dirs
+    remote: "RemoteCache | None" = field(default=None, compare=False, repr=False)
+    """The shared remote cache of this run (None: none)."""
+    net_options: dict = field(default_factory=dict, hash=False, compare=False)
+    """NetConfig.load overrides from the command line (`pixibuild build --ca-bundle/--auth-file`)."""
 
 
 def default_build_dir(root: Path) -> Path:
@@ -336,24 +375,76 @@ def is_up_to_date(ws: Workspace, node: Node) -> bool:
     return all(p.exists() for p in node.outputs)
 
 
+def _node_lock(ws: Workspace, node: Node):
+    """The node's lock file (flock it): one build at a time pulls or runs a node."""
+    path = ws.build_dir / ".stamps" / node.kind / (hashlib.sha256(node.name.encode()).hexdigest()[:24] + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "a+b")
+
+
+def pull_node(ws: Workspace, node: Node) -> bool:
+    """Local → remote: True when the node's result is here, already or restored from the remote cache
+    (then its stamp is written, so it is up to date). Never raises for a cache problem: the cache
+    reports it and the node is built."""
+    remote = ws.remote
+    if remote is None or node.remote is None:
+        return False
+    stamps = ws.stamps.log(node.kind)
+    with _node_lock(ws, node) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamps.refresh()
+        if is_up_to_date(ws, node):
+            return True
+        node = node.full()
+        if node.remote is None:
+            return False
+        entry = remote.lookup(node.remote.kind, node.remote.key())
+        if entry is None:
+            return False
+        stamps.invalidate(node.name)  # restoring replaces outputs: no older key may vouch for them
+        if not node.remote.restore(remote, entry):
+            return False
+        if not _outputs_present(node):
+            log.warning("remote cache %s: the %s entry of %s restored nothing usable; building it", remote.name,
+                        node.remote.kind, node.name)
+            return False
+        ws.stamps.write_inputs(node.kind, node.name, node.key, node.inputs, node.where)
+        stamps.record(node.name, node.key)
+    RUN.record(node.name, node.kind, "remote")
+    return True
+
+
+def _outputs_present(node: Node) -> bool:
+    return (node.present is None or node.present()) and all(p.exists() for p in node.outputs)
+
+
 def run_node(ws: Workspace, node: Node) -> None:
-    """Run the action under a per-node lock, then record its key (and its inputs summary).
+    """Run the action under a per-node lock, then record its key (and its inputs summary); with a
+    read-write remote cache, publish the result the node built.
 
     Two builds sharing a build dir (two `doit` runs, or `-n` across workspaces) serialise on the
     node: the second one waits, finds the first one's stamp and outputs, and does nothing. The
     node's stamp is invalidated before its action starts changing outputs, so a crash in between
-    means a rerun, never outputs vouched for by an older key.
+    means a rerun, never outputs vouched for by an older key. An action may return "remote" to say
+    its result came from the remote cache, or "local" that it was already here (a fetch node whose
+    package the cache or the store had): it is counted as such.
     """
     node = node.full()
-    log = ws.stamps.log(node.kind)
-    lock_path = ws.build_dir / ".stamps" / node.kind / (hashlib.sha256(node.name.encode()).hexdigest()[:24] + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+b") as lock:
+    stamps = ws.stamps.log(node.kind)
+    with _node_lock(ws, node) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        log.refresh()
+        stamps.refresh()
         if is_up_to_date(ws, node):
+            RUN.record(node.name, node.kind, "local")
             return
-        log.invalidate(node.name)
-        node.action()
+        stamps.invalidate(node.name)
+        outcome = node.action()
         ws.stamps.write_inputs(node.kind, node.name, node.key, node.inputs, node.where)
-        log.record(node.name, node.key)
+        stamps.record(node.name, node.key)
+    hit = outcome if isinstance(outcome, str) and outcome in ("remote", "local") else None
+    RUN.record(node.name, node.kind, hit or "built")
+    if ws.remote is not None and node.remote is not None and ws.remote.writable and hit is None:
+        try:
+            node.remote.publish(ws.remote)
+        except OSError as exc:  # an output changed under our feet: the cache simply does not get it
+            log.warning("remote cache %s: cannot publish %s: %s", ws.remote.name, node.name, exc)

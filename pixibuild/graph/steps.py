@@ -26,6 +26,7 @@ from pixibuild.store.blobs import BlobRef, Store
 
 if TYPE_CHECKING:
     from pixibuild.oci.layerplan import LayerPlan, PackageLayer
+    from pixibuild.store.remote import RemoteCache
 
 # The installer (~85 ms to import) and the image builder (~200 ms, networkx included; measured with
 # `python -X importtime`) are imported inside the actions that use them: loading the graph of a
@@ -110,24 +111,26 @@ def image_layer(layer: "PackageLayer", cache_root: str, compression: str = "gzip
     """Layer node: one planned package group installed at the image prefix, tarred and compressed
     into the layer cache (nothing to do when the cache already holds the layer for its key)."""
     from pixibuild.oci.build import build_package_layer
-    from pixibuild.oci.layer import LayerCache
+    from pixibuild.oci.remote import layer_cache
 
-    build_package_layer(layer.spec, LayerCache(Path(cache_root), compression=compression))
+    build_package_layer(layer.spec, layer_cache(cache_root, compression=compression))  # (the graph pulls and publishes layer nodes)
 
 
 ImagePlatform = tuple[str, str, Planned, PlannedWheels, "LayerPlan | None", Sequence[WheelRef]]
 """(platform, subdir, conda, wheels, layer plan, built wheels) of one platform of an image node."""
 
 
-def image(manifest_path: str, env: str, platforms: Sequence[ImagePlatform], store_root: str, output: str) -> None:
+def image(manifest_path: str, env: str, platforms: Sequence[ImagePlatform], store_root: str, output: str,
+          remote: "RemoteCache | None" = None) -> None:
     """Image node: base + the planned package layers (from the cache the layer nodes filled) +
     environment and app layers + the built wheels' own top layer → one tar, both an OCI layout and a
-    docker-archive; with several platforms (the `image:<env>` index node) an OCI archive of the index."""
+    docker-archive; with several platforms (the `image:<env>` index node) an OCI archive of the index.
+    The environment, app and wheel layers are asked of the remote cache too."""
     from pixibuild.graph.images import PlatformPackages, build_images
     from pixibuild.inputs.manifest import read_manifest
     from pixibuild.oci.build import image_tag
-    from pixibuild.oci.layer import LayerCache
     from pixibuild.oci.layout import Image, write_image_tar
+    from pixibuild.oci.remote import layer_cache
     from pixibuild.oci.options import manifest_image_options
     from pixibuild.store.roots import layer_cache_root
 
@@ -138,7 +141,7 @@ def image(manifest_path: str, env: str, platforms: Sequence[ImagePlatform], stor
     items = [PlatformPackages(platform, subdir, _paths(store, conda), _paths(store, wheels), plan,
                               [resolve_built(store.root, ref) for ref in built])
              for platform, subdir, conda, wheels, plan, built in platforms]
-    cache = LayerCache(layer_cache_root(store_root), compression=options.compression)
+    cache = layer_cache(layer_cache_root(store_root), remote, compression=options.compression)
     tag = image_tag(options, name, env)
     images = build_images(manifest, options, env, items, cache, tag=tag)
     write_image_tar(images.target, Path(output), tag=tag, referrers=images.referrers,

@@ -114,6 +114,10 @@ def is_loopback(registry: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1")
 
 
+class NotFound(BuildError):
+    """The registry has no such manifest, blob or repository (HTTP 404): for a cache, a miss."""
+
+
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
     params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
@@ -334,6 +338,8 @@ class RegistryClient:
         elif self.scheme == "http" and response.status_code == 400 and (not detail or "HTTPS server" in detail):
             # what a TLS server answers to plain http (a HEAD answer has no body to say so)
             hint = f" (if it serves TLS, write https://{self.registry}/…)"
+        if response.status_code == 404:
+            return NotFound(self._redact(f"{what}: HTTP 404 {detail}"))
         return self._error(f"{what}: HTTP {response.status_code} {detail}{hint}")
 
     # -- pull ---------------------------------------------------------------------------------

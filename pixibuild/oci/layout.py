@@ -151,7 +151,12 @@ def write_image_tar(image: "Image | ImageIndex", out_path: Path, *, tag: str | N
     An index (several platforms) is an OCI archive only: docker's manifest.json holds one image, so
     `docker`=False is the only choice for it; `docker`=False also leaves manifest.json out of a
     single image's tar (an oci-archive: output)."""
-    entries: dict[str, bytes | Path] = {**_small_files(image, tag, referrers, docker), **_layer_files(image)}
+    return write_tar_entries({**_small_files(image, tag, referrers, docker), **_layer_files(image)}, out_path)
+
+
+def write_tar_entries(entries: "dict[str, bytes | Path]", out_path: Path) -> Path:
+    """The image tar of `entries` (archive path → bytes, or a file to copy): what `write_image_tar` writes,
+    also used to write an image again from its parts (the remote cache): same entries, same bytes."""
     with atomic_output(out_path) as out:
         tar = DeterministicTarWriter(out, mtime=TAR_MTIME, tar_format=tarfile.PAX_FORMAT)
         tar.add_dir("blobs", 0o755)

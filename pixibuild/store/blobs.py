@@ -322,8 +322,9 @@ class Store:
 
     # -- locks ---------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        """Exclusive cross-process (and cross-thread: one open file per holder) lock on `key`.
+    def lock(self, key: str, *, shared: bool = False) -> Iterator[None]:
+        """Exclusive cross-process (and cross-thread: one open file per holder) lock on `key` (`shared`:
+        a shared one, as builds take `gc` while `pixibuild cache prune` takes it exclusively).
 
         flock locks die with their process, so a killed fetch never leaves a stale lock.
         """
@@ -332,7 +333,7 @@ class Store:
         self._locks_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._locks_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)

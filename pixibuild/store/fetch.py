@@ -8,6 +8,10 @@ the lock declares is cut off there. Mirrors are tried in order; credentials are 
 so redirects to another host never carry them; every URL in a log or error is redacted. The HTTP client,
 the redirect handling and the retry policy are the shared ones of `pixibuild.net.http`.
 
+With a remote cache (`pixibuild.store.remote`), a package missing from the store is first asked of the
+cache by its sha256 (one request, verified while it streams), and only then of the channel (mirrors, then
+origin); a package that came from a channel (or a local file) is published to a read-write cache.
+
 A host that cannot be reached is one error line for all its packages, saying why (the name does not
 resolve — not retried, waiting cannot fix it —, the connection was refused, it timed out) and what to
 do: check the network or configure a mirror in pixi's config (`pixibuild.net.config.mirror_hint`).
@@ -22,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Sequence, Union
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -36,6 +40,10 @@ from pixibuild.net.http import (ConnectProblem, GaveUp, Interrupted, RedirectErr
                                connect_problem, is_transient_status, make_client, send)
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.store.blobs import Hasher, Store, check_md5, check_sha256, compare
+from pixibuild.store.lease import hold
+
+if TYPE_CHECKING:
+    from pixibuild.store.remote import RemoteCache
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +167,8 @@ class Fetcher:
     """Thread-safe: records in, verified store paths out. Use as a context manager or call `close()`."""
 
     def __init__(self, store: Store | None = None, config: NetConfig | None = None, jobs: int | None = None,
-                 progress: bool | None = None, *, auth: AuthStore | None = None, verify_cache: bool = False):
+                 progress: bool | None = None, *, auth: AuthStore | None = None, verify_cache: bool = False,
+                 remote: "RemoteCache | None" = None):
         self.store = store if store is not None else Store()
         self.config = config or NetConfig()
         self.auth = auth if auth is not None else AuthStore.load(self.config.auth_file)
@@ -167,13 +176,15 @@ class Fetcher:
         self.progress = progress
         """None: shown as `files.progress` decides (after 2 s, unless -q); False: never; True: always, at once."""
         self.verify_cache = verify_cache
+        self.remote = remote
+        """The shared remote cache, asked between the store and the channels (None: no cache)."""
         self.retry = RetryPolicy.from_config(self.config)
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._verified: set[str] = set()
         self._bar: Progress | None = None
         self._stop = threading.Event()
-        self.stats = {"downloaded": 0, "cached": 0, "local": 0, "bytes": 0, "retries": 0}
+        self.stats = {"downloaded": 0, "cached": 0, "local": 0, "remote": 0, "bytes": 0, "retries": 0}
         self._stats_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -205,6 +216,8 @@ class Fetcher:
         """Store paths for `records`, in order. Duplicates are fetched once; all failures are reported."""
         records = list(records)
         wants = [wanted(r) for r in records]
+        # leased before the store is looked at: `pixibuild cache prune` now keeps them until this process ends
+        hold(self.store.root, (f"blob:{w.sha256}" for w in wants if w.sha256))
         unique: dict[str, int] = {}
         for i, w in enumerate(wants):
             unique.setdefault(w.key, i)
@@ -218,7 +231,7 @@ class Fetcher:
         errors: list[PixibuildError | str] = []
         pool = ThreadPoolExecutor(max_workers=min(self.jobs, max(1, len(unique))), thread_name_prefix="fetch")
         try:
-            futures = {key: pool.submit(self._fetch_wanted, wants[i], Path(base_dir)) for key, i in unique.items()}
+            futures = {key: pool.submit(self._fetch_path, wants[i], Path(base_dir)) for key, i in unique.items()}
             try:
                 for key, future in futures.items():
                     try:
@@ -241,17 +254,27 @@ class Fetcher:
         if errors:
             raise BuildError(_summary(errors))
         s = {k: v - before[k] for k, v in self.stats.items()}
-        log.info("fetched %d packages: %d downloaded (%.1f MB), %d from store, %d local, in %.2fs",
-                 len(unique), s["downloaded"], s["bytes"] / 1e6, s["cached"], s["local"], time.monotonic() - t0)
+        log.info("fetched %d packages: %d downloaded (%.1f MB), %d from the remote cache, %d from store, %d local, "
+                 "in %.2fs", len(unique), s["downloaded"], s["bytes"] / 1e6, s["remote"], s["cached"], s["local"],
+                 time.monotonic() - t0)
         return [results[w.key] for w in wants]
 
     def fetch_one(self, record: Record, base_dir: str | Path = ".") -> Path:
         """The verified store path of one record (downloading or ingesting it if needed)."""
+        return self._fetch_wanted(wanted(record), Path(base_dir))[0]
+
+    def fetch_one_origin(self, record: Record, base_dir: str | Path = ".") -> tuple[Path, str]:
+        """`fetch_one`, and where the blob came from: "store", "remote" (the remote cache), "local" (a
+        file) or "channel"."""
         return self._fetch_wanted(wanted(record), Path(base_dir))
 
     # -- one package ---------------------------------------------------------------------------
-    def _fetch_wanted(self, w: Wanted, base_dir: Path) -> Path:
+    def _fetch_wanted(self, w: Wanted, base_dir: Path) -> tuple[Path, str]:
         path = self._from_store(w)
+        origin = "store"
+        if path is None and self.remote is not None and w.sha256:
+            path = self.remote.pull_blob(self.store, w.sha256, size=w.size, label=w.label)
+            origin = "remote"
         if path is None:
             local = local_path(w.location, base_dir)
             if local is not None:
@@ -261,15 +284,19 @@ class Fetcher:
                 if not local.is_file():
                     raise BuildError(f"{w.label}: local package file not found: {local}")
                 path = self.store.ingest_file(local, w.sha256, w.md5, label=w.label)
-                self._count("local")
+                origin = "local"
             else:
                 path = self._download(w)
-                self._count("downloaded")
-        else:
-            self._count("cached")
+                origin = "channel"
+            if self.remote is not None and w.sha256:
+                self.remote.push_blob(path, w.sha256, label=w.label)
+        self._count({"store": "cached", "channel": "downloaded"}.get(origin, origin))
         if self._bar is not None:
             self._bar.update(items=1)
-        return path
+        return path, origin
+
+    def _fetch_path(self, w: Wanted, base_dir: Path) -> Path:
+        return self._fetch_wanted(w, base_dir)[0]
 
     def _from_store(self, w: Wanted) -> Path | None:
         sha256, size = w.sha256, w.size

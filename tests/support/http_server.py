@@ -239,12 +239,13 @@ class TestServer:
     __test__ = False  # not a pytest test class
 
     def __init__(self, root: str | Path, *, ranges: bool = True, host: str = "127.0.0.1",
-                 tls: tuple[Path, Path] | None = None, url_host: str | None = None):
+                 tls: tuple[Path, Path] | None = None, url_host: str | None = None, port: int = 0):
         """`tls=(certfile, keyfile)` serves HTTPS; `url_host` is the host name put in URLs (e.g.
-        "localhost" to look like a different host than 127.0.0.1 while listening on the same address)."""
+        "localhost" to look like a different host than 127.0.0.1 while listening on the same address);
+        `port` reuses a port (a server stopped and started again: the same URLs)."""
         self.state = _State(Path(root), ranges=ranges)
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self._httpd = ThreadingHTTPServer((host, 0), handler)
+        self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
         self.scheme = "http"
