@@ -46,7 +46,6 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     from pixibuild.graph.plan import load_workspace
     from pixibuild.graph.remote import workspace_cache_settings
     from pixibuild.graph.shard import shard_from_environment
-    from pixibuild.store.lease import hold
     from pixibuild.store.remote import RemoteCache
     from pixibuild.store.remote_settings import resolve_settings
 
@@ -77,7 +76,8 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     finally:
         if enabled:
             gc.enable()
-    hold(ws.store_root, (item for node in graph.nodes() for item in node.holds))  # before anything is checked
+    # every store item the run's nodes use is leased before the first of them is looked at
+    ws.lease_on_first_use(lambda: (item for node in graph.nodes() for item in node.holds))
     for node in graph.nodes("lock"):
         if node.broken:
             print(f"pixibuild: warning: {node.name}: {node.broken} (this project's tasks fail when asked for; "

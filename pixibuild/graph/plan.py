@@ -281,18 +281,38 @@ class Workspace:
     """One project: task names omit the project label."""
     plan_cache: PlanCache | None = field(default=None, compare=False, repr=False)
     """Cached plans and manifest names (None: plan every project from its files)."""
-    stamps: Stamps = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "stamps", Stamps(self.build_dir))
-
-    @property
-    def project_dirs(self) -> dict[str, Path]:
-        return self.projects.dirs
     remote: "RemoteCache | None" = field(default=None, compare=False, repr=False)
     """The shared remote cache of this run (None: none)."""
     net_options: dict = field(default_factory=dict, hash=False, compare=False)
     """NetConfig.load overrides from the command line (`pixibuild build --ca-bundle/--auth-file`)."""
+    stamps: Stamps = field(init=False, compare=False, repr=False)
+    _lease: list = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stamps", Stamps(self.build_dir))
+        object.__setattr__(self, "_lease", [None, threading.Lock()])
+
+    @property
+    def project_dirs(self) -> dict[str, Path]:
+        return self.projects.dirs
+
+    def lease_on_first_use(self, items: Callable[[], Iterable[str]]) -> None:
+        """Lease `items()` (the store items every node of the run may use) in the store, once, when the
+        run first looks at one of them: `pixibuild cache prune` then keeps them all. A run that only
+        finds its outputs up to date (a no-op, `doit list`) never writes a lease."""
+        self._lease[0] = items
+
+    def lease_store_items(self) -> None:
+        items = self._lease[0]
+        if items is None:
+            return
+        with self._lease[1]:
+            if self._lease[0] is None:
+                return
+            from pixibuild.store.lease import hold
+
+            hold(self.store_root, items())
+            self._lease[0] = None
 
 
 def default_build_dir(root: Path) -> Path:
@@ -367,7 +387,10 @@ def target_dir(ws: Workspace, label: str, env: str, platform: str) -> Path:
 
 def is_up_to_date(ws: Workspace, node: Node) -> bool:
     """Store outputs present, outputs present, and the key recorded for the node (its stamp, the
-    source of truth: doit's own database is only a cache and may be lost in a crash) equals its key."""
+    source of truth: doit's own database is only a cache and may be lost in a crash) equals its key.
+    A node that uses store items leases the run's items first (`Workspace.lease_on_first_use`)."""
+    if node.holds:
+        ws.lease_store_items()
     if ws.stamps.recorded(node.kind, node.name) != node.key:
         return False
     if node.present is not None and not node.present():
@@ -389,6 +412,7 @@ def pull_node(ws: Workspace, node: Node) -> bool:
     remote = ws.remote
     if remote is None or node.remote is None:
         return False
+    ws.lease_store_items()
     stamps = ws.stamps.log(node.kind)
     with _node_lock(ws, node) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -429,6 +453,7 @@ def run_node(ws: Workspace, node: Node) -> None:
     its result came from the remote cache, or "local" that it was already here (a fetch node whose
     package the cache or the store had): it is counted as such.
     """
+    ws.lease_store_items()
     node = node.full()
     stamps = ws.stamps.log(node.kind)
     with _node_lock(ws, node) as lock:
