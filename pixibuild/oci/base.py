@@ -313,19 +313,25 @@ def load_base(reference: str | None, platform: str, cache: LayerCache, *, net: N
     return load_archive(Path(source.location), source.tag, platform, cache, kind)
 
 
+def _tar_reader(tar: tarfile.TarFile) -> Callable[[str], bytes | None]:
+    """`read(name)`: a member's bytes, None when the archive has no such file."""
+    def read(name: str) -> bytes | None:
+        try:
+            member = tar.extractfile(name)
+        except KeyError:
+            return None
+        return member.read() if member is not None else None
+
+    return read
+
+
 def archive_blobs(path: Path, platform: str) -> list[tuple[str, int]]:
     """(digest, size) of the config and layers of the image in an OCI archive (an image.tar the build
     wrote), read from its manifests only: what a push would have to upload at most."""
     where = str(path)
     try:
         with tarfile.open(path) as tar:
-            def read(name: str) -> bytes | None:
-                try:
-                    member = tar.extractfile(name)
-                except KeyError:
-                    return None
-                return member.read() if member is not None else None
-
+            read = _tar_reader(tar)
             manifest = _layout_manifest(read, None, platform, where)
     except (tarfile.TarError, OSError) as exc:
         raise InputError(f"not a readable image archive: {exc}", path=where) from None
@@ -351,13 +357,7 @@ def base_layer_count(reference: str | None, platform: str, *, net: NetConfig | N
         raise InputError("base image archive not found", path=where)
     try:
         with tarfile.open(path) as tar:
-            def read(name: str) -> bytes | None:
-                try:
-                    member = tar.extractfile(name)
-                except KeyError:
-                    return None
-                return member.read() if member is not None else None
-
+            read = _tar_reader(tar)
             if source.kind != "docker-archive" and read("index.json") is not None:
                 return len(_layout_manifest(read, source.tag, platform, where).get("layers") or [])
             entries = read("manifest.json")

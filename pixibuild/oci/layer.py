@@ -270,31 +270,29 @@ def write_layer_tar(staging: Path, out: BinaryIO, *, mount: str = "", modes: str
 def write_layer(staging: Path, blob_dir: Path, *, mount: str = "", compression: str = "gzip",
                 modes: str = "normalize") -> Layer:
     """Tar + compress `staging` into `blob_dir/<hex>` (content-addressed), in one streaming pass."""
-    media_type, _ = compression_of(compression)
-    with _incoming(blob_dir) as (out, tmp):
-        stream = _compressor(out, compression)
-        try:
-            write_layer_tar(staging, stream, mount=mount, modes=modes)  # type: ignore[arg-type]
-            diff_id, digest, size = stream.finish()
-        except BaseException:
-            stream.abort()
-            raise
-        out.close()
-        path = blob_dir / digest.split(":", 1)[1]
-        os.replace(tmp, path)
-    return Layer(digest=digest, diff_id=diff_id, size=size, path=path, media_type=media_type)
+    return _compressed_blob(blob_dir, compression,
+                            lambda stream: write_layer_tar(staging, stream, mount=mount, modes=modes))
 
 
 def write_tar_layer(write: Callable[[DeterministicTarWriter], None], blob_dir: Path, *,
                     compression: str = "gzip") -> Layer:
     """A layer whose entries `write` adds itself (e.g. with owners a staging dir cannot carry)."""
+    def produce(stream: BinaryIO) -> None:
+        tar = DeterministicTarWriter(stream, mtime=LAYER_MTIME, tar_format=tarfile.PAX_FORMAT)
+        write(tar)
+        tar.close()
+
+    return _compressed_blob(blob_dir, compression, produce)
+
+
+def _compressed_blob(blob_dir: Path, compression: str, produce: Callable[[BinaryIO], None]) -> Layer:
+    """The layer tar `produce` writes into a compressing stream, hashed (diff_id and digest) as it goes
+    and renamed into `blob_dir/<hex>` once complete."""
     media_type, _ = compression_of(compression)
     with _incoming(blob_dir) as (out, tmp):
         stream = _compressor(out, compression)
         try:
-            tar = DeterministicTarWriter(stream, mtime=LAYER_MTIME, tar_format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
-            write(tar)
-            tar.close()
+            produce(stream)  # type: ignore[arg-type]
             diff_id, digest, size = stream.finish()
         except BaseException:
             stream.abort()
