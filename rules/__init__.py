@@ -39,7 +39,20 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     or a dodo.py path whose directory is used). Unchanged projects are planned from the build dir's
     plan cache; a project that cannot be planned is reported on stderr and gets broken tasks.
     `remote_cache`/`remote_cache_mode`/`shard` are what `pixibuild build --remote-cache/--remote-cache-mode/
-    --shard` give; `net_options` its network flags."""
+    --shard` give; `net_options` its network flags.
+
+    Ctrl-C while planning ends the process with one line and exit 130: doit only handles it while
+    tasks run, and would print the traceback of whatever the dodo file was importing."""
+    try:
+        return _namespace(root, kinds, store_root, build_dir, remote_cache, remote_cache_mode, shard, net_options)
+    except KeyboardInterrupt:
+        print("pixibuild: interrupted while planning; nothing was built", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def _namespace(root: str | Path, kinds: Sequence[str] | None, store_root: str | Path | None,
+               build_dir: str | Path | None, remote_cache: str | None, remote_cache_mode: str | None,
+               shard: str | None, net_options: dict | None) -> dict[str, Any]:
     import dataclasses
     import gc
 

@@ -137,3 +137,38 @@ def test_image_and_unpack_survive_sigkill(project: Path, tmp_path: Path) -> None
         for path in target.iterdir():
             assert not path.name.startswith(".env."), f"leftover staging dir {path}"  # cleaned by the rerun
     assert killed >= 3, "the workloads finished before most kills: the test proves nothing"
+
+
+INTERRUPTED_DODO = """
+import os, signal
+from pixibuild.graph import plan
+from pixibuild.rules import workspace_tasks
+
+_load = plan.load_workspace
+
+
+def _load_then_ctrl_c(*args, **kwargs):
+    workspace = _load(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C while the workspace is being planned
+    return workspace
+
+
+plan.load_workspace = _load_then_ctrl_c
+globals().update(workspace_tasks(__file__))
+"""
+
+
+def test_ctrl_c_while_planning_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """doit handles Ctrl-C only while tasks run: during planning (importing the dodo file) a real SIGINT
+    must still end in one line, not a traceback, and leave nothing built."""
+    from pixibuild.demo.demo import write_demo
+
+    root = tmp_path / "ws"
+    write_demo(root)
+    (root / "dodo.py").write_text(INTERRUPTED_DODO)
+    env = dict(os.environ, PIXIBUILD_CACHE_DIR=str(tmp_path / "store"), PIXIBUILD_BUILD_DIR=str(tmp_path / "build"))
+    res = subprocess.run([sys.executable, "-m", "doit", "-f", str(root / "dodo.py"), "-d", str(root)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 130, res.stderr
+    assert "Traceback" not in res.stderr and "pixibuild: interrupted while planning" in res.stderr, res.stderr
+    assert not list((tmp_path / "build").rglob("*.tar"))
