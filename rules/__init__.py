@@ -41,13 +41,33 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     `remote_cache`/`remote_cache_mode`/`shard` are what `pixibuild build --remote-cache/--remote-cache-mode/
     --shard` give; `net_options` its network flags.
 
-    Ctrl-C while planning ends the process with one line and exit 130: doit only handles it while
-    tasks run, and would print the traceback of whatever the dodo file was importing."""
-    try:
-        return _namespace(root, kinds, store_root, build_dir, remote_cache, remote_cache_mode, shard, net_options)
-    except KeyboardInterrupt:
-        print("pixibuild: interrupted while planning; nothing was built", file=sys.stderr)
-        raise SystemExit(130) from None
+    Ctrl-C (while planning or while tasks run) ends a `doit` run with one line and exit 130: doit
+    lets the KeyboardInterrupt escape with a traceback of wherever the main thread was waiting."""
+    _quiet_keyboard_interrupt()
+    return _namespace(root, kinds, store_root, build_dir, remote_cache, remote_cache_mode, shard, net_options)
+
+
+def _quiet_keyboard_interrupt() -> None:
+    """An excepthook for the uncaught KeyboardInterrupt only: one line, exit handlers (the store lease),
+    exit 130 as a shell reports Ctrl-C. Every output is written under a temp name and renamed, and a
+    node's stamp is recorded after its action: an interrupted run leaves nothing half-written."""
+    previous = sys.excepthook
+    if getattr(previous, "__name__", "") == "_on_uncaught":
+        return
+
+    def _on_uncaught(kind, value, traceback) -> None:  # type: ignore[no-untyped-def]
+        if not issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, traceback)
+            return
+        import atexit
+        import os
+
+        print("pixibuild: interrupted; what was built is kept, run again to continue", file=sys.stderr)
+        sys.stderr.flush()
+        atexit._run_exitfuncs()
+        os._exit(130)
+
+    sys.excepthook = _on_uncaught
 
 
 def _namespace(root: str | Path, kinds: Sequence[str] | None, store_root: str | Path | None,
