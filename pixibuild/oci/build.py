@@ -81,7 +81,8 @@ class BuildResult:
 def build_package_layer(spec: LayerSpec, cache: LayerCache) -> Layer:
     """One package layer from the cache or built now (what a doit task per layer calls); its
     activation files are kept beside the cache entry for the environment layer."""
-    return cache.get_or_build(spec.key, spec.populate, mount=spec.mount, keep=_activation_file, modes=spec.modes)
+    return cache.get_or_build(spec.key, spec.populate, mount=spec.mount, keep=_activation_file, modes=spec.modes,
+                              archive_bytes=spec.archive_bytes)
 
 
 def _activation_view(cache: LayerCache, specs: Sequence[LayerSpec], view: Path) -> Path:
