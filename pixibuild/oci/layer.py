@@ -60,6 +60,8 @@ LAYER_MTIME = 0
 GZIP_BLOCK = 1 << 20
 """Raw bytes per independently deflated block (pigz uses 128 KiB; 1 MiB keeps the pool overhead low)."""
 _DICTIONARY = 32768
+ZSTD_BATCH = 1 << 20
+"""Tar bytes gathered before they are hashed and handed to zstd."""
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"
 """magic, deflate, no flags, mtime 0, XFL 0, OS 255 (unknown): nothing about this machine or time."""
@@ -205,12 +207,23 @@ class _DigestingZstd(_DigestingStream):
         compressor = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True, write_content_size=False)
         self._writer = compressor.stream_writer(_Sink(self._emit), closefd=False)  # type: ignore[arg-type]
 
+        self._buffer = bytearray()
+
     def write(self, data: bytes) -> int:
-        self._raw.update(data)
-        self._writer.write(data)
+        # a tar of small files arrives in many small writes: batched, hashing and compressing cost
+        # per call (the frame's bytes do not depend on how the input is cut)
+        self._buffer += data
+        if len(self._buffer) >= ZSTD_BATCH:
+            self._pass()
         return len(data)
 
+    def _pass(self) -> None:
+        self._raw.update(self._buffer)
+        self._writer.write(self._buffer)
+        self._buffer.clear()
+
     def finish(self) -> tuple[str, str, int]:
+        self._pass()
         self._writer.flush(zstandard.FLUSH_FRAME)
         return self._digests()
 
