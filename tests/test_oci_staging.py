@@ -155,3 +155,24 @@ def test_planned_layers_know_their_archive_bytes(tmp_path: Path) -> None:
     unsized = dataclasses.replace(record, size=None)
     assert planned(unsized, path) == path.stat().st_size
     assert planned(unsized, tmp_path / "not-fetched-yet.conda") is None
+
+
+def test_staging_dirs_of_dead_processes_are_removed_from_the_fast_root(tmp_path: Path) -> None:
+    """A killed build's staged files would stay in RAM until reboot: the next build removes them."""
+    import subprocess
+    import sys
+
+    fast = tmp_path / "ram"
+    fast.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = fast / f"pixibuild-stage-{dead.pid}-abc123"
+    (leftover / "lib").mkdir(parents=True)
+    (leftover / "lib" / "big.so").write_bytes(bytes(1000))
+    running = fast / f"pixibuild-stage-{os.getpid()}-def456"  # a live build's (here: this process's)
+    running.mkdir()
+    other = fast / "someone-elses"
+    other.mkdir()
+    _, staged = _build(tmp_path, StagingPolicy(fast), archive_bytes=100)
+    assert staged.parent == fast and staged.name.startswith(f"pixibuild-stage-{os.getpid()}-")
+    assert sorted(p.name for p in fast.iterdir()) == sorted([running.name, "someone-elses"])

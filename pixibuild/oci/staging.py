@@ -15,6 +15,10 @@ tmpfs use is bounded by about (installed size of a ≤ 64 MiB-archive layer) × 
 
 `PIXIBUILD_LAYER_STAGING`: unset → /dev/shm, else $XDG_RUNTIME_DIR (the first writable directory);
 a path → stage small layers there; `off` (or empty) → always the layer cache's directory.
+
+A killed build would leave its staged files in RAM until the next reboot: staging dirs on the fast
+root are named `pixibuild-stage-<pid>-…`, and the first layer a process stages there removes those
+whose process is gone.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from pixibuild.files.atomic import pid_alive
+
 STAGING_ENV = "PIXIBUILD_LAYER_STAGING"
 MAX_ARCHIVE_BYTES = 64 << 20
 """Largest sum of a layer's package archive sizes staged in RAM."""
@@ -37,6 +43,7 @@ EXPANSION = 4
 compressed; the check errs on the side of disk)."""
 HEADROOM = 256 << 20
 """Bytes of the tmpfs left free for everyone else."""
+FAST_PREFIX = "pixibuild-stage-"
 
 
 def _default_roots() -> list[Path]:
@@ -58,6 +65,7 @@ class StagingPolicy:
     max_archive_bytes: int = MAX_ARCHIVE_BYTES
     _reserved: int = field(default=0, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _swept: bool = field(default=False, init=False, repr=False)
 
     @classmethod
     def from_environment(cls) -> "StagingPolicy":
@@ -86,6 +94,18 @@ class StagingPolicy:
             self._reserved += need
         return need
 
+    def _sweep(self, root: Path) -> None:
+        """Remove staging dirs of dead processes from the fast root (once per policy)."""
+        with self._lock:
+            if self._swept:
+                return
+            self._swept = True
+        with contextlib.suppress(OSError):
+            for leftover in root.glob(f"{FAST_PREFIX}*"):
+                pid = leftover.name[len(FAST_PREFIX):].split("-", 1)[0]
+                if pid.isdigit() and not pid_alive(int(pid)) and leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+
     def _release(self, reserved: int) -> None:
         with self._lock:
             self._reserved -= reserved
@@ -107,8 +127,9 @@ class StagingPolicy:
         reserved = self._reserve(archive_bytes)
         if reserved is not None:
             assert self.fast_root is not None
+            self._sweep(self.fast_root)
             try:
-                with self._directory(self.fast_root, "pixibuild-stage-") as staging:
+                with self._directory(self.fast_root, f"{FAST_PREFIX}{os.getpid()}-") as staging:
                     try:
                         populate(staging)
                     except OSError as error:
