@@ -25,6 +25,8 @@ class LayerSpec:
     comment: str = ""
     modes: str = "normalize"
     """File mode policy (`pixibuild.oci.layer.MODES`): "keep" for installed packages, as unpack does."""
+    archive_bytes: int | None = field(default=None, compare=False)
+    """Sum of the package archives' sizes it installs (None: unknown): small layers are staged in RAM."""
 
 
 @dataclass(frozen=True)

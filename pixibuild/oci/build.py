@@ -81,7 +81,8 @@ class BuildResult:
 def build_package_layer(spec: LayerSpec, cache: LayerCache) -> Layer:
     """One package layer from the cache or built now (what a doit task per layer calls); its
     activation files are kept beside the cache entry for the environment layer."""
-    return cache.get_or_build(spec.key, spec.populate, mount=spec.mount, keep=_activation_file, modes=spec.modes)
+    return cache.get_or_build(spec.key, spec.populate, mount=spec.mount, keep=_activation_file, modes=spec.modes,
+                              archive_bytes=spec.archive_bytes)
 
 
 def _activation_view(cache: LayerCache, specs: Sequence[LayerSpec], view: Path) -> Path:
@@ -203,9 +204,17 @@ def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str,
                  run_as: RunAs | None, annotations: dict[str, str] | None) -> BuildResult:
     hits, misses = cache.hits, cache.misses
     specs = [layer.spec for layer in plan.packages]
-    # Layers are independent: build them in parallel (zlib, zstd and sha256 release the GIL).
+    # Layers are independent: build them in parallel (zlib, zstd and sha256 release the GIL), the
+    # largest first, so a big layer started last does not leave the other cores idle at the end.
     with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
-        built = list(pool.map(lambda spec: build_package_layer(spec, cache), specs))
+        largest_first = sorted(range(len(specs)), key=lambda i: -(specs[i].archive_bytes or 0))
+        futures = {i: pool.submit(build_package_layer, specs[i], cache) for i in largest_first}
+        try:
+            built = [futures[i].result() for i in range(len(specs))]
+        except BaseException:
+            for future in futures.values():  # a failed layer fails the image: start no more
+                future.cancel()
+            raise
     layers = [(layer, _history(spec)) for layer, spec in zip(built, specs)]
     facts = base_facts(tuple(base.layers), cache.root)
 

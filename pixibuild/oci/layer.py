@@ -45,6 +45,7 @@ from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.errors import BuildError, InputError
 from pixibuild.files.tar import DeterministicTarWriter
 from pixibuild.net.mediatypes import MEDIA_TYPE_GZIP, MEDIA_TYPE_ZSTD
+from pixibuild.oci.staging import StagingPolicy
 from pixibuild.store.roots import layer_cache_root
 
 LAYER_FORMAT_VERSION = 2
@@ -59,6 +60,8 @@ LAYER_MTIME = 0
 GZIP_BLOCK = 1 << 20
 """Raw bytes per independently deflated block (pigz uses 128 KiB; 1 MiB keeps the pool overhead low)."""
 _DICTIONARY = 32768
+ZSTD_BATCH = 1 << 20
+"""Tar bytes gathered before they are hashed and handed to zstd."""
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"
 """magic, deflate, no flags, mtime 0, XFL 0, OS 255 (unknown): nothing about this machine or time."""
@@ -204,12 +207,23 @@ class _DigestingZstd(_DigestingStream):
         compressor = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True, write_content_size=False)
         self._writer = compressor.stream_writer(_Sink(self._emit), closefd=False)  # type: ignore[arg-type]
 
+        self._buffer = bytearray()
+
     def write(self, data: bytes) -> int:
-        self._raw.update(data)
-        self._writer.write(data)
+        # a tar of small files arrives in many small writes: batched, hashing and compressing cost
+        # per call (the frame's bytes do not depend on how the input is cut)
+        self._buffer += data
+        if len(self._buffer) >= ZSTD_BATCH:
+            self._pass()
         return len(data)
 
+    def _pass(self) -> None:
+        self._raw.update(self._buffer)
+        self._writer.write(self._buffer)
+        self._buffer.clear()
+
     def finish(self) -> tuple[str, str, int]:
+        self._pass()
         self._writer.flush(zstandard.FLUSH_FRAME)
         return self._digests()
 
@@ -325,12 +339,15 @@ class LayerCache:
 
     The key is whatever identifies the layer's content for the caller (e.g. package sha256s and
     target prefix); it is combined with LAYER_FORMAT_VERSION, the compression and the mode policy.
-    One cache holds gzip and zstd layers side by side.
+    One cache holds gzip and zstd layers side by side. `staging` says where layers are staged
+    (oci/staging.py: small ones on a RAM-backed tmpfs); default from `PIXIBUILD_LAYER_STAGING`.
     """
 
-    def __init__(self, root: Path | None = None, *, compression: str = "gzip"):
+    def __init__(self, root: Path | None = None, *, compression: str = "gzip",
+                 staging: StagingPolicy | None = None):
         self.root = Path(root) if root is not None else layer_cache_root()
         self.compression = compression
+        self.staging = staging if staging is not None else StagingPolicy.from_environment()
         self.media_type, _ = compression_of(compression)
         self.blob_dir = self.root / "blobs" / "sha256"
         self.hits = 0
@@ -368,12 +385,14 @@ class LayerCache:
         return self.lookup(key, modes=modes) is not None and (not keep or self.kept_dir(key, modes=modes).is_dir())
 
     def get_or_build(self, key: str, populate: Callable[[Path], None], *, mount: str = "",
-                     keep: Callable[[str], bool] | None = None, modes: str = "normalize") -> Layer:
+                     keep: Callable[[str], bool] | None = None, modes: str = "normalize",
+                     archive_bytes: int | None = None) -> Layer:
         """The cached layer for `key`, or: stage files with `populate(dir)`, write the layer, remember it.
 
         `keep(relative path)` selects staged files and symlinks to save beside the entry (e.g.
         activation scripts, `bin/sh`), so later steps can read them without unpacking the layer.
-        `modes` is the file mode policy (see `MODES`).
+        `modes` is the file mode policy (see `MODES`). `archive_bytes` (the packages' archive sizes,
+        None if unknown) lets a small layer be staged in RAM (`self.staging`).
         """
         found = self.lookup(key, modes=modes)
         if found is not None and (keep is None or self.kept_dir(key, modes=modes).is_dir()):
@@ -383,28 +402,34 @@ class LayerCache:
         with self._count_lock:
             self.misses += 1
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="stage-", dir=self.root))
-        try:
-            populate(staging)
+        built: list[Layer] = []
+
+        def write(staging: Path) -> None:
             layer = write_layer(staging, self.blob_dir, mount=mount, compression=self.compression, modes=modes)
             if keep is not None:
-                with atomic_directory(self.kept_dir(key, modes=modes)) as kept:
-                    for path in sorted(staging.rglob("*")):
-                        rel = path.relative_to(staging).as_posix()
-                        if not keep(rel):
-                            continue
-                        if path.is_symlink():
-                            (kept / rel).parent.mkdir(parents=True, exist_ok=True)
-                            (kept / rel).symlink_to(os.readlink(path))
-                        elif path.is_file():
-                            (kept / rel).parent.mkdir(parents=True, exist_ok=True)
-                            shutil.copyfile(path, kept / rel)
-                            shutil.copymode(path, kept / rel)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+                self._keep_files(staging, self.kept_dir(key, modes=modes), keep)
+            built.append(layer)
+
+        self.staging.stage(archive_bytes, self.root, populate, write)
+        layer = built[-1]
         record = {k: v for k, v in asdict(layer).items() if k != "path"}
         atomic_write_bytes(self._entry_path(key, modes), json.dumps(record, sort_keys=True).encode())
         return layer
+
+    @staticmethod
+    def _keep_files(staging: Path, kept_dir: Path, keep: Callable[[str], bool]) -> None:
+        with atomic_directory(kept_dir) as kept:
+            for path in sorted(staging.rglob("*")):
+                rel = path.relative_to(staging).as_posix()
+                if not keep(rel):
+                    continue
+                if path.is_symlink():
+                    (kept / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (kept / rel).symlink_to(os.readlink(path))
+                elif path.is_file():
+                    (kept / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, kept / rel)
+                    shutil.copymode(path, kept / rel)
 
     def get_or_write(self, key: str, write: Callable[[DeterministicTarWriter], None]) -> Layer:
         """The cached layer for `key`, or one whose tar entries `write` adds (see `write_tar_layer`)."""

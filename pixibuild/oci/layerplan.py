@@ -70,6 +70,21 @@ def image_set(records: Sequence[CondaRecord], *, platform: str, target_prefix: s
     return ImageSet.of(records, budget, layer_domain(target_prefix, platform))
 
 
+def _archive_bytes(group: Sequence[CondaRecord], archives: dict[str, Path]) -> int | None:
+    """The group's archive sizes: the lock's `size`, else the archive's if it is already here
+    (the rules plan before fetching); None when one is unknown."""
+    total = 0
+    for record in group:
+        if record.size is not None:
+            total += record.size
+            continue
+        try:
+            total += archives[record.name].stat().st_size
+        except OSError:
+            return None
+    return total
+
+
 def plan_layers(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, target_prefix: str,
                 max_layers: int | None, base_layers: int, app_layer: bool, base: str = "the base image",
                 wheel_layer: bool = False, user_layer: bool = False,
@@ -107,6 +122,7 @@ def plan_layers(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str, 
                                     site_packages_path=site_packages)
 
         names = ", ".join(r.dist_name for r in ordered)
-        spec = LayerSpec(key, populate, mount=mount, created_by=f"pixibuild conda: {names}", modes="keep")
+        spec = LayerSpec(key, populate, mount=mount, created_by=f"pixibuild conda: {names}", modes="keep",
+                         archive_bytes=_archive_bytes(group, archives))
         planned.append(PackageLayer(spec, tuple(ordered)))
     return LayerPlan(base_layers, tuple(planned))

@@ -166,7 +166,8 @@ class RemoteLayerCache(LayerCache):
         """Layers left in the registry (lazy mode): digest → layer."""
 
     def get_or_build(self, key: str, populate: Callable[[Path], None], *, mount: str = "",
-                     keep: Callable[[str], bool] | None = None, modes: str = "normalize") -> Layer:
+                     keep: Callable[[str], bool] | None = None, modes: str = "normalize",
+                     archive_bytes: int | None = None) -> Layer:
         if self.root.name == "oci":  # the store's layer cache: leased before looking, so prune keeps it
             hold(self.root.parent, [f"layer:{entry_id(self, key, modes)}"])
         found = self.lookup(key, modes=modes)
@@ -188,7 +189,7 @@ class RemoteLayerCache(LayerCache):
             built.append(True)
             populate(directory)
 
-        layer = super().get_or_build(key, staging, mount=mount, keep=keep, modes=modes)
+        layer = super().get_or_build(key, staging, mount=mount, keep=keep, modes=modes, archive_bytes=archive_bytes)
         if built:
             COMPRESSED.add()
             if self.remote is not None and self.remote.writable:
