@@ -126,9 +126,9 @@ class Node:
         name, kind, key, outputs, deps, doc, present, where, broken, build_deps, remote, holds = spec
         if isinstance(present, tuple):
             present = functools.partial(_function(present[0], present[1]), *present[2])
-        return cls(name=name, kind=kind, key=key, action=None, outputs=tuple(map(Path, outputs)), deps=deps,
-                   doc=doc, present=present, where=where, broken=broken, load=load, build_deps=build_deps,
-                   remote=REMOTE_DEFERRED if remote else None, holds=holds)
+        # positional, in field order (keywords cost a fifth of a monorepo's 29,000 calls)
+        return cls(name, kind, key, None, tuple(map(Path, outputs)) if outputs else (), deps, doc, present, None,
+                   where, True, broken, load, build_deps, REMOTE_DEFERRED if remote else None, holds)
 
 
 class _Deferred:
