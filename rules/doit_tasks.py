@@ -128,14 +128,14 @@ def to_task(ws: Workspace, node: Node, current: bool | None = None) -> PlannedTa
         uptodate: bool | Callable[[], bool] = current
         if current:
             return PlannedTask(node.name, functools.partial(_run, ws, node), node.doc,
-                               [str(p) for p in node.outputs], [], True, node.kind)
+                               list(map(str, node.outputs)), [], True, node.kind)
         if pulls:
             uptodate = functools.partial(is_up_to_date, ws, node)
     else:
         uptodate = functools.partial(is_up_to_date, ws, node)
     deps = [*node.deps, f"pull:{node.name}"] if pulls else list(node.deps)
-    return PlannedTask(node.name, functools.partial(_run, ws, node), node.doc, [str(p) for p in node.outputs],
-                       deps, uptodate, node.kind, list(dict.fromkeys(node.build_deps)))
+    return PlannedTask(node.name, functools.partial(_run, ws, node), node.doc, list(map(str, node.outputs)),
+                       deps, uptodate, node.kind, list(dict.fromkeys(node.build_deps)) if node.build_deps else None)
 
 
 def pull_task(ws: Workspace, node: Node) -> PlannedTask:
