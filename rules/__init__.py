@@ -107,6 +107,8 @@ def _namespace(root: str | Path, kinds: Sequence[str] | None, store_root: str | 
         ws = dataclasses.replace(ws, remote=remote, net_options=net_options)
         graph = build_graph(ws, kinds, shard=shard_from_environment(shard, _doit_var("shard")))
     finally:
+        # the graph lives as long as the process: the collector's next full pass would rescan it (0.05 s)
+        gc.freeze()
         if enabled:
             gc.enable()
     # every store item the run's nodes use is leased before the first of them is looked at

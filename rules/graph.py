@@ -133,9 +133,7 @@ def _declare_workspace(ws: Workspace, kinds: Sequence[str] | None) -> BuildGraph
         cache.put(ws.project_dirs[label], entries[label])
     graph.shared.clear()
     for label in labels:
-        for spec in entries[label].specs:
-            if not graph.has(spec[0]):  # a shared node is kept by the first project that has it
-                graph.add(Node.from_spec(spec, functools.partial(planner.node, label, spec[0])))
+        graph.add_specs(entries[label].specs, functools.partial(planner.node, label))
     cache.save()
     return graph
 

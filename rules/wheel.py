@@ -21,8 +21,8 @@ from pixibuild.net.auth import storage_key
 from pixibuild.net.config import NetConfig
 from pixibuild.pypi import git
 from pixibuild.pypi.build import build_wheel
-from pixibuild.pypi.buildenv import builder_python, choice_path, prepare_build_env
-from pixibuild.pypi.index import index_config
+from pixibuild.pypi.buildenv import choice_path, prepare_build_env
+from pixibuild.pypi.identity import isolated_env_identity
 from pixibuild.pypi.jobs import WheelJob
 from pixibuild.pypi.plan import plan_wheels
 from pixibuild.pypi.remote import WheelResult
@@ -52,12 +52,6 @@ def _store_blobs(store_root: str, records) -> list[Path]:
 def _prepare(job: WheelJob, store_root: str, project_root: str) -> None:
     prepare_build_env(job, store_root, net=NetConfig.load(project_root=Path(project_root)),
                       blobs=functools.partial(_store_blobs, store_root))
-
-
-def _index_identity(lock_indexes: tuple[str, ...], project_root: str) -> list:
-    """What an isolated build environment would be made from: the index (pixi config) and interpreter."""
-    net = NetConfig.load(project_root=Path(project_root))
-    return [list(index_config(lock_indexes, net).identity), builder_python()]
 
 
 def _checkout(source: GitSource, store_root: str, project_root: str) -> None:
@@ -90,7 +84,7 @@ def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: R
         for job in jobs:
             if isinstance(job.source, TreeSource):
                 graph.watch(functools.partial(tree_identity, str(job.source.path), exclude))
-        graph.watch(functools.partial(_index_identity, tuple(target.pypi_indexes), str(project.root)))
+        graph.watch(functools.partial(isolated_env_identity, tuple(target.pypi_indexes), str(project.root)))
     store_root = str(ws.store_root)
     refs, keys, nodes = [], [], []
     for job in jobs:

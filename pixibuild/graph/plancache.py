@@ -28,7 +28,7 @@ from typing import Any, Callable
 from pixibuild.files.atomic import atomic_write_bytes
 from pixibuild.files.digest import json_digest
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 RACY_SECONDS = 2.0
 """A file modified this recently may change again within the same timestamp: hash its bytes too."""
 

@@ -36,6 +36,7 @@ from pixibuild.files.digest import canonical_json, json_digest
 from pixibuild.install.environment import install_environment
 from pixibuild.net.config import NetConfig
 from pixibuild.pypi.hooks import LoggedRunner, backend_environment, log_tail
+from pixibuild.pypi.identity import builder_python
 from pixibuild.pypi.index import pip_environment
 from pixibuild.pypi.jobs import LockedEnv, WheelJob
 from pixibuild.pypi.workdir import materialize
@@ -59,11 +60,6 @@ class BuildEnv:
 
     def to_json(self) -> bytes:
         return canonical_json(asdict(self))
-
-
-def builder_python() -> list:
-    """Identity of the interpreter an isolated environment is made from (part of its key)."""
-    return [sys.implementation.name, list(sys.version_info[:3]), os.path.realpath(sys._base_executable)]
 
 
 def read_requirements(source_dir: Path, where: str) -> list[str]:
