@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from pixibuild.errors import BuildError
+from pixibuild.files.window import Window
 
 CHUNK = 1 << 20
 """Copy buffer: 1 MiB measured as fast as 4 MiB and faster than 256 KiB (see the module doc)."""
@@ -193,38 +194,19 @@ class VerifiedBlob:
         return copied
 
 
-class _Reader(io.RawIOBase):
+class _Reader(Window):
     """A seekable raw stream over a VerifiedBlob's region with its own descriptor (positional reads:
     parallel readers never share a file offset)."""
 
     def __init__(self, blob: VerifiedBlob, fd: int):
-        self._blob, self._fd, self._pos = blob, fd, 0
         assert blob.length is not None
-        self._length = blob.length
+        super().__init__(blob.length)
+        self._blob, self._fd = blob, fd
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._length}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
-
-    def readinto(self, buf: Any) -> int:
-        n = min(len(buf), self._length - self._pos)
-        if n <= 0:
-            return 0
-        view = memoryview(buf).cast("B")[:n]
-        got = os.preadv(self._fd, [view], self._blob.offset + self._pos)
+    def _read_at(self, view: memoryview, pos: int) -> int:
+        got = os.preadv(self._fd, [view], self._blob.offset + pos)
         if got > 0:
-            self._blob._seen(self._fd, self._pos, view[:got])
-            self._pos += got
+            self._blob._seen(self._fd, pos, view[:got])
         return got
 
     def fileno(self) -> int:

@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name, canonicalize_version
 
 from pixibuild.errors import InputError
 from pixibuild.files.verified import VerifiedBlob
+from pixibuild.files.window import Window
 from pixibuild.conda.platforms import current_subdir
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.conda.archive import check_member_name
@@ -36,34 +37,17 @@ PACK_FORMAT_VERSION = "1"
 log = logging.getLogger(__name__)
 
 
-class _Slice(io.RawIOBase):
+class _Slice(Window):
     """A read-only, seekable window [offset, offset+size) of a file: one member of an uncompressed tar."""
 
     def __init__(self, raw: IO[bytes], offset: int, size: int):
-        self._raw, self._offset, self._size, self._pos = raw, offset, size, 0
+        super().__init__(size)
+        self._raw, self._offset = raw, offset
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._size}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
-
-    def readinto(self, buf) -> int:  # type: ignore[no-untyped-def]
-        n = min(len(buf), self._size - self._pos)
-        if n <= 0:
-            return 0
-        self._raw.seek(self._offset + self._pos)
-        data = self._raw.read(n)
-        buf[: len(data)] = data
-        self._pos += len(data)
+    def _read_at(self, view: memoryview, pos: int) -> int:
+        self._raw.seek(self._offset + pos)
+        data = self._raw.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
