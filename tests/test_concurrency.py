@@ -92,3 +92,23 @@ def test_two_doit_runs_at_once_share_store_and_database(demo, tmp_path: Path) ->
     again = run_doit(root, env=env)
     assert again.returncode == 0 and again.executed == [], again.output
     _store_sound(tmp_path / "store")
+
+
+def test_a_second_writer_of_a_kept_dir_leaves_the_first_in_place_for_its_readers(tmp_path: Path) -> None:
+    """Layer caches shared by concurrent images: a kept-files dir is content-addressed, so a racing
+    writer must not swap it out while another process walks it (that walk then saw a missing file)."""
+    from pixibuild.files.atomic import atomic_directory
+
+    kept = tmp_path / "layer.keep"
+    with atomic_directory(kept, keep_existing=True) as tmp:
+        (tmp / "conda-meta").mkdir()
+        (tmp / "conda-meta" / "hello.json").write_text("{}")
+    inode = kept.stat().st_ino
+    walking = os.scandir(kept / "conda-meta")  # a reader mid-walk
+    with atomic_directory(kept, keep_existing=True) as tmp:
+        (tmp / "conda-meta").mkdir()
+        (tmp / "conda-meta" / "hello.json").write_text("{}")
+    assert kept.stat().st_ino == inode
+    assert [e.name for e in walking] == ["hello.json"]
+    assert (kept / "conda-meta" / "hello.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["layer.keep"]  # the second tree was dropped

@@ -111,10 +111,13 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644, fsyn
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
+def atomic_directory(path: str | Path, *, keep_existing: bool = False) -> Iterator[Path]:
     """Build a directory under a temp name beside `path`, then swap it in.
 
-    An existing `path` is replaced only after the new tree is complete. The directory gets the mode
+    An existing `path` is replaced only after the new tree is complete. With `keep_existing` (for
+    content-addressed trees, which any writer builds identically) an existing `path` is left alone
+    and ours is dropped: other processes may be reading it, and replacing it would pull the tree
+    out from under them mid-walk. The directory gets the mode
     mkdir would have given it (0777 & ~umask: 0755 under the usual umask 022), not mkdtemp's 0700:
     an environment unpacked by root must be usable by everyone.
     """
@@ -125,10 +128,23 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     try:
         os.chmod(tmp, 0o777 & ~current_umask())
         yield tmp
-        _swap_in(tmp, path)
+        if keep_existing:
+            _rename_unless_present(tmp, path)
+        else:
+            _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _rename_unless_present(tmp: Path, path: Path) -> None:
+    """Rename `tmp` to `path` unless a complete `path` is already there (then `tmp` goes)."""
+    try:
+        os.rename(tmp, path)  # fails with ENOTEMPTY/EEXIST over a non-empty directory
+    except OSError:
+        if not path.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _swap_in(tmp: Path, path: Path) -> None:

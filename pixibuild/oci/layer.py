@@ -418,7 +418,7 @@ class LayerCache:
 
     @staticmethod
     def _keep_files(staging: Path, kept_dir: Path, keep: Callable[[str], bool]) -> None:
-        with atomic_directory(kept_dir) as kept:
+        with atomic_directory(kept_dir, keep_existing=True) as kept:
             for path in sorted(staging.rglob("*")):
                 rel = path.relative_to(staging).as_posix()
                 if not keep(rel):

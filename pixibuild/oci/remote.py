@@ -132,7 +132,7 @@ def restore_layer(cache: LayerCache, remote: RemoteCache, key: str, entry: Remot
             kept_tar = Path(tmp) / "kept.tar"
             if not remote.download(_only(entry, "kept.tar"), {"kept.tar": kept_tar}):
                 return None
-            with atomic_directory(cache.kept_dir(key, modes=modes)) as kept, tarfile.open(kept_tar) as tar:
+            with atomic_directory(cache.kept_dir(key, modes=modes), keep_existing=True) as kept, tarfile.open(kept_tar) as tar:
                 tar.extractall(kept, filter="data")
     if lazy:
         return layer
