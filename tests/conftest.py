@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -16,6 +17,12 @@ from pixibuild.store.roots import lock_cache_root, store_root
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PIXIBUILD_SHARED", REPO.parent / "shared"))
 CORPUS = SHARED / "corpus"
+
+# A shell starts background jobs (`pytest &`, nohup, some CI runners) with SIGINT ignored, and an
+# ignored signal stays ignored across exec: the Ctrl-C tests' children would then never see their
+# SIGINT. A handler (unlike SIG_IGN) is reset to the default on exec, so the children get Ctrl-C back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def require_tool(name: str, how: str = "") -> str:
