@@ -105,7 +105,7 @@ def _fetch_into(source: GitSource, dest: Path, net: NetConfig, what: str) -> Non
         kind = _run(["cat-file", "-t", source.commit], repo, what, config).stdout.strip()
         if kind != "commit":
             raise InputError(f"{source.commit} is not a commit in the repository", field=what)
-        with atomic_directory(dest) as staging:
+        with atomic_directory(dest, keep_existing=True) as staging:  # by commit: a racing fetch keeps the first
             proc = _run(["--work-tree", str(staging), "checkout", "-q", "-f", source.commit, "--", "."],
                         repo, what, config)
             if proc.returncode != 0:
