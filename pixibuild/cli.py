@@ -197,6 +197,11 @@ class _StdoutGuard:
         return getattr(self._stream, name)
 
 
+def guard_stdout(stream: TextIO) -> TextIO:
+    """`stream` behind a `_StdoutGuard`: for code that prints through a library catching every Exception."""
+    return _StdoutGuard(stream)  # type: ignore[return-value]
+
+
 @contextlib.contextmanager
 def stdout_closed_interrupts() -> Iterator[TextIO]:
     """While inside: sys.stdout is guarded (see `_StdoutGuard`); yields the guard for code that was

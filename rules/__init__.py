@@ -42,9 +42,38 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     --shard` give; `net_options` its network flags.
 
     Ctrl-C (while planning or while tasks run) ends a `doit` run with one line and exit 130: doit
-    lets the KeyboardInterrupt escape with a traceback of wherever the main thread was waiting."""
+    lets the KeyboardInterrupt escape with a traceback of wherever the main thread was waiting. A
+    `doit … | head` whose reader leaves ends quietly with 141, as `pixibuild build` and coreutils do."""
     _quiet_keyboard_interrupt()
-    return _namespace(root, kinds, store_root, build_dir, remote_cache, remote_cache_mode, shard, net_options)
+    namespace = _namespace(root, kinds, store_root, build_dir, remote_cache, remote_cache_mode, shard, net_options)
+    _guard_doit_output(namespace)
+    return namespace
+
+
+def _guard_doit_output(namespace: dict[str, Any]) -> None:
+    """When a `doit` command is loading this dodo, route its output through pixibuild's stdout guard.
+
+    doit catches every Exception, so a closed stdout (`doit list | head -1`) would end in a traceback
+    and exit 3. Through the guard it raises `StdoutClosed` (a KeyboardInterrupt, which doit lets
+    through) and the excepthook exits quietly with 141. `doit list` and the like print to the stream
+    the command took from sys.stdout when it was made, before this dodo was imported: the command is
+    found on the call stack (it is loading us). `doit run` prints to DOIT_CONFIG's `outfile`.
+    `pixibuild build` guards its own doit run: no doit command is on the stack then."""
+    from doit.cmd_base import DoitCmdBase
+
+    from pixibuild.cli import guard_stdout
+
+    frame = sys._getframe(1)
+    while frame is not None and not isinstance(frame.f_locals.get("self"), DoitCmdBase):
+        frame = frame.f_back
+    if frame is None:
+        return
+    command = frame.f_locals["self"]
+    if command.outstream is not sys.stdout:
+        return  # a caller's own stream (doit's API, tests): not ours to wrap
+    guard = guard_stdout(sys.stdout)
+    command.outstream = guard
+    namespace["DOIT_CONFIG"].setdefault("outfile", guard)
 
 
 def _quiet_keyboard_interrupt() -> None:
@@ -62,6 +91,11 @@ def _quiet_keyboard_interrupt() -> None:
         import atexit
         import os
 
+        from pixibuild.cli import EXIT_STDOUT_CLOSED, StdoutClosed
+
+        if issubclass(kind, StdoutClosed):  # the reader of our output left: stdout already points at devnull
+            atexit._run_exitfuncs()
+            os._exit(EXIT_STDOUT_CLOSED)
         print("pixibuild: interrupted; what was built is kept, run again to continue", file=sys.stderr)
         sys.stderr.flush()
         atexit._run_exitfuncs()

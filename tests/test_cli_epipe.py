@@ -117,3 +117,31 @@ def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(tmp_path: Path) -> N
         os.close(read_fd)
         assert stdout_is_closed(writer)
     assert not stdout_is_closed(sys.__stderr__)
+
+
+@pytest.mark.parametrize("doit_args", [["list", "--all"], ["-n", "2"], ["info", "lock:webapp"]])
+def test_plain_doit_on_our_dodo_exits_quietly_on_a_closed_stdout(demo, tmp_path: Path, monkeypatch,
+                                                                 doit_args: list[str]) -> None:
+    """`doit list | head -1`, `doit | head -1`: doit catches every Exception (it printed a BrokenPipeError
+    traceback and exited 3); through our dodo it is quiet with 141 like `pixibuild build`."""
+    from support.doitrun import write_dodo
+
+    root = Path(demo["webapp"]).parent
+    write_dodo(root)
+    monkeypatch.setenv("PIXIBUILD_BUILD_DIR", str(tmp_path / "build"))
+    result = _closed_before_writing([sys.executable, "-m", "doit", "-f", str(root / "dodo.py"), "-d", str(root),
+                                     *doit_args])
+    _assert_quiet(result)
+    assert not list((tmp_path / "build").rglob("*.tar"))  # the run stopped at its first line
+
+
+def test_doit_list_into_head_in_a_shell_is_quiet(demo, tmp_path: Path) -> None:
+    from support.doitrun import write_dodo
+
+    root = Path(demo["webapp"]).parent
+    write_dodo(root)
+    script = (f'PIXIBUILD_BUILD_DIR={tmp_path / "build"} {sys.executable} -m doit -f {root / "dodo.py"} -d {root} '
+              'list --all | head -1; echo "exit=${PIPESTATUS[0]}"')
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+    assert result.stdout.splitlines()[-1] == f"exit={EXIT_STDOUT_CLOSED}", result.stdout
