@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import decompression_seconds
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 CORPUS = Path(os.environ.get("PIXIBUILD_SHARED", REPO.parent / "shared")) / "corpus" / "pkgs"
@@ -194,29 +196,6 @@ def _floor(installed: Path, scratch: Path) -> tuple[float, int]:
     return time.perf_counter() - start, len(entries)
 
 
-def _decompression_seconds(archives: list[Path]) -> float:
-    """CPU seconds to decompress every archive once (what the workers spend; one core)."""
-    import bz2
-    import zipfile
-
-    import zstandard
-
-    start = time.process_time()
-    for path in archives:
-        if path.name.endswith(".tar.bz2"):
-            with bz2.open(path) as stream:
-                while stream.read(1 << 20):
-                    pass
-            continue
-        with zipfile.ZipFile(path) as zf:
-            for name in zf.namelist():
-                if name.endswith(".tar.zst"):
-                    with zf.open(name) as raw, zstandard.ZstdDecompressor().stream_reader(raw) as stream:
-                        while stream.read(1 << 20):
-                            pass
-    return time.process_time() - start
-
-
 def _summary(runs: list[dict], key: str) -> tuple[float, float]:
     values = [r[key] for r in runs]
     return min(values), statistics.median(values)
@@ -266,7 +245,7 @@ def main() -> None:
             floor, n_entries = _floor(Path(tmp) / f"runs-{name}" / "ours-0" / "prefix", Path(tmp) / f"floor-{name}")
             print(f"  where the time goes: recreating the {n_entries} installed entries with bare system calls "
                   f"takes {floor:.3f} s (one thread); decompressing every archive once takes "
-                  f"{_decompression_seconds(archives):.3f} s of CPU (spread over the workers); the rest of "
+                  f"{decompression_seconds(archives):.3f} s of CPU (spread over the workers); the rest of "
                   f"pixibuild's time is tar parsing, hashing, bookkeeping and conda-meta", flush=True)
     os._exit(0)  # see above: py-rattler and interpreter finalization
 

@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from pixibuild.errors import BuildError, InputError
 from pixibuild.conda.platforms import oci_platform
@@ -26,9 +26,11 @@ from pixibuild.files.digest import sha256_digest
 from pixibuild.net.mediatypes import (DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, INDEX_TYPES, MEDIA_TYPE_GZIP,
                                       MEDIA_TYPE_TAR, MEDIA_TYPE_ZSTD)
 from pixibuild.oci.layer import Layer, LayerCache
-from pixibuild.net.auth import AuthStore
-from pixibuild.net.config import NetConfig
-from pixibuild.net.registry import Reference, RegistryClient, connect, parse_reference
+
+if TYPE_CHECKING:  # the network stack (httpx, ssl) is imported when a registry base is pulled, not by every build
+    from pixibuild.net.auth import AuthStore
+    from pixibuild.net.config import NetConfig
+    from pixibuild.net.registry import Reference, RegistryClient
 
 _LAYER_TYPES = {DOCKER_LAYER_GZIP: MEDIA_TYPE_GZIP, DOCKER_LAYER_TAR: MEDIA_TYPE_TAR}
 
@@ -206,6 +208,8 @@ def _registry_manifest(client: RegistryClient, ref: Reference, platform: str) ->
 def pull(reference: str, platform: str, cache: LayerCache, *, client: RegistryClient | None = None,
          net: NetConfig | None = None, auth: AuthStore | None = None) -> BaseImage:
     """Pull from a registry: manifest (index → our platform), config, layers into the cache by digest."""
+    from pixibuild.net.registry import connect, parse_reference
+
     ref = parse_reference(reference)
     own = client is None
     client = client or connect(ref, net, auth=auth)
@@ -349,6 +353,8 @@ def base_layer_count(reference: str | None, platform: str, *, net: NetConfig | N
     if source.kind == "oci":
         return len(_layout_manifest(_read_dir_file(Path(where)), source.tag, platform, where).get("layers") or [])
     if source.kind == "registry":
+        from pixibuild.net.registry import connect, parse_reference
+
         ref = parse_reference(where)
         with connect(ref, net) as client:
             return len(_registry_manifest(client, ref, platform).get("layers") or [])

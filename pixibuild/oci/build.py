@@ -25,7 +25,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from pixibuild.install.activation import (ManifestActivation, activation_scripts, entrypoint_script,
                                           static_activation)
@@ -38,7 +38,6 @@ from pixibuild.install.wheels import install_wheels
 from pixibuild.conda.platforms import oci_platform
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.oci.assemble import SCRATCH, BaseImage, LayerSpec, assemble_image, build_layers
-from pixibuild.net.config import NetConfig
 from pixibuild.oci.base import load_base
 from pixibuild.files.digest import canonical_json
 from pixibuild.oci.config import HistoryEntry, ImageSettings, created_timestamp, standard_labels
@@ -51,6 +50,9 @@ from pixibuild.oci.layer import Layer, LayerCache
 from pixibuild.oci.layout import Image
 from pixibuild.oci.options import ImageOptions, image_prefix
 from pixibuild.store.blobs import blob_source
+
+if TYPE_CHECKING:  # network settings only travel through here (see oci/base.py)
+    from pixibuild.net.config import NetConfig
 
 log = logging.getLogger(__name__)
 
