@@ -165,16 +165,19 @@ class StdoutClosed(KeyboardInterrupt):
 
 
 class _StdoutGuard:
-    """A stand-in for sys.stdout that flushes every write (the closed pipe shows at once) and, when the
-    reader has left, silences stdout and raises `StdoutClosed`."""
+    """A stand-in for sys.stdout that flushes every write (the closed pipe shows at once: a build stops
+    at its next line) and, when the reader has left, silences stdout and raises `StdoutClosed`. With
+    `flush_each=False` (long listings) the closed pipe shows when the buffer fills or is flushed."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: TextIO, flush_each: bool = True):
         self._stream = stream
+        self._flush_each = flush_each
 
     def write(self, text: str) -> int:
         try:
             written = self._stream.write(text)
-            self._stream.flush()
+            if self._flush_each:
+                self._stream.flush()
             return written
         except BrokenPipeError:
             self._reader_left()
@@ -197,9 +200,9 @@ class _StdoutGuard:
         return getattr(self._stream, name)
 
 
-def guard_stdout(stream: TextIO) -> TextIO:
+def guard_stdout(stream: TextIO, *, flush_each: bool = True) -> TextIO:
     """`stream` behind a `_StdoutGuard`: for code that prints through a library catching every Exception."""
-    return _StdoutGuard(stream)  # type: ignore[return-value]
+    return _StdoutGuard(stream, flush_each)  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

@@ -59,6 +59,8 @@ def _guard_doit_output(namespace: dict[str, Any]) -> None:
     the command took from sys.stdout when it was made, before this dodo was imported: the command is
     found on the call stack (it is loading us). `doit run` prints to DOIT_CONFIG's `outfile`.
     `pixibuild build` guards its own doit run: no doit command is on the stack then."""
+    import atexit
+
     from doit.cmd_base import DoitCmdBase
 
     from pixibuild.cli import guard_stdout
@@ -71,9 +73,23 @@ def _guard_doit_output(namespace: dict[str, Any]) -> None:
     command = frame.f_locals["self"]
     if command.outstream is not sys.stdout:
         return  # a caller's own stream (doit's API, tests): not ours to wrap
-    guard = guard_stdout(sys.stdout)
-    command.outstream = guard
-    namespace["DOIT_CONFIG"].setdefault("outfile", guard)
+    # a listing (29,000 lines in a big monorepo) is buffered: flushed once at exit, where a reader
+    # that left makes the same quiet 141; a run's task lines are flushed one by one, so it stops at once
+    listing = guard_stdout(sys.stdout, flush_each=False)
+    command.outstream = listing
+    atexit.register(_flush_listing, listing)
+    namespace["DOIT_CONFIG"].setdefault("outfile", guard_stdout(sys.stdout))
+
+
+def _flush_listing(listing: Any) -> None:
+    import os
+
+    from pixibuild.cli import EXIT_STDOUT_CLOSED, StdoutClosed
+
+    try:
+        listing.flush()
+    except StdoutClosed:
+        os._exit(EXIT_STDOUT_CLOSED)
 
 
 def _quiet_keyboard_interrupt() -> None:
