@@ -25,14 +25,16 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import urljoin, urlsplit
 
-import httpx
 
 from pixibuild import __version__
 from pixibuild.net.auth import redact_url
 from pixibuild.net.config import NetConfig
+
+if TYPE_CHECKING:  # httpx is imported by the first client made: a warm build never needs it
+    import httpx
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO; a URL may carry a conda token (`/t/<token>/`) and a redirect target
@@ -54,6 +56,8 @@ def make_client(config: NetConfig, *, connections: int | None = None) -> httpx.C
 
     `Accept-Encoding: identity`: we hash and store the bytes the server holds, never a re-encoding of them.
     """
+    import httpx
+
     size = max(1, connections or config.downloads)
     return httpx.Client(
         verify=config.ssl_verify(), follow_redirects=False, trust_env=True,
@@ -142,6 +146,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def connect_problem(exc: BaseException, url: str) -> ConnectProblem | None:
     """What kept a request to `url` from connecting (None if it did connect, or failed otherwise)."""
+    import httpx  # already imported: `exc` came from a request
+
     parts = urlsplit(url)
     host = parts.hostname or parts.netloc
     where = f"{host}:{parts.port}" if parts.port else host

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Iterable, Sequence, Union
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-import httpx
 
 from pixibuild.net.auth import AuthStore, redact_url, storage_key
 from pixibuild.errors import BuildError, InputError, PixibuildError
@@ -43,6 +42,8 @@ from pixibuild.store.blobs import Hasher, Store, check_md5, check_sha256, compar
 from pixibuild.store.lease import hold
 
 if TYPE_CHECKING:
+    import httpx
+
     from pixibuild.store.remote import RemoteCache
 
 log = logging.getLogger(__name__)
@@ -394,6 +395,8 @@ class Fetcher:
 
     def _stream(self, w: Wanted, url: str, shown: str, partial: Path) -> tuple[Hasher, str | None, bool]:
         """One GET into `partial` (appending after what is there, with Range): (hasher, ETag, resumed)."""
+        import httpx  # imported with the client (see net/http.py)
+
         h = Hasher()
         have = partial.stat().st_size if partial.exists() else 0
         if have and w.size is not None and have >= w.size:
