@@ -75,11 +75,17 @@ def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRec
 
 def where_of(ws: Workspace, project: Project, env: str | None = None, platform: str | None = None) -> str:
     """`apps/api/pixi.lock, env prod, linux-64`: where a node's inputs come from, for explanations."""
+    return ", ".join([_lock_shown(project.lock_path, ws.root), *([f"env {env}"] if env else []),
+                      *([platform] if platform else [])])
+
+
+@functools.lru_cache(maxsize=1024)
+def _lock_shown(lock_path: Path, root: Path) -> str:
+    """The lock's path below the workspace root (asked once per package of the project: remembered)."""
     try:
-        lock = project.lock_path.relative_to(ws.root).as_posix()
+        return lock_path.relative_to(root).as_posix()
     except ValueError:
-        lock = str(project.lock_path)
-    return ", ".join([lock, *([f"env {env}"] if env else []), *([platform] if platform else [])])
+        return str(lock_path)
 
 
 def package_inputs(records: Sequence[CondaRecord | PypiRecord], digests: Sequence[str], prefix: str = "conda"
