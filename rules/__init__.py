@@ -90,6 +90,8 @@ def _flush_listing(listing: Any) -> None:
         listing.flush()
     except StdoutClosed:
         os._exit(EXIT_STDOUT_CLOSED)
+    except (ValueError, OSError):  # a stream its owner already closed (doit used as a library)
+        pass
 
 
 def _quiet_keyboard_interrupt() -> None:
