@@ -12,6 +12,7 @@ import re
 import select
 import signal
 import sys
+import threading
 from typing import Any, Iterator, Mapping, Sequence, TextIO
 
 from pixibuild import __version__
@@ -145,8 +146,14 @@ def quiet_exit_on_closed_stdout() -> int:
     return EXIT_STDOUT_CLOSED
 
 
+_READER_LEFT = threading.Event()
+"""Set once our stdout was found closed and pointed at devnull: another thread whose write met the
+same closed pipe (doit's parallel task threads print too) can no longer see the pipe, only this."""
+
+
 def silence_closed_stdout(stdout: TextIO | None = None) -> None:
     stdout = stdout or sys.stdout
+    _READER_LEFT.set()
     devnull = os.open(os.devnull, os.O_WRONLY)
     for stream in (stdout, sys.stderr):
         try:
@@ -192,7 +199,7 @@ class _StdoutGuard:
 
     def _reader_left(self) -> None:
         """Raise StdoutClosed if the broken pipe is our stdout's (not, say, a subprocess's)."""
-        if stdout_is_closed(self._stream):
+        if _READER_LEFT.is_set() or stdout_is_closed(self._stream):
             silence_closed_stdout(self._stream)
             raise StdoutClosed() from None
 

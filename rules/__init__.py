@@ -71,8 +71,8 @@ def _guard_doit_output(namespace: dict[str, Any]) -> None:
     if frame is None:
         return
     command = frame.f_locals["self"]
-    if command.outstream is not sys.stdout:
-        return  # a caller's own stream (doit's API, tests): not ours to wrap
+    if sys.stdout is None or command.outstream is not sys.stdout:
+        return  # no stdout at all (`>&-`), or a caller's own stream (doit's API, tests): not ours to wrap
     # a listing (29,000 lines in a big monorepo) is buffered: flushed once at exit, where a reader
     # that left makes the same quiet 141; a run's task lines are flushed one by one, so it stops at once
     listing = guard_stdout(sys.stdout, flush_each=False)
