@@ -23,13 +23,13 @@ from pixibuild.store.blobs import BlobRef, Store
 from pixibuild.store.session import FetchSession
 
 
-def blob_path(ws: Workspace, sha256: str | None) -> Path | None:
+def blob_path(ws: Workspace, sha256: str | None) -> str | None:
     """Where the store keeps a package (None when the lock gives no usable sha256: then the fetch
     node runs and reports the bad hash, or finds the blob through the store's URL index)."""
     if not sha256:
         return None
     try:
-        return _store(str(ws.store_root)).blob_path(sha256)
+        return _store(str(ws.store_root)).blob_name(sha256)
     except InputError:
         return None
 
@@ -57,7 +57,7 @@ def declare(graph: BuildGraph, ws: Workspace, project: Project, record: CondaRec
     label = record.file_name
     fetch_key = content_key("fetch", location, record.sha256, record.md5)
     blob = blob_path(ws, record.sha256)
-    present = functools.partial(os.path.exists, str(blob)) if blob else None  # a str: cheap to unpickle
+    present = functools.partial(os.path.exists, blob) if blob else None  # a str: cheap to unpickle
     holds = (f"blob:{record.sha256}",) if blob else ()
     where = where_of(ws, project)
     # what a plan reports: the bytes a fetch downloads (its key is the content itself: nothing to diff)

@@ -69,7 +69,10 @@ def _env_records(project: Project, job: WheelJob) -> list[tuple[CondaRecord | Py
     for candidate in job.candidates:
         resolved = project.resolved[(candidate.env, candidate.platform)]
         out += list(zip(resolved.conda, resolved.conda_digests))
-        out += [(w, d) for w, d in zip(resolved.pypi, resolved.pypi_digests) if w in candidate.wheels]
+        # by identity fields, not dataclass equality: a large lock's candidates × wheels were 170,000
+        # field-by-field comparisons (one environment holds one record per name and location)
+        wanted = {(w.name, w.location, w.sha256) for w in candidate.wheels}
+        out += [(w, d) for w, d in zip(resolved.pypi, resolved.pypi_digests) if (w.name, w.location, w.sha256) in wanted]
     return out
 
 

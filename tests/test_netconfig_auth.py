@@ -141,3 +141,20 @@ def test_redaction_of_urls_and_text():
     text = "GET https://u:pw@h/t/tok/x failed; header Bearer SEKRIT"
     out = redact_text(text, ["SEKRIT"])
     assert "pw" not in out and "tok" not in out and "SEKRIT" not in out
+
+
+@pytest.mark.parametrize("url, key", [
+    ("https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3-h0_0.conda",
+     "https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3-h0_0.conda"),  # plain: itself
+    ("https://Conda.Anaconda.org/c/x.conda", "https://conda.anaconda.org/c/x.conda"),  # host lower-cased
+    ("HTTPS://h/c/x.conda", "https://h/c/x.conda"),
+    ("https://h/t/tk-123/c/x.conda", "https://h/c/x.conda"),  # conda token dropped
+    ("https://h/c/x.conda?sig=1", "https://h/c/x.conda"),
+    ("https://h/c/x.conda#frag", "https://h/c/x.conda"),
+    ("https://u:p@h/c/x.conda", "https://h/c/x.conda"),
+    ("https://h", "https://h/"),
+    ("https://[::1]:8443/c/x.conda", "https://[::1]:8443/c/x.conda"),
+])
+def test_storage_key_of_plain_and_other_urls(url, key):
+    """The plain-URL shortcut gives what the full split/strip/join gives."""
+    assert storage_key(url) == key

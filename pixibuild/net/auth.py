@@ -208,12 +208,19 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, path=path, query=query))
 
 
+_PLAIN_URL = re.compile(r"https?://[a-z0-9.:\[\]-]+/[!$%&'()*+,\-./0-9:;=A-Z_a-z~]*")
+"""A lower-case http(s) URL with a path and nothing to strip (no userinfo, query or fragment): its
+own storage key (nearly every package URL of a lock; urlsplit + urlunsplit cost 25 µs each)."""
+
+
 def storage_key(url: str) -> str:
     """The credential-free identity of a URL, for the store's metadata index.
 
     Userinfo and conda-token path segments are removed entirely, and the query and fragment dropped
     (signed-URL parameters are secrets and do not change what the file is).
     """
+    if _PLAIN_URL.fullmatch(url) and "/t/" not in url:
+        return url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https", "ftp", "s3", "oci"):
         return url
