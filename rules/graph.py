@@ -266,12 +266,12 @@ class Planner:
     def image_sets(self, label: str) -> list[ImageSet]:
         """The project's images as workspace grouping sees them (none when it builds no image, or
         cannot be planned: then it is broken, and has no layers to share)."""
-        from . import image
-
         ws = self.ws
         try:
             if "image" not in self._wanted(label):
                 return []
+            from . import image  # the image rules (~70 ms to import) only for a project that has images
+
             project = ws.projects[label]
             out = []
             for env, platform in project.targets():

@@ -17,19 +17,12 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any, Iterable, TypeVar
 
-import yaml
-
 from pixibuild.conda.filename import (build_number_from_build, channel_from_url, is_url, location_file_name,
                                       noarch_from, split_archive_name, subdir_from_url)
 from pixibuild.conda.platforms import arch_and_platform
 from pixibuild.inputs import simpleyaml
 from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord, PypiRecord
-
-try:  # libyaml: several times faster on multi-megabyte locks
-    from yaml import CBaseLoader as _Loader
-except ImportError:  # pragma: no cover - pure-Python fallback
-    from yaml import BaseLoader as _Loader  # type: ignore[assignment]
 
 SUPPORTED_VERSIONS = range(1, 8)
 DEFAULT_ENVIRONMENT = "default"
@@ -704,8 +697,15 @@ def parse_lock(text: str, path: str | Path = "pixi.lock") -> LockFile:
 
 
 def _load_yaml(ctx: _Ctx, text: str) -> Any:
+    # PyYAML is only for locks the fast reader declines (15 ms to import: not on every plan's path)
+    import yaml
+
+    try:  # libyaml: several times faster on multi-megabyte locks
+        from yaml import CBaseLoader as loader
+    except ImportError:  # pragma: no cover - pure-Python fallback
+        from yaml import BaseLoader as loader  # type: ignore[assignment]
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - base loader builds no objects
+        return yaml.load(text, Loader=loader)  # noqa: S506 - base loader builds no objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
