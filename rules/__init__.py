@@ -45,9 +45,30 @@ def workspace_tasks(root: str | Path = ".", *, kinds: Sequence[str] | None = Non
     lets the KeyboardInterrupt escape with a traceback of wherever the main thread was waiting. A
     `doit … | head` whose reader leaves ends quietly with 141, as `pixibuild build` and coreutils do."""
     _quiet_keyboard_interrupt()
+    _log_warnings_to_stderr()
     namespace = _namespace(root, kinds, store_root, build_dir, remote_cache, remote_cache_mode, shard, net_options)
     _guard_doit_output(namespace)
     return namespace
+
+
+def _log_warnings_to_stderr() -> None:
+    """Under plain `doit` nobody configured logging: the library's warnings would reach stderr through
+    Python's last-resort handler as bare text, unlike the `pixibuild: warning: …` lines of planning.
+    Give them that form (`pixibuild build` configures logging itself: then this does nothing)."""
+    import logging
+
+    logger = logging.getLogger("pixibuild")
+    if logging.getLogger().handlers or logger.handlers:
+        return
+
+    class _Prefixed(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"pixibuild: {record.levelname.lower()}: {record.getMessage()}"
+
+    handler = logging.StreamHandler()  # sys.stderr as it is when a record is written
+    handler.setFormatter(_Prefixed())
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
 
 
 def _guard_doit_output(namespace: dict[str, Any]) -> None:

@@ -116,6 +116,8 @@ def test_quickstart_build_warns_once(tmp_path: Path) -> None:
                                          "PIXIBUILD_BUILD_DIR": str(root / "build")})
     assert run.returncode == 0, run.output
     assert run.output.count("no /bin/sh") == 1, run.output
+    # a line of its own, in the form of planning's warnings, naming the images it is about
+    assert "\npixibuild: warning: linux-aarch64 image: no /bin/sh in the base image" in run.output, run.output
 
 
 def _shell_package(tmp: Path):

@@ -241,7 +241,7 @@ def _build_image(packages: Sequence[tuple[CondaRecord, Path]], *, platform: str,
             what = (f"activation scripts cannot run ({', '.join(cannot)})" if cannot else "") + \
                 ("; " if cannot and static.unresolved else "") + \
                 (f"{', '.join(static.unresolved)} need a shell to expand" if static.unresolved else "")
-            _warn_once(f"no /bin/sh in the base image or the environment: {what}. The image runs its command "
+            _warn_once(f"{platform} image: no /bin/sh in the base image or the environment: {what}. The image runs its command "
                        f"directly, with the activation's variables in its config (use a base with a shell, "
                        f"e.g. --base oci:DIR, or add a shell package to run them)")
     records = [r for r, _ in packages]
