@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -281,3 +282,16 @@ def test_payload_first_tar_bz2_installs_like_info_first(tmp_path: Path) -> None:
         install_environment([(record_from_archive(archive), archive)], tmp_path / f"env-{name}", platform="linux-64")
         assert (tmp_path / f"env-{name}" / "share/a.txt").read_bytes() == OK
         assert not (tmp_path / f"env-{name}" / ".pixibuild-spool").exists()
+
+
+@pytest.mark.parametrize("fmt", [".tar.bz2", ".conda"])
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_truncated_archive_is_an_input_error_naming_it(tmp_path: Path, fmt: str, jobs: int) -> None:
+    """A download cut short: one line naming the package (a truncated .tar.bz2 used to escape as
+    a bare `EOFError: Compressed file ended before the end-of-stream marker was reached`)."""
+    spec = PackageSpec("cut", "1.0", "0", files=[PkgFile(f"share/cut/f{i}", os.urandom(2048)) for i in range(50)])
+    path = write_package(spec, tmp_path / "pkgs", fmt)
+    record = record_from_archive(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match=rf"^{spec.name}-1\.0-0{re.escape(fmt)}: .*(corrupt|truncated|not a valid)"):
+        install_environment([(record, path)], tmp_path / "env", platform="linux-64", jobs=jobs)

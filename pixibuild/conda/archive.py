@@ -829,9 +829,16 @@ def spool_tar_bz2(source: Source, package: str, spool: Path) -> Path:
         compressed = handle.seek(0, 2)
     limit = min(MAX_SPOOL, SPOOL_BASE + SPOOL_RATIO * compressed)
     with open_tar_bz2(source, package, limit) as stream, open(spool, "wb") as out:
-        while chunk := stream.read(1 << 20):
+        while True:
+            try:
+                chunk = stream.read(1 << 20)
+            except InputError:
+                raise
+            except CORRUPT as exc:  # a truncated or damaged bz2 stream (not the spool's own write errors)
+                raise _fail(package, None, f"corrupt archive ({exc})") from None
+            if not chunk:
+                return spool
             out.write(chunk)
-    return spool
 
 
 MAX_SPOOL = 64 << 30
