@@ -124,19 +124,22 @@ def _run_one(tool: str, archives: list[Path], work: Path) -> dict:
 
 
 def _peak_rss_kib() -> int:
-    """This process's peak RSS. Not ru_maxrss: Linux keeps that across exec, so a child would
-    report the (larger) parent that started it; VmHWM starts afresh with the new program."""
+    """The peak RSS of this process, or of a process it forked (pixibuild links independent packages
+    in a forked child), whichever is larger. Not our own ru_maxrss: Linux keeps that across exec, so
+    a child would report the (larger) parent that started it; VmHWM starts afresh with the new program."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):
-                return int(line.split()[1])
+                return max(int(line.split()[1]), children)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _cpu_seconds() -> float:
-    """User + system CPU of this process, all threads: the work done, whatever the machine's load."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """User + system CPU of this process, all threads, and of the processes it forked and waited
+    for: the work done, whatever the machine's load."""
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def _run_subprocess(tool: str, archives: list[Path], work: Path) -> dict:

@@ -123,6 +123,9 @@ def test_every_long_command_reports_progress_in_a_log(webapp: Path, tmp_path: Pa
     lines = [line for line in result.stderr.splitlines() if line.startswith(f"{command}: ")]
     assert lines and lines[-1].endswith(", done"), result.stderr
     assert "\r" not in result.stderr
+    if command == "unpack":  # all of the pack's packages, whichever process linked them
+        done, total = re.search(r"([0-9.]+)/([0-9.]+) MB", lines[-1]).groups()
+        assert done == total, lines[-1]
     quiet = _pixibuild("-q", *argv, env=FAST, capture_output=True, text=True)
     assert quiet.returncode == 0 and not re.search(rf"^{command}: ", quiet.stderr, re.M), quiet.stderr
 

@@ -66,6 +66,9 @@ def unpack(pack_file: str | Path, output_dir: Path, env_name: str = "env", shell
                 counted = [(record, counting_opener(_opener(source), progress)) for record, source in packages]
                 install_environment(counted, staging, target_prefix=str(env_dir), wheels=pypi,
                                     platform=meta["platform"], history=HISTORY_PIXI_UNPACK)
+                # every archive was read by now, some by the forked second linker (install/forked.py),
+                # whose reads this process does not see: the last line says all of them
+                progress.update(nbytes=max(0, total - progress.bytes))
                 script = activate_script(staging, str(env_dir), shell,
                                          platform=meta["platform"] if shell != "cmd" else None)
         atomic_write_bytes(output_dir / f"activate.{SCRIPT_EXT[shell]}", script.encode())

@@ -1,0 +1,172 @@
+"""Link the packages that share no path with any other in two processes at once.
+
+Why: linking is short Python steps between system calls, one package after the other: on one core it
+is most of an install's time (rattler spreads it over every core). Threads cannot share it (each step
+needs the GIL); a forked process can. Only packages that touch no path of another package are split
+off: their files are the same in whatever order they are linked, so the result equals the one-by-one
+install exactly. Packages that do share a path (clobbers, a symlink another package writes through)
+are linked afterwards, one by one in dependency order, as always.
+
+Forking is only safe when no other thread can hold a lock the child might need: `pixibuild unpack`
+qualifies; a doit run with parallel tasks does not, and links one by one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import posixpath
+import signal
+import threading
+from typing import Callable, Sequence
+
+from pixibuild.conda.archive import PackageInfo
+from pixibuild.conda.records import CondaRecord
+from pixibuild.install.link import LinkedPackage, LinkedPath
+from pixibuild.install.noarch import PythonLayout, parse_entry_point, relocate
+
+MIN_WEIGHT = 500
+"""Less work than this (about paths: a path is ~100 µs of linking) that a second process could take:
+forking and sending the results back would cost more than it saves."""
+
+LinkOne = Callable[[int], LinkedPackage]
+"""Links the package at this index (of the dependency-ordered records) into the prefix."""
+
+
+def can_fork() -> bool:
+    """fork exists, there is a second CPU, and this is the only thread (idle pools joined first)."""
+    if not hasattr(os, "fork") or threading.active_count() != 1:
+        return False
+    try:
+        return len(os.sched_getaffinity(0)) > 1
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1) > 1
+
+
+def package_paths(record: CondaRecord, info: PackageInfo, python: PythonLayout | None) -> tuple[set[str], set[str]]:
+    """(files and symlinks, directories) a package puts into the prefix, at their prefix paths."""
+    noarch_python = (info.noarch == "python" or record.noarch == "python") and python is not None
+    files: set[str] = set()
+    dirs: set[str] = set()
+    for entry in info.paths:
+        rel = relocate(entry.path, python) if noarch_python and python else entry.path
+        (dirs if entry.path_type == "directory" else files).add(rel)
+    if noarch_python and python:
+        for text in info.entry_points:
+            files.add(f"{python.bin_dir}/{parse_entry_point(record.file_name, text).command}")
+    return files, dirs
+
+
+def units(paths: Sequence[tuple[set[str], set[str]]]) -> list[list[int]]:
+    """The packages (indices, dependency order) split into units that can be linked in any order or
+    at once: one unit of every package that shares a path with another — a file or symlink of one
+    is a path, or a parent of a path, of the other; linked one by one in dependency order, as
+    clobbering needs — and one unit per package that shares none."""
+    used: dict[str, set[int]] = {}  # every path a package needs, its parent directories included
+    for i, (files, dirs) in enumerate(paths):
+        for rel in (*files, *dirs):
+            while rel and i not in used.setdefault(rel, set()):
+                used[rel].add(i)
+                rel = posixpath.dirname(rel)
+    shared: set[int] = set()
+    for i, (files, _) in enumerate(paths):
+        for rel in files:
+            others = used.get(rel, set()) - {i}
+            if others:
+                shared.add(i)
+                shared |= others
+    alone = [[i] for i in range(len(paths)) if i not in shared]
+    return ([sorted(shared)] if shared else []) + alone
+
+
+Linked = dict[int, tuple[list[LinkedPath], list[str]]]
+"""What was linked, by package index: its paths and the paths it clobbered (for LinkedPackage)."""
+
+
+def link_in_two(units: Sequence[list[int]], weights: Sequence[int], link_one: LinkOne
+                ) -> tuple[Linked, tuple[int, BaseException] | None]:
+    """Link the packages of `units` (see `units`), about half of the `weights` in a forked child,
+    the rest here; each side links its packages in dependency order.
+
+    Returns what was linked, and the failure of the lowest index (None if none): the caller raises it,
+    as the one-by-one install would have raised the first bad package's error."""
+    shares: list[list[int]] = [[], []]
+    loads = [0, 0]
+    for unit in sorted(units, key=lambda u: -sum(weights[i] for i in u)):  # largest first, to the lighter side
+        side = 0 if loads[0] <= loads[1] else 1
+        shares[side] += unit
+        loads[side] += sum(weights[i] for i in unit)
+    mine, theirs = sorted(shares[0]), sorted(shares[1])
+    import ctypes  # noqa: F401 - for the child's prctl: imported before the fork, not in the child
+
+    parent = os.getpid()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+        os.close(read_end)
+        _child(theirs, link_one, write_end, parent)
+    os.close(write_end)
+    status = 0
+    try:
+        done, failure = _link_share(mine, link_one)
+        with os.fdopen(read_end, "rb") as pipe:
+            read_end = -1
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+    finally:
+        if read_end != -1:
+            os.close(read_end)
+        if pid:  # interrupted (Ctrl-C) or failed here: the child stops too
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    if not data:
+        raise RuntimeError(f"the second linking process ended without a result (wait status {status})")
+    child_done, child_failure = pickle.loads(data)
+    done.update(child_done)
+    failures = [f for f in (failure, child_failure) if f is not None]
+    return done, min(failures, key=lambda f: f[0]) if failures else None
+
+
+def _link_share(indices: Sequence[int], link_one: LinkOne) -> tuple[Linked, tuple[int, BaseException] | None]:
+    """Link `indices` in order, stopping at the first failure (an InputError for a bad package)."""
+    done: Linked = {}
+    for i in indices:
+        try:
+            package = link_one(i)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            return done, (i, exc)
+        done[i] = (package.paths, package.clobbered)
+    return done, None
+
+
+def _child(indices: Sequence[int], link_one: LinkOne, write_end: int, parent: int) -> None:  # pragma: no cover
+    """The forked child: link, send the result, and leave without running the parent's cleanup
+    (no atexit handlers, no flushing of buffers it inherited)."""
+    code = 1
+    try:
+        _die_with_parent(parent)
+        result = _link_share(indices, link_one)
+        try:
+            data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # an exception that cannot be pickled: its text still gets through
+            done, (i, exc) = result  # type: ignore[misc]
+            data = pickle.dumps((done, (i, RuntimeError(f"{type(exc).__name__}: {exc}"))))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(data)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _die_with_parent(parent: int) -> None:  # pragma: no cover - in the child
+    """SIGKILL this child when the process that forked it dies (Linux): a killed unpack must not
+    leave a process writing into its staging directory."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
