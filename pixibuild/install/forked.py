@@ -58,25 +58,33 @@ def package_paths(record: CondaRecord, info: PackageInfo, python: PythonLayout |
 
 
 def units(paths: Sequence[tuple[set[str], set[str]]]) -> list[list[int]]:
-    """The packages (indices, dependency order) split into units that can be linked in any order or
-    at once: one unit of every package that shares a path with another — a file or symlink of one
-    is a path, or a parent of a path, of the other; linked one by one in dependency order, as
-    clobbering needs — and one unit per package that shares none."""
+    """The packages (indices) split into units that can be linked in any order or at once: packages
+    that share a path — a file or symlink of one is a path, or a parent of a path, of the other — are
+    in one unit (with every package they share a path with, and so on), linked one by one in
+    dependency order as clobbering needs; a package that shares none is a unit of its own. Each
+    unit's indices ascend."""
     used: dict[str, set[int]] = {}  # every path a package needs, its parent directories included
     for i, (files, dirs) in enumerate(paths):
         for rel in (*files, *dirs):
             while rel and i not in used.setdefault(rel, set()):
                 used[rel].add(i)
                 rel = posixpath.dirname(rel)
-    shared: set[int] = set()
+    group = list(range(len(paths)))  # union-find: packages that share a path end up in one group
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
     for i, (files, _) in enumerate(paths):
         for rel in files:
-            others = used.get(rel, set()) - {i}
-            if others:
-                shared.add(i)
-                shared |= others
-    alone = [[i] for i in range(len(paths)) if i not in shared]
-    return ([sorted(shared)] if shared else []) + alone
+            for other in used.get(rel, ()):
+                group[root(other)] = root(i)
+    out: dict[int, list[int]] = {}
+    for i in range(len(paths)):
+        out.setdefault(root(i), []).append(i)
+    return list(out.values())
 
 
 Linked = dict[int, tuple[list[LinkedPath], list[str]]]
