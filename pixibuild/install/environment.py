@@ -115,7 +115,9 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
     `target_prefix` is the path the environment will live at (default: `target_dir` itself).
     Worker threads (`jobs`) read info/ and decompress payloads ahead; packages are linked one after
     the other in dependency order, so a later package's file replaces an earlier one's exactly as
-    in rattler, and the result never depends on `jobs` or on timing.
+    in rattler, and the result never depends on `jobs` or on timing. With `jobs` > 1 in a process
+    with no other thread, groups of packages that share no path are linked by two processes
+    (`install/forked.py`): the same tree, sooner.
     """
     prefix = PrefixDir(Path(target_dir))
     logical = target_prefix or str(prefix.root)

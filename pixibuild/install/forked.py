@@ -2,10 +2,10 @@
 
 Why: linking is short Python steps between system calls, one package after the other: on one core it
 is most of an install's time (rattler spreads it over every core). Threads cannot share it (each step
-needs the GIL); a forked process can. Only packages that touch no path of another package are split
-off: their files are the same in whatever order they are linked, so the result equals the one-by-one
-install exactly. Packages that do share a path (clobbers, a symlink another package writes through)
-are linked afterwards, one by one in dependency order, as always.
+needs the GIL); a forked process can. Packages are grouped by the paths they share (clobbers, a
+symlinked directory another package writes through): a group is linked by one process, one package
+after the other in dependency order, as clobbering needs; groups touch no path of one another, so
+the result equals the one-by-one install exactly, whichever process links which group.
 
 Forking is only safe when no other thread can hold a lock the child might need: `pixibuild unpack`
 qualifies; a doit run with parallel tasks does not, and links one by one.
