@@ -28,12 +28,15 @@ import os, pickle, sys
 from pathlib import Path
 from pixibuild.install import environment, forked
 packages, target, jobs, out = pickle.load(open(sys.argv[1], "rb"))
+if os.environ.get("FORK_FAILS"):  # as under RLIMIT_NPROC or a sandbox that forbids it
+    def refuse():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    os.fork = refuse
 calls = []
 real = forked.link_in_two
 def spy(units, weights, link_one):
     calls.append(os.getpid())
-    linked, failure = real(units, weights, link_one)
-    return linked, failure
+    return real(units, weights, link_one)
 forked.link_in_two = spy
 try:
     environment.install_environment(packages, Path(target), target_prefix="/opt/env", platform="linux-64", jobs=jobs)
@@ -44,11 +47,12 @@ open(out, "w").write(__import__("json").dumps(result))
 """
 
 
-def _install(tmp: Path, packages, jobs: int, name: str) -> dict:
+def _install(tmp: Path, packages, jobs: int, name: str, **env: str) -> dict:
     """Install in a fresh one-thread interpreter; {"forked": whether two processes linked, "error": …}."""
     args, out = tmp / f"{name}.pickle", tmp / f"{name}.json"
     args.write_bytes(pickle.dumps((packages, str(tmp / name / "env"), jobs, str(out))))
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(args)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(args)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -96,6 +100,15 @@ def test_forked_linking_equals_one_by_one(tmp_path: Path) -> None:
     assert "bin/tool" in a and "lib/python3.12/site-packages/tool/cli.py" in a
     meta = json.loads((tmp_path / "two" / "env" / "conda-meta" / "c1-1.0-0.json").read_text())
     assert [p["_path"] for p in meta["paths_data"]["paths"]] == ["__clobbers__/c1/share/common/clobbered.txt"]
+
+
+def test_a_refused_fork_links_one_by_one(tmp_path: Path) -> None:
+    """fork failing (EAGAIN: a process limit, a sandbox) is no error: the same install, in one process."""
+    packages = _packages(tmp_path, _mixed_specs())
+    one = _install(tmp_path, packages, 1, "one")
+    refused = _install(tmp_path, packages, 2, "refused", FORK_FAILS="1")
+    assert one["error"] is None and refused == {"forked": True, "error": None}  # tried, then went on alone
+    assert _tree(tmp_path / "one" / "env") == _tree(tmp_path / "refused" / "env")
 
 
 def test_forked_linking_of_real_corpus_packages_equals_one_by_one(tmp_path: Path) -> None:

@@ -243,7 +243,10 @@ def _link_forking(records: list[CondaRecord], archives: dict[str, Any], spools: 
     if len(units) < 2 or sum(weights) - max(sum(weights[i] for i in u) for u in units) < forked.MIN_WEIGHT \
             or not forked.can_fork():
         return [link_one(i) for i in range(len(records))]  # nothing worth a second process
-    linked, failure = forked.link_in_two(units, weights, link_one)
+    result = forked.link_in_two(units, weights, link_one)
+    if result is None:  # fork refused
+        return [link_one(i) for i in range(len(records))]
+    linked, failure = result
     if failure is not None:
         raise failure[1]
     return [LinkedPackage(records[i], *linked[i]) for i in range(len(records))]

@@ -92,12 +92,13 @@ Linked = dict[int, tuple[list[LinkedPath], list[str]]]
 
 
 def link_in_two(units: Sequence[list[int]], weights: Sequence[int], link_one: LinkOne
-                ) -> tuple[Linked, tuple[int, BaseException] | None]:
+                ) -> tuple[Linked, tuple[int, BaseException] | None] | None:
     """Link the packages of `units` (see `units`), about half of the `weights` in a forked child,
     the rest here; each side links its packages in dependency order.
 
     Returns what was linked, and the failure of the lowest index (None if none): the caller raises it,
-    as the one-by-one install would have raised the first bad package's error."""
+    as the one-by-one install would have raised the first bad package's error. None when no process
+    could be forked (nothing was linked)."""
     shares: list[list[int]] = [[], []]
     loads = [0, 0]
     for unit in sorted(units, key=lambda u: -sum(weights[i] for i in u)):  # largest first, to the lighter side
@@ -105,11 +106,19 @@ def link_in_two(units: Sequence[list[int]], weights: Sequence[int], link_one: Li
         shares[side] += unit
         loads[side] += sum(weights[i] for i in unit)
     mine, theirs = sorted(shares[0]), sorted(shares[1])
-    import ctypes  # noqa: F401 - for the child's prctl: imported before the fork, not in the child
+    try:  # for the child's prctl: imported before the fork, not in the child
+        import ctypes  # noqa: F401
+    except ImportError:  # a Python built without ctypes: the child then cannot ask to die with us
+        pass
 
     parent = os.getpid()
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare (RLIMIT_NPROC, memory, a sandbox): the caller links one by one
+        os.close(read_end)
+        os.close(write_end)
+        return None
     if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
         os.close(read_end)
         _child(theirs, link_one, write_end, parent)
@@ -174,7 +183,7 @@ def _die_with_parent(parent: int) -> None:  # pragma: no cover - in the child
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         pass
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
