@@ -7,6 +7,8 @@ import hashlib
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pixibuild.oci.grouping import ImageSet, WorkspaceGrouping, dependency_graph, group_packages, layer_key, popularity
 from pixibuild.conda.records import CondaRecord
@@ -102,7 +104,23 @@ def test_layer_key_depends_on_members_and_prefix() -> None:
 def test_dependency_names_from_matchspec_forms() -> None:
     env = [rec("app", ("python>=3.8", "conda-forge::zlib 1.*", "libc[version='>=2']")),
            rec("python"), rec("zlib"), rec("libc")]
-    assert set(dependency_graph(env).edges) == {("app", "python"), ("app", "zlib"), ("app", "libc")}
+    graph = dependency_graph(env)
+    assert {(a, b) for a, deps in graph.items() for b in deps} == {("app", "python"), ("app", "zlib"), ("app", "libc")}
+
+
+@given(st.dictionaries(st.sampled_from("abcdefghij"), st.sets(st.sampled_from("abcdefghij"), max_size=4), max_size=10))
+@settings(max_examples=300, deadline=None)
+def test_popularity_is_networkx_ancestor_count(edges: dict[str, set[str]]) -> None:
+    """The plain-dict popularity (no networkx import in an image build) equals networkx's ancestors
+    count on any graph, cycles and self-references included."""
+    import networkx as nx
+
+    names = sorted(set(edges) | {d for deps in edges.values() for d in deps})
+    env = [rec(n, tuple(sorted(edges.get(n, ())))) for n in names]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(names)
+    graph.add_edges_from((a, b) for a in names for b in edges.get(a, ()) if a != b)
+    assert popularity(dependency_graph(env)) == {n: len(nx.ancestors(graph, n)) for n in names}
 
 
 # -- workspace grouping ----------------------------------------------------------------------------
