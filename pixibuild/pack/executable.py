@@ -23,13 +23,15 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from pixibuild import __version__
 from pixibuild.conda.platforms import is_windows
 from pixibuild.errors import InputError
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 CODE_FLOOR = (3, 8)
 """The oldest python pixibuild's unpack code itself runs on (tried by hand on 3.8 and 3.9 with a packaging
@@ -97,6 +99,8 @@ def python_unpacker() -> Unpacker:
         rel = path.relative_to(PACKAGE_ROOT)
         if not SKIPPED & set(rel.parts):
             files[f"pixibuild/{rel.as_posix()}"] = path.read_bytes()
+    from importlib import metadata  # ~14 ms to import: only a pack made with --create-executable needs it
+
     floor = CODE_FLOOR
     for name in VENDORED:
         try:
