@@ -149,17 +149,13 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
 
     feeds: dict[str, ReadAhead] = {}
     owners: dict[str, tuple[str, LinkedPath]] = {}
-    clobbered: dict[str, str] = {}
     linked: list[LinkedPackage] = []
     if jobs > 1 and len(records) > 1 and forked.can_fork():
         try:
             linked = _link_forking(records, archives, spools, load_info, prefix, logical, platform, layout, owners, jobs)
         finally:
             shutil.rmtree(spool_dir, ignore_errors=True)
-        for package in linked:
-            for path in package.clobbered:
-                clobbered[path] = package.record.name
-        return _finish(prefix, logical, linked, clobbered, wheels, layout, history)
+        return _finish(prefix, logical, linked, wheels, layout, history)
     try:
         # Separate workers for the read-ahead: queued behind the info tasks, the next payloads would
         # only start once every info/ was read, and the linker would wait for them.
@@ -186,8 +182,6 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
                                            target_prefix=logical, platform=platform, python=layout, owners=owners,
                                            info=info, payload=feeds.pop(record.name, None))
                     linked.append(package)
-                    for path in package.clobbered:
-                        clobbered[path] = record.name
                     if record.name in spools:
                         spools[record.name].unlink()
             finally:
@@ -197,12 +191,14 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
                     future.cancel()
     finally:  # after the workers stopped: none is still writing a spool
         shutil.rmtree(spool_dir, ignore_errors=True)
-    return _finish(prefix, logical, linked, clobbered, wheels, layout, history)
+    return _finish(prefix, logical, linked, wheels, layout, history)
 
 
-def _finish(prefix: PrefixDir, logical: str, linked: list[LinkedPackage], clobbered: dict[str, str],
-            wheels: Sequence[tuple[PypiRecord, Any]], layout: PythonLayout | None, history: bytes) -> InstallReport:
-    """Wheels and conda-meta, once every conda package is linked."""
+def _finish(prefix: PrefixDir, logical: str, linked: list[LinkedPackage], wheels: Sequence[tuple[PypiRecord, Any]],
+            layout: PythonLayout | None, history: bytes) -> InstallReport:
+    """Wheels and conda-meta, once every conda package is linked (in dependency order: a path
+    clobbered twice is reported with its last winner)."""
+    clobbered = {path: package.record.name for package in linked for path in package.clobbered}
     report = InstallReport(prefix.root, logical, linked, clobbered)
     if wheels:
         if layout is None:
@@ -218,9 +214,9 @@ def _link_forking(records: list[CondaRecord], archives: dict[str, Any], spools: 
                   load_info: Callable[[CondaRecord], PackageInfo], prefix: PrefixDir, logical: str, platform: str,
                   layout: PythonLayout | None, owners: dict[str, tuple[str, LinkedPath]], jobs: int
                   ) -> list[LinkedPackage]:
-    """Read every package's info/ (threads), link the packages that share no path with another in two
-    processes (`install/forked.py`), then the rest one by one in dependency order: the tree the
-    one-by-one loop makes, in less time when the independent packages are many."""
+    """Read every package's info/ (threads), then link the packages in two processes, grouped by the
+    paths they share (`install/forked.py`); one by one here when a second process is not worth it or
+    cannot be had. The same tree as the one-by-one loop, sooner."""
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # joined before any fork
         futures = [pool.submit(load_info, r) for r in records]
         try:
@@ -240,11 +236,8 @@ def _link_forking(records: list[CondaRecord], archives: dict[str, Any], spools: 
 
     weights = [len(info.paths) + (r.size or 0) // (256 << 10) for r, info in zip(records, infos)]
     units = forked.units([forked.package_paths(r, info, layout) for r, info in zip(records, infos)])
-    if len(units) < 2 or sum(weights) - max(sum(weights[i] for i in u) for u in units) < forked.MIN_WEIGHT \
-            or not forked.can_fork():
-        return [link_one(i) for i in range(len(records))]  # nothing worth a second process
     result = forked.link_in_two(units, weights, link_one)
-    if result is None:  # fork refused
+    if result is None:
         return [link_one(i) for i in range(len(records))]
     linked, failure = result
     if failure is not None:

@@ -97,14 +97,18 @@ def link_in_two(units: Sequence[list[int]], weights: Sequence[int], link_one: Li
     the rest here; each side links its packages in dependency order.
 
     Returns what was linked, and the failure of the lowest index (None if none): the caller raises it,
-    as the one-by-one install would have raised the first bad package's error. None when no process
-    could be forked (nothing was linked)."""
+    as the one-by-one install would have raised the first bad package's error. None, having linked
+    nothing, when the second process would get less than MIN_WEIGHT of work, or cannot be had (another
+    thread runs, fork refused): the caller links one by one."""
+    unit_weights = sorted(((sum(weights[i] for i in unit), unit) for unit in units), key=lambda wu: -wu[0])
+    if not unit_weights or sum(w for w, _ in unit_weights) - unit_weights[0][0] < MIN_WEIGHT or not can_fork():
+        return None
     shares: list[list[int]] = [[], []]
     loads = [0, 0]
-    for unit in sorted(units, key=lambda u: -sum(weights[i] for i in u)):  # largest first, to the lighter side
+    for weight, unit in unit_weights:  # largest first, to the lighter side
         side = 0 if loads[0] <= loads[1] else 1
         shares[side] += unit
-        loads[side] += sum(weights[i] for i in unit)
+        loads[side] += weight
     mine, theirs = sorted(shares[0]), sorted(shares[1])
     try:  # for the child's prctl: imported before the fork, not in the child
         import ctypes  # noqa: F401
