@@ -20,6 +20,8 @@ import pytest
 from pixibuild.demo.condapkg import PackageSpec, PkgFile, locked_record, write_package
 from pixibuild.install import forked
 
+from conftest import require_corpus
+
 from test_install_jobs import _tree
 
 RUNNER = """
@@ -113,9 +115,7 @@ def test_a_refused_fork_links_one_by_one(tmp_path: Path) -> None:
 def test_forked_linking_of_real_corpus_packages_equals_one_by_one(tmp_path: Path) -> None:
     """Real archives (ncurses' thousands of terminfo entries and hard links, binary placeholders,
     packages that clobber one another): the same tree either way."""
-    index = Path(os.environ.get("PIXIBUILD_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "corpus" / "pkgs"
-    if not (index / "INDEX.tsv").exists():
-        pytest.skip("../shared/corpus/pkgs is not here")
+    require_corpus("pkgs", "INDEX.tsv")  # skips locally without ../shared, fails in CI
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     import unpack as bench_unpack
     from pixibuild.conda.archive import record_from_archive
