@@ -9,19 +9,15 @@ fallback's time (the path for YAML the fast reader declines).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchlib import CORPUS as SHARED_CORPUS
+from pixibuild.inputs import lockfile, simpleyaml
+from pixibuild.inputs.lockfile import read_lock
 
-from pixibuild.inputs import lockfile, simpleyaml  # noqa: E402
-from pixibuild.inputs.lockfile import read_lock  # noqa: E402
-
-CORPUS = Path(os.environ.get("PIXIBUILD_SHARED", REPO.parent / "shared")) / "corpus" / "locks"
+CORPUS = SHARED_CORPUS / "locks"
 GOAL = 1.5
 
 

@@ -24,11 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import decompression_seconds
+from benchlib import CORPUS as SHARED_CORPUS, decompression_seconds
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-CORPUS = Path(os.environ.get("PIXIBUILD_SHARED", REPO.parent / "shared")) / "corpus" / "pkgs"
+CORPUS = SHARED_CORPUS / "pkgs"
 GOALS = {"generated": 1.0, "corpus": 0.9}
 """Issue 16: median install time ours/rattler."""
 

@@ -117,3 +117,30 @@ def test_readme_architecture_table_says_what_each_folder_may_import() -> None:
             continue
         imports = {n for n in imports if not n.startswith("__")}  # pixibuild.__version__
         assert imports - allowed == set(), f"{folder}/ imports {imports - allowed} beyond the README"
+
+
+def _module_constants() -> dict[tuple[str, str], list[str]]:
+    """(NAME, value source) → the library modules that assign that UPPER_CASE name at module level."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for path in (REPO / "pixibuild").rglob("*.py"):
+        for node in ast.parse(path.read_text(), str(path)).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            for target in targets:
+                typing_name = isinstance(node.value, ast.Call) and ast.unparse(node.value.func) == "TypeVar"
+                if isinstance(target, ast.Name) and target.id.isupper() and node.value is not None and not typing_name:
+                    key = (target.id, ast.unparse(node.value))
+                    found.setdefault(key, []).append(str(path.relative_to(REPO)))
+    return found
+
+
+def test_no_constant_is_defined_twice() -> None:
+    """One home per fact: a constant with the same name and value in two modules drifts apart the day
+    one of them changes (PACK_FORMAT_VERSION once lived in the pack writer and the reader)."""
+    twice = {f"{name} = {value}": paths for (name, value), paths in _module_constants().items() if len(paths) > 1}
+    assert twice == {}
+
+
+def test_benchmarks_do_not_edit_sys_path() -> None:
+    """Benchmarks import the installed pixibuild and their own benchlib, never a path hack."""
+    offenders = [p.name for p in (REPO / "bench").glob("*.py") if "sys.path.insert" in p.read_text()]
+    assert offenders == []

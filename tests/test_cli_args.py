@@ -107,3 +107,17 @@ def test_store_flag_holds_packages_and_image_layers_for_pack_and_image(tmp_path:
     assert layers.root == root / "oci"
     # nothing went to the default store ($PIXIBUILD_CACHE_DIR here): the flag moved all of it
     assert not any(p.is_file() for p in store_dir.rglob("*")) if store_dir.exists() else True
+
+
+def test_the_store_option_is_declared_in_one_place() -> None:
+    """Every command that takes the store (fetch, pack, image, build, sbom, cache, …) gets `--cache-dir`
+    and its `--use-cache` alias from commands/args.py, so the spelling cannot drift between commands."""
+    commands = Path(__file__).resolve().parents[1] / "pixibuild" / "commands"
+    declaring = sorted(p.name for p in commands.glob("*.py") if '"--cache-dir"' in p.read_text())
+    assert declaring == ["args.py"]
+    with_store = {name for name, sub in _subcommands().items()
+                  if any("--cache-dir" in a.option_strings for a in sub._actions)}
+    assert {"fetch", "pack", "image", "sbom", "cache"} <= with_store
+    for name in with_store:
+        action = next(a for a in _subcommands()[name]._actions if "--cache-dir" in a.option_strings)
+        assert action.option_strings == ["--cache-dir", "--use-cache"] and action.dest == "cache_dir", name

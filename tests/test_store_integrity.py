@@ -5,6 +5,7 @@ evicted, and the next run fetches it again. Never exit 0 with wrong bytes."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -14,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from fetchkit import make_channel, records_for, spec
 from pixibuild.demo.demo import write_demo
+from pixibuild.errors import BuildError
+from pixibuild.graph import steps
+from pixibuild.net.config import NetConfig
+from pixibuild.store.blobs import BlobRef, Store
+from pixibuild.store.fetch import Fetcher
+from support.http_server import TestServer
 from support.doitrun import run_doit, write_dodo
 
 HELLO = "hello-1.0.0-h5d6e7f8_1.tar.bz2"
@@ -128,3 +136,32 @@ def test_the_pack_layer_and_unpack_nodes_check_what_they_read(tmp_path: Path) ->
     (out / "image.tar").unlink()
     damage_and_run("image:webapp:prod:linux-64", store / "oci")
     assert (out / "image.tar").is_file()
+
+
+def test_nodes_after_verify_never_download_a_missing_blob(tmp_path) -> None:
+    """The one blob hand-off (issue 12): archive and unpack nodes get BlobRefs and only look in the store.
+    A blob missing there (its fetch node did not run, or it was removed) fails the node with one line
+    naming the package, while the channel that has the package sees no request and no output appears."""
+    root = tmp_path / "channel"
+    files = make_channel(root, [spec("kept", "noarch", 20_000, 1), spec("gone", "noarch", 20_000, 2)])
+    store_root = tmp_path / "store"
+    with TestServer(root) as server:
+        records = records_for(files, server.url, root)
+        with Fetcher(Store(store_root), NetConfig()) as fetcher:
+            fetcher.fetch_all(records)
+        gone = next(r for r in records if r.name == "gone")
+        Store(store_root).remove(gone.sha256)
+        before = server.count()
+        planned = [(r, BlobRef.of(r)) for r in records]
+        steps.index([r for r, _ in planned], str(tmp_path / "index"))
+        with pytest.raises(BuildError, match=r"gone-1\.0-0\.conda: not in the package store"):
+            steps.archive("linux-64", planned, [], str(store_root), str(tmp_path / "index"), str(tmp_path / "env.tar"))
+        with pytest.raises(BuildError, match=r"gone-1\.0-0\.conda: not in the package store"):
+            steps.unpack("linux-64", planned, [], str(store_root), str(tmp_path / "out"))
+        # a lock without sha256: the URL index finds the blob, or the node fails the same way
+        no_sha = [(dataclasses.replace(r, sha256=None), BlobRef.of(dataclasses.replace(r, sha256=None))) for r in records]
+        with pytest.raises(BuildError, match=r"gone-1\.0-0\.conda: not in the package store"):
+            steps.archive("linux-64", no_sha, [], str(store_root), str(tmp_path / "index"), str(tmp_path / "env2.tar"))
+        assert server.count() == before
+    assert not (tmp_path / "env.tar").exists() and not (tmp_path / "env2.tar").exists()
+    assert not (tmp_path / "out" / "env").exists()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from pixibuild.conda.platforms import current_subdir
 from pixibuild.errors import InputError
+from pixibuild.inputs import DEFAULT_ENVIRONMENT
 from pixibuild.install.activation import SHELL_ALIASES, SHELLS, shell_name
 from pixibuild.store.roots import layer_cache_root
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from pixibuild.store.fetch import Fetcher
     from pixibuild.store.remote import RemoteCache
 
-DEFAULT_ENVIRONMENT = "default"  # = inputs.lockfile.DEFAULT_ENVIRONMENT (not imported here: it loads YAML)
 
 
 def _positive_int(text: str) -> int:
@@ -98,10 +98,16 @@ STORE_HELP = ("the package store; image layers are cached under it, in oci/ (def
               "else $XDG_CACHE_HOME/pixibuild, else ~/.cache/pixibuild)")
 
 
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--cache-dir` (pixi-pack's `--use-cache` is the same option) and `--verify-cache`."""
+def add_store_argument(parser: argparse.ArgumentParser, *, help: str = STORE_HELP) -> None:
+    """`--cache-dir`: the package store root, one option for every command (pixi-pack's `--use-cache`
+    is the same option)."""
     parser.add_argument("--cache-dir", "--use-cache", dest="cache_dir", type=Path, default=None, metavar="DIR",
-                        help=STORE_HELP)
+                        help=help)
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The store for commands that fetch: `--cache-dir` and `--verify-cache`."""
+    add_store_argument(parser)
     parser.add_argument("--verify-cache", action="store_true",
                         help="re-hash the store blobs this run uses; fetch any that are corrupt again")
 

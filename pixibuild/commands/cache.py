@@ -14,7 +14,7 @@ import argparse
 import json
 import time
 
-from pixibuild.commands.args import STORE_HELP
+from pixibuild.commands.args import add_store_argument
 from pixibuild.errors import InputError
 
 COMMAND_NAME = "cache"
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prune: remove everything no running build holds (as pixi clean cache)")
     parser.add_argument("--dry-run", action="store_true", help="prune: only say what would be removed")
     parser.add_argument("--json", action="store_true", help="info: print JSON")
-    parser.add_argument("--cache-dir", "--use-cache", dest="cache_dir", default=None, metavar="DIR", help=STORE_HELP)
+    add_store_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

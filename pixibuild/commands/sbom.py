@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pixibuild.commands.args import add_target_arguments, manifest_arg
+from pixibuild.commands.args import add_store_argument, add_target_arguments, manifest_arg
 
 FORMAT_CHOICES = ("spdx", "cyclonedx")
 
@@ -22,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spdx (SPDX 2.3 JSON) or cyclonedx (CycloneDX 1.6 JSON) (default: %(default)s)")
     parser.add_argument("-o", "--output", default="-", metavar="FILE",
                         help="where to write it, '-' for stdout (default: %(default)s)")
-    parser.add_argument("--cache-dir", "--use-cache", dest="cache_dir", default=None, metavar="DIR",
-                        help="the package store (only its lock cache is used)")
+    add_store_argument(parser, help="the package store (only its lock cache is used)")
 
 
 def run(args: argparse.Namespace) -> int:

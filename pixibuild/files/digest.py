@@ -30,6 +30,17 @@ class Hasher:
             self.update(chunk)
 
 
+def sha256_file(path: str | Path) -> tuple[str, int]:
+    """sha256 hex and size of a file, streamed (for content keys and digests where md5 is not wanted)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
 def hash_file(path: str | Path) -> Hasher:
     """Hash a file by streaming it (never whole in memory)."""
     h = Hasher()

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pixibuild.files.verified import VerifiedBlob
+from pixibuild.files.digest import CHUNK
 
-CHUNK = 1 << 20
 BLOCK = 512
 
 

@@ -31,8 +31,8 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from pixibuild.errors import BuildError
 from pixibuild.files.window import Window
+from pixibuild.files.digest import CHUNK
 
-CHUNK = 1 << 20
 """Copy buffer: 1 MiB measured as fast as 4 MiB and faster than 256 KiB (see the module doc)."""
 GAP = 64 << 10
 """A read this close past the hashed part fills the gap at once (zip local headers, metadata.json);

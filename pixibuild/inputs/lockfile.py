@@ -20,12 +20,11 @@ from typing import Any, Iterable, TypeVar
 from pixibuild.conda.filename import (build_number_from_build, channel_from_url, is_url, location_file_name,
                                       noarch_from, split_archive_name, subdir_from_url)
 from pixibuild.conda.platforms import arch_and_platform
-from pixibuild.inputs import simpleyaml
+from pixibuild.inputs import DEFAULT_ENVIRONMENT, simpleyaml
 from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord, PypiRecord
 
 SUPPORTED_VERSIONS = range(1, 8)
-DEFAULT_ENVIRONMENT = "default"
 
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 _TRUE = frozenset({"true", "True", "TRUE"})

@@ -16,6 +16,7 @@ from typing import Any
 
 from pixibuild.errors import InputError
 from pixibuild.files.digest import json_digest
+from pixibuild.inputs import DEFAULT_ENVIRONMENT
 from pixibuild.inputs.discover import MANIFEST_NAMES
 from pixibuild.inputs.platform_names import ManifestPlatform, manifest_platform
 
@@ -24,7 +25,6 @@ from pixibuild.inputs.platform_names import ManifestPlatform, manifest_platform
 import tomli as tomllib
 
 DEFAULT_FEATURE = "default"
-DEFAULT_ENVIRONMENT = "default"
 _ENVIRONMENT_KEYS = frozenset({"features", "solve-group", "no-default-feature"})
 _CONDA_DEP_TABLES = ("dependencies", "host-dependencies", "build-dependencies")
 # Target selectors naming a platform family (pixi's `[target.unix]`, `[target.osx]`...).

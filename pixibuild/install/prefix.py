@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from typing import IO, Callable
 
-CHUNK = 1 << 20
+from pixibuild.files.digest import CHUNK
+
 MAX_SHEBANG_LINUX = 127
 MAX_SHEBANG_MACOS = 512
 

@@ -13,11 +13,10 @@ import base64
 from dataclasses import dataclass, field
 
 from pixibuild.files.digest import canonical_json, sha256_digest
-from pixibuild.net.mediatypes import MEDIA_TYPE_EMPTY, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
+from pixibuild.net.mediatypes import EMPTY_JSON, MEDIA_TYPE_EMPTY, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 
-EMPTY_CONFIG = b"{}"
-EMPTY_DESCRIPTOR = {"mediaType": MEDIA_TYPE_EMPTY, "digest": sha256_digest(EMPTY_CONFIG), "size": len(EMPTY_CONFIG),
-                    "data": base64.b64encode(EMPTY_CONFIG).decode()}
+EMPTY_DESCRIPTOR = {"mediaType": MEDIA_TYPE_EMPTY, "digest": sha256_digest(EMPTY_JSON), "size": len(EMPTY_JSON),
+                    "data": base64.b64encode(EMPTY_JSON).decode()}
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class Artifact:
 
     def blobs(self) -> dict[str, bytes]:
         """The blobs a push uploads (the empty config and the document)."""
-        return {EMPTY_DESCRIPTOR["digest"]: EMPTY_CONFIG, sha256_digest(self.payload): self.payload}
+        return {EMPTY_DESCRIPTOR["digest"]: EMPTY_JSON, sha256_digest(self.payload): self.payload}
 
 
 def fallback_tag(subject_digest: str) -> str:

@@ -17,6 +17,8 @@ import stat
 from pathlib import Path
 from typing import Sequence
 
+from pixibuild.files.atomic import current_umask
+from pixibuild.files.digest import json_digest, sha256_file
 from pixibuild.oci.layer import Layer
 from pixibuild.oci.rootfs import Entry, merged_tree
 
@@ -37,7 +39,7 @@ def _record_digest(data: bytes) -> str:
         return hashlib.sha256(data).hexdigest()
     for key in ORIGIN_FIELDS:
         record.pop(key, None)
-    return "record:" + hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    return "record:" + json_digest(record)
 
 
 def image_environment(layers: Sequence[Layer], prefix: str, *, without_origin: bool = False
@@ -81,20 +83,10 @@ def directory_environment(root: Path, *, without_origin: bool = False) -> dict[s
             elif stat.S_ISREG(st.st_mode) and without_origin and _is_record(rel):
                 out[rel] = ("file", st.st_mode & 0o7777, _record_digest(path.read_bytes()))
             elif stat.S_ISREG(st.st_mode):
-                h = hashlib.sha256()
-                with open(path, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        h.update(chunk)
-                out[rel] = ("file", st.st_mode & 0o7777, h.hexdigest())
+                out[rel] = ("file", st.st_mode & 0o7777, sha256_file(path)[0])
             else:
                 out[rel] = ("other", st.st_mode & 0o7777, None)
     return out
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def differences(image: dict[str, Description], installed: dict[str, Description], *,
@@ -102,7 +94,7 @@ def differences(image: dict[str, Description], installed: dict[str, Description]
     """What differs, one line per path. Image directories are always 0755 and conda-meta records
     0644; an installed directory's (or record's) mode is its creator's umask applied to that, so
     those compare through `umask` (package files keep their archive modes on both sides: exact)."""
-    mask = _current_umask() if umask is None else umask
+    mask = current_umask() if umask is None else umask
     out = []
     for path in sorted(set(image) | set(installed)):
         a, b = image.get(path), installed.get(path)

@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-from pixibuild import __version__
 from pixibuild.conda.records import CondaRecord, PypiRecord
-
-PACK_FORMAT_VERSION = "1"
-PACKER_VERSION = f"pixibuild-{__version__}"
-"""What we put in `pixi-pack-version`: pixi-unpack only warns when it differs from its own."""
+from pixibuild.pack.format import CHANNEL_DIR, PACK_FORMAT_VERSION, PACKER_VERSION, PYPI_DIR
 
 
 def pixi_pack_json(platform: str) -> bytes:
@@ -21,9 +17,9 @@ def pixi_pack_json(platform: str) -> bytes:
 
 def environment_yml(conda: Iterable[CondaRecord], wheels: Iterable[PypiRecord]) -> bytes:
     """The compatibility-mode spec: `micromamba create -f environment.yml` against `./channel`."""
-    lines = ["channels:", "  - ./channel", "  - nodefaults", "dependencies:"]
+    lines = ["channels:", f"  - ./{CHANNEL_DIR}", "  - nodefaults", "dependencies:"]
     lines += [f"  - {r.name}={r.version}={r.build}" for r in conda]
     wheel_lines = [f"    - {w.name}=={w.version}" for w in wheels]
     if wheel_lines:
-        lines += ["  - pip:", "    - --no-index", "    - --find-links ./pypi", *wheel_lines]
+        lines += ["  - pip:", "    - --no-index", f"    - --find-links ./{PYPI_DIR}", *wheel_lines]
     return ("\n".join(lines) + "\n").encode()

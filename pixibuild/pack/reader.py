@@ -31,8 +31,7 @@ from pixibuild.files.window import Window
 from pixibuild.conda.platforms import current_subdir
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.conda.archive import check_member_name
-
-PACK_FORMAT_VERSION = "1"
+from pixibuild.pack.format import CHANNEL_DIR, ENVIRONMENT_FILE, METADATA_FILE, PACK_FORMAT_VERSION, PYPI_DIR, channel_member
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +170,10 @@ class PackReader:
 
 def validate_metadata(reader: PackReader, platform: str | None = None) -> dict:
     """pixi-pack.json: version "1" and the platform of this machine (pixi-unpack's checks)."""
-    if not reader.has("pixi-pack.json"):
-        raise InputError(f"{reader.label}: pixi-pack.json: missing (not a pixi-pack pack)")
+    if not reader.has(METADATA_FILE):
+        raise InputError(f"{reader.label}: {METADATA_FILE}: missing (not a pixi-pack pack)")
     try:
-        meta = json.loads(reader.read("pixi-pack.json", 1 << 20))
+        meta = json.loads(reader.read(METADATA_FILE, 1 << 20))
     except ValueError as exc:
         raise InputError(f"{reader.label}: pixi-pack.json: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("version"), str) or "platform" not in meta:
@@ -194,7 +193,7 @@ def conda_packages(reader: PackReader) -> list[tuple[CondaRecord, VerifiedBlob |
     out = []
     for name in reader.names():
         parts = name.split("/")
-        if len(parts) != 3 or parts[0] != "channel" or parts[2] != "repodata.json":
+        if len(parts) != 3 or parts[0] != CHANNEL_DIR or parts[2] != "repodata.json":
             continue
         subdir = parts[1]
         try:
@@ -206,7 +205,7 @@ def conda_packages(reader: PackReader) -> list[tuple[CondaRecord, VerifiedBlob |
             check_member_name(reader.label, file_name)
             if "/" in file_name:
                 raise InputError(f"{reader.label}: {name}: bad package file name {file_name!r}")
-            member = f"channel/{subdir}/{file_name}"
+            member = channel_member(subdir, file_name)
             record = _record(reader.label, member, subdir, file_name, raw)
             out.append((record, _checked(reader, name, member, record)))
     return out
@@ -238,13 +237,13 @@ def wheels(reader: PackReader) -> list[tuple[PypiRecord, Callable[[], IO[bytes]]
     """The wheels under `pypi/`, each one `environment.yml` lists (`name==version` under `pip:`)."""
     out = []
     for name in reader.names():
-        if name.startswith("pypi/") and name.count("/") == 1:
+        if name.startswith(f"{PYPI_DIR}/") and name.count("/") == 1:
             file_name = name.split("/", 1)[1]
             if not file_name.endswith(".whl"):
                 raise InputError(f"{reader.label}: {name}: not a wheel file")
             record = PypiRecord.from_wheel_file(file_name, where=f"{reader.label}: {name}")
             out.append((record, reader.opener(name)))
-    if out or reader.has("environment.yml"):
+    if out or reader.has(ENVIRONMENT_FILE):
         _check_listed(reader, [record for record, _ in out])
     return out
 
@@ -255,9 +254,9 @@ _PIP_LINE = re.compile(r"^ {4}- ([A-Za-z0-9._-]+)==(\S+)\s*$")
 def _check_listed(reader: PackReader, found: list[PypiRecord]) -> None:
     """Wheels and environment.yml's pip list must agree: a wheel the pack was not made with (or one
     missing) is refused naming it."""
-    if not reader.has("environment.yml"):
+    if not reader.has(ENVIRONMENT_FILE):
         raise InputError(f"{reader.label}: environment.yml: missing, but the pack holds wheels (pypi/)")
-    text = reader.read("environment.yml", 16 << 20).decode("utf-8", "replace")
+    text = reader.read(ENVIRONMENT_FILE, 16 << 20).decode("utf-8", "replace")
     listed = {canonicalize_name(m.group(1)): m.group(2) for m in map(_PIP_LINE.match, text.splitlines()) if m}
     for record in found:
         version = listed.pop(canonicalize_name(record.name), None)

@@ -19,6 +19,7 @@ from pixibuild.errors import InputError
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.files.tar import DeterministicTarWriter
 from pixibuild.files.verified import VerifiedBlob
+from pixibuild.pack.format import ENVIRONMENT_FILE, METADATA_FILE, channel_member, wheel_member
 from pixibuild.pack.metadata import environment_yml, pixi_pack_json
 from pixibuild.pack.repodata import repodata_json
 from pixibuild.store.blobs import blob_source
@@ -69,21 +70,21 @@ def _entries(contents: PackContents) -> list[_Entry]:
     """Every archive member, in pixi-pack's order: a pre-order walk sorted by name at each level."""
     tree: dict[str, _Entry] = {}
     for subdir, data in contents.repodata().items():
-        tree[f"channel/{subdir}/repodata.json"] = _Entry(f"channel/{subdir}/repodata.json", data=data)
+        tree[channel_member(subdir, "repodata.json")] = _Entry(channel_member(subdir, "repodata.json"), data=data)
     for record, blob in contents.conda:
-        path = f"channel/{record.subdir}/{record.file_name}"
+        path = channel_member(record.subdir, record.file_name)
         if path in tree:
             raise InputError(f"two packages would be written to {path} (the second is {record.dist_name})",
                              field="packages")
         tree[path] = _Entry(path, source=blob_source(blob, record.file_name))
     for wheel, blob in contents.wheels:
-        path = f"pypi/{wheel.file_name}"
+        path = wheel_member(wheel.file_name)
         if path in tree:
             raise InputError(f"two wheels would be written to {path} ({wheel.name} {wheel.version})", field="pypi")
         tree[path] = _Entry(path, source=blob_source(blob, wheel.file_name))
-    tree["environment.yml"] = _Entry("environment.yml",
+    tree[ENVIRONMENT_FILE] = _Entry(ENVIRONMENT_FILE,
                                      data=environment_yml([r for r, _ in contents.conda], [w for w, _ in contents.wheels]))
-    tree["pixi-pack.json"] = _Entry("pixi-pack.json", data=pixi_pack_json(contents.platform))
+    tree[METADATA_FILE] = _Entry(METADATA_FILE, data=pixi_pack_json(contents.platform))
     for path in list(tree):
         parts = path.split("/")
         for depth in range(1, len(parts)):

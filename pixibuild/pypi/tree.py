@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import pathspec
 
 from pixibuild.errors import BuildError, InputError
-from pixibuild.files.digest import CHUNK, json_digest
+from pixibuild.files.digest import CHUNK, json_digest, sha256_file
 
 ALWAYS_EXCLUDED = frozenset({".git", ".hg", ".svn", ".pixi", "__pycache__"})
 REQUIREMENT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
@@ -52,14 +52,6 @@ class TreeSnapshot:
     @property
     def digest(self) -> str:
         return json_digest([[f.rel, f.is_link, f.executable, f.sha256] for f in self.files])
-
-
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _excluded(rel: str, excluded_dirs: Sequence[str]) -> bool:
@@ -175,7 +167,7 @@ def snapshot(root: str | Path, *, exclude: Iterable[str | Path] = ()) -> TreeSna
             files.append(TreeFile(rel, True, False, hashlib.sha256(os.readlink(path).encode()).hexdigest()))
         elif stat.S_ISREG(st.st_mode):
             try:
-                digest = _hash_file(path)
+                digest = sha256_file(path)[0]
             except OSError as exc:
                 raise InputError(f"cannot read source file: {exc.strerror}", path=path) from None
             files.append(TreeFile(rel, False, bool(st.st_mode & 0o111), digest))
@@ -213,7 +205,7 @@ def requirement_files_digest(root: Path) -> str:
     parts = []
     for name in REQUIREMENT_FILES:
         path = root / name
-        parts.append([name, _hash_file(path) if path.is_file() else None])
+        parts.append([name, sha256_file(path)[0] if path.is_file() else None])
     return json_digest(parts)
 
 

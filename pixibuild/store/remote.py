@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 from pixibuild.errors import BuildError
 from pixibuild.files.atomic import current_umask
-from pixibuild.files.digest import CHUNK, canonical_json, sha256_digest
-from pixibuild.net.mediatypes import MEDIA_TYPE_MANIFEST
+from pixibuild.files.digest import canonical_json, sha256_digest, sha256_file
+from pixibuild.net.mediatypes import EMPTY_JSON, MEDIA_TYPE_EMPTY, MEDIA_TYPE_MANIFEST
 from pixibuild.store.remote_settings import RemoteSettings, cache_net
 
 # The registry client (httpx, ~60 ms) and NetConfig (ssl, certifi, ~20 ms; `python -X importtime`) load on
@@ -65,8 +65,6 @@ BLOB_ARTIFACT_TYPE = "application/vnd.pixibuild.blob.v1+json"
 """The artifactType of the manifest that keeps a package blob referenced (tag `pkg-<sha256>`)."""
 FILE_MEDIA_TYPE = "application/vnd.pixibuild.file.v1"
 """A result file's media type when the caller names none."""
-EMPTY_CONFIG = b"{}"
-EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 TITLE = "org.opencontainers.image.title"
 KIND = "dev.pixibuild.kind"
 KEY = "dev.pixibuild.key"
@@ -143,7 +141,7 @@ def _descriptor(media_type: str, digest: str, size: int, annotations: Mapping[st
 
 
 def _empty_config() -> dict:
-    return _descriptor(EMPTY_MEDIA_TYPE, sha256_digest(EMPTY_CONFIG), len(EMPTY_CONFIG))
+    return _descriptor(MEDIA_TYPE_EMPTY, sha256_digest(EMPTY_JSON), len(EMPTY_JSON))
 
 
 def entry_manifest(kind: str, key: str, files: Mapping[str, tuple[str, int, str]], meta: Mapping | None = None,
@@ -497,11 +495,11 @@ class RemoteCache:
     def _push_config(self, client: "RegistryClient", *, force: bool = False) -> None:
         if self._config_pushed:
             return
-        digest = sha256_digest(EMPTY_CONFIG)
+        digest = sha256_digest(EMPTY_JSON)
         if force or not client.blob_exists(self.repository, digest):
             with tempfile.TemporaryDirectory(prefix="pixibuild-cache-") as tmp:
                 path = Path(tmp) / "config"
-                path.write_bytes(EMPTY_CONFIG)
+                path.write_bytes(EMPTY_JSON)
                 client.upload_blob(self.repository, path, digest)
         self._config_pushed = True
 
@@ -540,10 +538,6 @@ def _reason(exc: BaseException) -> str:
 
 
 def _file_digest(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return f"sha256:{h.hexdigest()}", size
+    """`sha256:<hex>` and size of a file: its OCI descriptor digest."""
+    hexdigest, size = sha256_file(path)
+    return f"sha256:{hexdigest}", size
