@@ -8,7 +8,8 @@ Keys used: `[mirrors]` (`"https://conda.anaconda.org/conda-forge" = ["https://m1
 a URL-prefix rewrite, mirrors tried in order), `[concurrency] downloads`, `authentication-override-file`,
 `tls-no-verify`, the pixibuild extension `tls-ca-bundle` (a PEM file of extra trusted CAs), and
 `[pypi-config] index-url / extra-index-urls` (where isolated PyPI build environments come from when the
-lock names no index).
+lock names no index), and `[proxy-config] https / http / non-proxy-hosts` (rattler's proxy settings:
+when a config gives a proxy, it replaces the `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` environment variables).
 
 TLS verification is always on unless the *caller* passes `allow_tls_no_verify=True` (the CLI's explicit
 `--tls-no-verify`): a config file alone cannot silently turn it off.
@@ -110,6 +111,10 @@ class NetConfig:
     pypi_index_url: str | None = None
     """`[pypi-config] index-url`: the index for isolated wheel-build environments when the lock has none."""
     pypi_extra_index_urls: tuple[str, ...] = ()
+    proxies: Mapping[str, str] = field(default_factory=dict)
+    """`[proxy-config]`: URL scheme ("https", "http") → proxy URL. Empty: the environment's proxies."""
+    non_proxy_hosts: tuple[str, ...] = ()
+    """`[proxy-config] non-proxy-hosts`: host names (`*.internal.example` for subdomains) reached directly."""
 
     @property
     def downloads(self) -> int:
@@ -180,7 +185,9 @@ class NetConfig:
                    tls_verify=not allow_tls_no_verify,
                    auth_file=Path(auth_file) if auth_file else merged.get("auth_file"),
                    sources=tuple(sources), pypi_index_url=merged.get("pypi_index_url"),
-                   pypi_extra_index_urls=tuple(merged.get("pypi_extra_index_urls", ())), **overrides)
+                   pypi_extra_index_urls=tuple(merged.get("pypi_extra_index_urls", ())),
+                   proxies=merged.get("proxies", {}), non_proxy_hosts=tuple(merged.get("non_proxy_hosts", ())),
+                   **overrides)
 
 
 def _merge(merged: dict[str, Any], data: Mapping[str, Any], path: Path) -> None:
@@ -222,3 +229,27 @@ def _merge(merged: dict[str, Any], data: Mapping[str, Any], path: Path) -> None:
             if isinstance(extra, str) or not isinstance(extra, Sequence) or not all(isinstance(u, str) for u in extra):
                 raise InputError("must be a list of URLs", path=path, field="pypi-config.extra-index-urls")
             merged["pypi_extra_index_urls"] = tuple(extra)
+    proxy = data.get("proxy-config", data.get("proxy_config"))
+    if proxy is not None:
+        _merge_proxy(merged, proxy, path)
+
+
+def _merge_proxy(merged: dict[str, Any], proxy: Any, path: Path) -> None:
+    """`[proxy-config]`: `https`, `http` (proxy URLs) and `non-proxy-hosts` (a list of host names)."""
+    if not isinstance(proxy, Mapping):
+        raise InputError("[proxy-config] must be a table", path=path, field="proxy-config")
+    proxies = dict(merged.get("proxies", {}))
+    for scheme in ("https", "http"):
+        url = proxy.get(scheme)
+        if url is None:
+            continue
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https", "socks5") or not urlsplit(url).hostname:
+            raise InputError(f"must be a proxy URL such as http://proxy.example:3128, got {url!r}", path=path,
+                             field=f"proxy-config.{scheme}")
+        proxies[scheme] = url
+    merged["proxies"] = proxies
+    hosts = _get(proxy, "non-proxy-hosts", "non_proxy_hosts")
+    if hosts is not None:
+        if isinstance(hosts, str) or not isinstance(hosts, Sequence) or not all(isinstance(h, str) and h for h in hosts):
+            raise InputError("must be a list of host names", path=path, field="proxy-config.non-proxy-hosts")
+        merged["non_proxy_hosts"] = tuple(hosts)

@@ -4,9 +4,9 @@ Both need the same things, so they are decided here once:
 
 - `make_client`: an httpx.Client from a `NetConfig` — TLS verification with the configured CA bundle
   (`--ca-bundle`, pixi's `tls-ca-bundle`, `$PIXIBUILD_CA_BUNDLE`; off only with the explicit
-  `--tls-no-verify`), connect/read timeouts, a connection limit, a User-Agent, proxies from the standard
-  environment variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`: httpx's `trust_env`), and
-  *no* automatic redirects.
+  `--tls-no-verify`), connect/read timeouts, a connection limit, a User-Agent, proxies from pixi's
+  `[proxy-config]` or else from the standard environment variables (`HTTPS_PROXY`, `HTTP_PROXY`,
+  `ALL_PROXY`, `NO_PROXY`: httpx's `trust_env`), and *no* automatic redirects.
 - `send`: redirects followed by hand, so credentials are chosen again for every host (a redirect to a CDN
   or an object store never carries them) and an https → http downgrade is refused.
 - `RetryPolicy`: how often and how long to wait on transient failures (connection errors, 5xx, 429):
@@ -59,10 +59,18 @@ def make_client(config: NetConfig, *, connections: int | None = None) -> httpx.C
     import httpx
 
     size = max(1, connections or config.downloads)
+    verify = config.ssl_verify()
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+    mounts = None
+    if config.proxies:
+        # The config's proxies replace the environment's (trust_env off: its NO_PROXY would otherwise
+        # outrank them); hosts in non-proxy-hosts get the client's own direct transport (None).
+        mounts = {f"{scheme}://": httpx.HTTPTransport(proxy=url, verify=verify, limits=limits)
+                  for scheme, url in config.proxies.items()}
+        mounts.update({f"all://{host}": None for host in config.non_proxy_hosts})
     return httpx.Client(
-        verify=config.ssl_verify(), follow_redirects=False, trust_env=True,
-        timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        verify=verify, follow_redirects=False, trust_env=not config.proxies, mounts=mounts,
+        timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout), limits=limits,
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
 
 
