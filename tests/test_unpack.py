@@ -17,6 +17,7 @@ import pytest
 from install_oracle import tree, tree_diff
 from pixibuild.install.activation import activate_script, activation_env, entrypoint_script
 from pixibuild.cli import main
+from pixibuild.install.existing import unowned_files
 from pixibuild.conda.archive import record_from_archive
 from pixibuild.pack.writer import PackContents, write_directory, write_tar
 from pixibuild.conda.platforms import current_subdir
@@ -108,6 +109,8 @@ def test_unpack_tar_file(tmp_path: Path) -> None:
     assert lines[0] == f"{out}/env|1|{out}/env/share/tool|yes|first,second"
     assert lines[1] == f"{out}/env/bin/tool"
     assert lines[2:] == ["app ok", "wheel ok"]
+    # every file is owned by a conda package or a wheel's RECORD (what `unpack` over it would report)
+    assert unowned_files(out / "env") == []
 
 
 def test_unpack_matches_rattler_with_alternative_prefix(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_tool
 from pixibuild.cli import main
 from pixibuild.conda.archive import record_from_archive
 from pixibuild.conda.platforms import current_subdir
@@ -116,7 +117,15 @@ def test_an_existing_environment_is_replaced_and_the_changes_are_listed(tmp_path
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"Replaced the conda environment at {out / 'env'}: 1 added, 1 removed, 1 changed, 0 unchanged."
     assert err[1:4] == ["  + extra 0.1 0", "  - data 1.0 0", "  ~ tool 1.0 h0_0 → 2.0 h0_0"]
+    assert not any("no package installed" in line for line in err)  # every file there was a package's
     assert (out / "env" / "share" / "extra").exists() and not (out / "env" / "share" / "data").exists()
+    # a user's own file inside the environment goes with it, and the command says so
+    (out / "env" / "etc").mkdir(exist_ok=True)
+    (out / "env" / "etc" / "my.conf").write_text("mine")
+    (out / "env" / "notes.txt").write_text("mine")
+    assert main(["unpack", str(old), "-o", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert "  ! 2 files no package installed went with it: etc/my.conf, notes.txt" in err
 
 
 def test_a_directory_that_is_not_an_environment_is_refused_unless_forced(tmp_path: Path,
@@ -184,9 +193,7 @@ def test_an_environment_unpacked_by_root_runs_for_another_user(tmp_path: Path) -
     """The demo's relocated `hello` and its activation script, run as `nobody` after root unpacked them."""
     if os.geteuid() != 0:
         pytest.skip("needs root to unpack as one user and run as another")
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv (util-linux) not installed")
+    setpriv = require_tool("setpriv", "util-linux")
     from pixibuild.demo.demo import write_demo
 
     webapp = write_demo(tmp_path / "demo")["webapp"]

@@ -18,7 +18,7 @@ from pixibuild.files.progress import Progress, counting_opener
 from pixibuild.files.verified import verifying
 from pixibuild.install.environment import install_environment
 from pixibuild.install.conda_meta import HISTORY_PIXI_UNPACK
-from pixibuild.install.existing import ENVIRONMENT, OTHER, changes, installed_packages, target_kind
+from pixibuild.install.existing import ENVIRONMENT, OTHER, changes, installed_packages, target_kind, unowned_files
 from pixibuild.pack.reader import PackReader, conda_packages, validate_metadata, wheels
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def unpack(pack_file: str | Path, output_dir: Path, env_name: str = "env", shell
         raise InputError(f"{env_dir}: exists and is not a conda environment (no conda-meta/): refusing to replace "
                          "it and everything in it (choose another -o/-e, or pass --force)")
     before = installed_packages(env_dir) if kind == ENVIRONMENT else None
+    unowned = unowned_files(env_dir) if kind == ENVIRONMENT else []
     created = _missing_dirs(output_dir)
     try:
         with PackReader(pack_file) as reader:
@@ -80,6 +81,10 @@ def unpack(pack_file: str | Path, output_dir: Path, env_name: str = "env", shell
         print(f"Replaced the conda environment at {env_dir}: {diff.counts()}.", file=sys.stderr)
         for line in diff.lines():
             print(line, file=sys.stderr)
+        if unowned:
+            shown = ", ".join(unowned[:5]) + (f", … ({len(unowned) - 5} more)" if len(unowned) > 5 else "")
+            print(f"  ! {len(unowned)} file{'s' if len(unowned) != 1 else ''} no package installed went with it: "
+                  f"{shown}", file=sys.stderr)
     elif kind == OTHER:
         log.warning("replaced %s (--force)", env_dir)
     return env_dir

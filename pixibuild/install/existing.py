@@ -1,8 +1,9 @@
 """What is already at an install target, and how a new install would change it.
 
 `unpack -o DIR` replaces `DIR/<env>` whole (atomically): fine for a conda environment, which the user
-expects to be replaced and is told how (packages added, removed, changed); not fine for a directory of
-their own that happens to have that name, which is refused unless forced.
+expects to be replaced and is told how (packages added, removed, changed, and the files no package
+installed, which go with it); not fine for a directory of their own that happens to have that name, which
+is refused unless forced.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from pixibuild.conda.records import CondaRecord
+from pixibuild.install.link import CLOBBERS_DIR
 
 ABSENT, EMPTY, ENVIRONMENT, OTHER = "absent", "empty", "environment", "other"
 
@@ -44,6 +46,42 @@ def installed_packages(prefix: Path) -> dict[str, str]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return out
+
+
+def unowned_files(prefix: Path) -> list[str]:
+    """Files and symlinks under `prefix` that no package installed: not in any conda-meta record's
+    `files`, nor in a wheel's `RECORD` (pypa installer writes one per wheel). A user's own files, which
+    a replacement removes. The installer's bookkeeping (conda-meta/, __clobbers__/) and the bytecode Python
+caches as it runs are not counted."""
+    owned: set[str] = set()
+    for path in (prefix / "conda-meta").glob("*.json"):
+        try:
+            files = json.loads(path.read_bytes()).get("files") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        owned.update(f for f in files if isinstance(f, str))
+    for record in [*prefix.glob("lib/python*/site-packages/*.dist-info/RECORD"),
+                   *prefix.glob("Lib/site-packages/*.dist-info/RECORD")]:
+        base = record.parent.parent
+        try:
+            lines = record.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            name = line.rsplit(",", 2)[0] if line.count(",") >= 2 else line
+            if name:
+                owned.add(os.path.relpath(os.path.normpath(base / name), prefix).replace(os.sep, "/"))
+    out = []
+    for dirpath, dirnames, filenames in os.walk(prefix):
+        rel_dir = os.path.relpath(dirpath, prefix)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d not in ("conda-meta", CLOBBERS_DIR)]
+        names = filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in names:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+            if rel not in owned and not (name.endswith(".pyc") and "__pycache__" in rel):  # Python's own cache
+                out.append(rel)
+    return sorted(out)
 
 
 @dataclass
