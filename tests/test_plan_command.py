@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import require_tool
 from pixibuild.demo.demo import write_demo
 from pixibuild.demo.synthetic import bump_package
 
@@ -153,9 +153,7 @@ def test_bytes_a_push_would_upload(built) -> None:
         assert upload["error"] == "" and upload["blobs"] > 3 and upload["missing"] == upload["blobs"]
         tar = Path(env["PIXIBUILD_BUILD_DIR"]) / "webapp" / "prod" / "linux-64" / "image.tar"
         assert 0 < upload["missing_bytes"] <= tar.stat().st_size
-        skopeo = shutil.which("skopeo")
-        if skopeo is None:
-            pytest.skip("skopeo not installed")
+        skopeo = require_tool("skopeo")
         subprocess.run([skopeo, "copy", "--dest-tls-verify=false", f"oci-archive:{tar}", f"docker://{target}:t"],
                        check=True, capture_output=True)
         [after] = _plan(root, env, "--push", target, "image:webapp:prod:linux-64")["upload"]
