@@ -89,3 +89,22 @@ def test_changing_one_package_changes_only_its_layer(tmp_path: Path) -> None:
     la, lb = [l.digest for l in a.layers], [l.digest for l in b.layers]
     assert [x == y for x, y in zip(la, lb)] == [True, False, True]
     assert a.config_digest != b.config_digest and a.digest != b.digest
+
+
+def test_an_oci_dir_shares_no_inode_with_the_layer_cache(tmp_path: Path) -> None:
+    """The layout is the user's: a tool that rewrites one of its blobs in place (or a user's edit) must
+    not change the layer cache, whose next image would otherwise carry the wrong bytes."""
+    cache = LayerCache(tmp_path / "cache")
+    image = simple_image(cache, FILES)
+    out = write_oci_dir(image, tmp_path / "layout", tag="x:1")
+    layers = [out / "blobs" / "sha256" / layer.digest.split(":", 1)[1] for layer in image.layers]
+    assert layers
+    for layer, path in zip(image.layers, layers):
+        assert path.read_bytes() == layer.path.read_bytes()
+        assert not path.samefile(layer.path)
+        path.chmod(0o644)
+        path.write_bytes(b"rewritten in place")
+    again = simple_image(cache, FILES)
+    assert again.manifest == image.manifest
+    assert all(hashlib.sha256(layer.path.read_bytes()).hexdigest() == layer.digest.split(":", 1)[1]
+               for layer in again.layers)

@@ -9,13 +9,12 @@ flat whatever the image size.
 
 from __future__ import annotations
 
-import os
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from pixibuild.files.clone import clone_or_copy
 from pixibuild.files.atomic import atomic_directory, atomic_output
 from pixibuild.files.tar import DeterministicTarWriter
 from pixibuild.files.digest import canonical_json, sha256_digest
@@ -125,23 +124,17 @@ def _layer_files(target: "Image | ImageIndex") -> dict[str, Path]:
     return {_blob_name(layer.digest): layer.path for image in _images(target) for layer in image.layers}
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def write_oci_dir(image: "Image | ImageIndex", directory: Path, *, tag: str | None = None,
                   referrers: Sequence["Artifact"] = ()) -> Path:
-    """Write (replace) an OCI image layout directory at `directory`; blobs hardlinked when possible."""
+    """Write (replace) an OCI image layout directory at `directory`. Layer blobs are copies of the layer
+    cache's (reflinks where the filesystem can), never hard links: the layout is the user's to change."""
     with atomic_directory(directory) as tmp:
         (tmp / "blobs" / "sha256").mkdir(parents=True)
         for name, data in _small_files(image, tag, referrers).items():
             (tmp / name).write_bytes(data)
         for name, source in _layer_files(image).items():
             if not (tmp / name).exists():
-                _link_or_copy(source, tmp / name)
+                clone_or_copy(source, tmp / name)
     return Path(directory)
 
 

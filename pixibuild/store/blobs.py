@@ -10,7 +10,6 @@ credentials) to the blob's sha256, size, md5 and ETag. Per-blob `fcntl` locks ma
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import functools
 import hashlib
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Iterator
 from pixibuild.net.auth import storage_key
 from pixibuild.errors import BuildError, InputError
 from pixibuild.files.atomic import current_umask
+from pixibuild.files.clone import try_clone
 from pixibuild.files.digest import CHUNK, Hasher, hash_file
 from pixibuild.files.verified import VerifiedBlob
 from pixibuild.store.roots import store_root
@@ -375,11 +375,6 @@ class Store:
                 self._index = None
 
 
-FICLONE = 0x40049409
-"""ioctl(dest, FICLONE, src): share the extents copy-on-write (btrfs, xfs, bcachefs); a new inode."""
-_NO_CLONE = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EBADF, errno.EPERM, errno.ENOSYS)
-
-
 def copy_hashed(src: Path, dest: Path, *, md5: bool = True) -> Hasher:
     """Copy `src` to the new file `dest` and hash what `dest` holds: a reflink where the filesystem
     can (then only the clone is read), else read + hash + write with one buffer (ext4: the fastest,
@@ -389,14 +384,7 @@ def copy_hashed(src: Path, dest: Path, *, md5: bool = True) -> Hasher:
     view = memoryview(buf)
     try:
         with open(src, "rb", buffering=0) as fin, open(dest, "wb", buffering=0) as fout:
-            try:
-                fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
-                cloned = True
-            except OSError as exc:
-                if exc.errno not in _NO_CLONE:
-                    raise
-                cloned = False
-            if cloned:
+            if try_clone(fin.fileno(), fout.fileno()):
                 with open(dest, "rb", buffering=0) as clone:
                     while n := clone.readinto(buf):
                         h.update(view[:n])
