@@ -346,7 +346,8 @@ def test_three_shards_then_a_fourth_runner_builds_nothing(demo, warm, registry, 
 
 def test_doit_and_the_manifest_name_the_cache(demo, warm, registry, tmp_path: Path) -> None:
     """`[tool.pixibuild.cache]` in the workspace root's pixi.toml (a monorepo root need not be a project),
-    and doit's own command line (`doit remote_cache_mode=read`) work as the flags do."""
+    and doit's own command line (`doit remote_cache=none`, `doit remote_cache_mode=readwrite`) work as the
+    flags do: doit's variables win over the manifest."""
     import subprocess
     import sys
 
@@ -366,6 +367,12 @@ def test_doit_and_the_manifest_name_the_cache(demo, warm, registry, tmp_path: Pa
                           "pack:worker:default:linux-64", "remote_cache=none"], capture_output=True, text=True, env=m.env())
     assert res.returncode == 0, res.stderr
     assert "no remote cache" in res.stderr
+    (m.build_dir / "worker").rename(tmp_path / "older")
+    res = subprocess.run([sys.executable, "-m", "doit", "-f", str(ws / "dodo.py"), "-d", str(ws),
+                          "pack:worker:default:linux-64", "remote_cache_mode=readwrite"], capture_output=True, text=True,
+                         env=m.env())
+    assert res.returncode == 0, res.stderr
+    assert f"remote cache {cache_url(registry)} (readwrite)" in res.stderr
 
 
 def test_conflicting_caches_in_one_workspace_are_refused(demo, tmp_path: Path) -> None:

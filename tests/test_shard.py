@@ -3,6 +3,7 @@ moves few targets to another shard."""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -65,3 +66,32 @@ def test_shards_of_the_demo_partition_its_targets(tmp_path: Path, monkeypatch: p
     assert all(parts)
     monkeypatch.setenv("PIXIBUILD_SHARD", "2/3")
     assert outputs(None) == parts[1]
+
+
+def test_doit_takes_the_shard_as_a_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`doit list shard=2/3` (doit's own command line, no pixibuild CLI) lists the same targets as
+    `shard="2/3"` given to the rules."""
+    import subprocess
+    import sys
+
+    from pixibuild.rules import workspace_tasks
+
+    ws = tmp_path / "ws"
+    write_demo(ws)
+    (ws / "dodo.py").write_text("from pixibuild.rules import workspace_tasks\nglobals().update(workspace_tasks(__file__))\n")
+    env = {**os.environ, "PIXIBUILD_CACHE_DIR": str(tmp_path / "store"), "PIXIBUILD_BUILD_DIR": str(tmp_path / "build")}
+    env.pop("PIXIBUILD_SHARD", None)
+    monkeypatch.setenv("PIXIBUILD_CACHE_DIR", str(tmp_path / "store"))
+    monkeypatch.delenv("PIXIBUILD_SHARD", raising=False)
+    graph = workspace_tasks(ws, build_dir=tmp_path / "build", shard="2/3")["PIXIBUILD_GRAPH"]
+    expected = {n.name for n in graph.nodes() if n.kind in ("pack", "image", "unpack")}
+
+    def listed(*args: str) -> set[str]:
+        res = subprocess.run([sys.executable, "-m", "doit", "-f", str(ws / "dodo.py"), "-d", str(ws), "list",
+                              "--all", *args], capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stderr
+        names = {line.split()[0] for line in res.stdout.splitlines() if line.strip()}
+        return {n for n in names if ":" in n and n.split(":", 1)[0] in ("pack", "image", "unpack")}
+
+    assert expected and listed("shard=2/3") == expected
+    assert listed() > expected
