@@ -180,7 +180,7 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                            doc=f"image layer: {', '.join(r.dist_name for r in layer.records)} at {prefix}",
                            present=functools.partial(_layer_present, str(cache.root), cache.compression,
                                                      layer.spec.key),
-                           action=functools.partial(steps.image_layer, layer, str(cache.root), cache.compression),
+                           action=functools.partial(steps.image_layer, layer, str(cache.root), cache.compression, label=name),
                            inputs={**fetch.package_inputs(layer.records, [digests[r.name] for r in layer.records]),
                                    "prefix": prefix, "platform": subdir, "layer key": layer.spec.key},
                            where=where, remote=LayerResult(cache, layer.spec.key, modes="keep"),
@@ -218,7 +218,7 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                    remote=ImageResult(out, cache, key, remote_key=remote_key),
                    doc=f"OCI/docker image of {label}, env {env}, {platform} → {out}",
                    action=functools.partial(steps.image, str(project.manifest.path), env, [inputs],
-                                            str(ws.store_root), str(out), remote=ws.remote),
+                                            str(ws.store_root), str(out), remote=ws.remote, label=name),
                    inputs={**packages.inputs(target), **layer_inputs, "platform": subdir,
                            "settings": json_digest(vars(options))[:16], "base": json_digest(base)[:16],
                            "app files": json_digest(app_files)[:16], "project": json_digest(project_inputs)[:16],
@@ -269,7 +269,8 @@ def declare_index(graph: BuildGraph, ws: Workspace, label: str, project: Project
                    doc=f"multi-platform OCI image index of {label}, env {env} ({', '.join(wanted)}) → "
                        f"{out_dir / 'image.tar'}",
                    action=functools.partial(steps.image, str(project.manifest.path), env, [i.inputs for i in chosen],
-                                            str(ws.store_root), str(out_dir / "image.tar"), remote=ws.remote),
+                                            str(ws.store_root), str(out_dir / "image.tar"), remote=ws.remote,
+                                            label=name),
                    inputs={f"image:{i.platform}": i.key[:16] for i in chosen},
                    where=fetch.where_of(ws, project, env)))
     return name

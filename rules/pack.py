@@ -49,7 +49,8 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                    remote=OutputFiles("pack", {"environment.tar": tar}, pack_key),
                    doc=f"pixi-pack archive of {label}, env {env}, {platform}",
                    action=functools.partial(steps.archive, target.subdir, packages.conda, packages.wheels,
-                                            str(ws.store_root), str(index_dir), str(tar), built=packages.built),
+                                            str(ws.store_root), str(index_dir), str(tar), built=packages.built,
+                                            label=name),
                    inputs={**packages.inputs(target), "platform": target.subdir, "SOURCE_DATE_EPOCH": epoch},
                    where=where))
     return name

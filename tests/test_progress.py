@@ -8,6 +8,7 @@ import logging
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pixibuild.conda.platforms import current_subdir
 from pixibuild.demo.demo import write_demo
 from pixibuild.files.progress import CountingWriter, Progress
 
@@ -145,3 +147,36 @@ def test_pack_to_stdout_on_a_terminal_keeps_stdout_clean(webapp: Path, tmp_path:
     assert process.returncode == 0
     assert archive == (tmp_path / "env.tar").read_bytes()
     assert b"\rpack: " in terminal and terminal.endswith(b", done\x1b[K\r\n")
+
+
+def test_graph_nodes_report_progress_in_lines_named_after_the_node(tmp_path: Path) -> None:
+    """`doit pack:…` / `unpack:…` / `image:…`: long nodes show plain progress lines named after the node
+    (never a redrawn line: doit prints its own task lines and may run nodes side by side); a pack and an
+    unpack count the bytes they read or write; layers and images, which cannot count, show the time
+    (a heartbeat: the demo's image node is over before its first beat, its layers are not)."""
+    from support.doitrun import run_doit, write_dodo
+
+    root = tmp_path / "ws"
+    write_demo(root)
+    write_dodo(root)
+    env = {**FAST, "PIXIBUILD_CACHE_DIR": str(tmp_path / "store"), "PIXIBUILD_BUILD_DIR": str(tmp_path / "build")}
+    targets = ["pack:webapp:prod:linux-64", "image:webapp:prod:linux-64"]
+    run = run_doit(root, *targets, env=env)
+    assert run.returncode == 0, run.output[-3000:]
+    err = run.output
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith(f"{targets[0]}: ")]
+    assert lines and lines[-1].endswith(", done"), err[-3000:]
+    pack_done = [line for line in err.splitlines() if line.startswith("pack:webapp:prod:linux-64: ")][-1]
+    done, total = re.search(r"([0-9.]+)/([0-9.]+) MB", pack_done).groups()
+    assert float(done) >= float(total) > 0, pack_done
+    assert re.search(r"^layer:[0-9a-f]{16}: \d+s, done$", err, re.M), err[-3000:]
+    unpack = "unpack:webapp:prod:" + current_subdir()
+    loud = run_doit(root, unpack, env=env)
+    lines = [line for line in loud.output.splitlines() if line.startswith(f"{unpack}: ")]
+    assert lines and lines[-1].endswith(", done"), loud.output[-3000:]
+    done, total = re.search(r"([0-9.]+)/([0-9.]+) MB", lines[-1]).groups()
+    assert done == total, lines[-1]
+    shutil.rmtree(tmp_path / "build" / "webapp" / "prod" / current_subdir() / "env")  # so that it runs again
+    quiet = run_doit(root, unpack, env={**env, "PIXIBUILD_PROGRESS_DELAY": "600"})  # short work: no lines
+    assert quiet.returncode == 0 and unpack in quiet.executed and not re.search(r"^unpack:", quiet.output, re.M)

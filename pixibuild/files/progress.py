@@ -6,6 +6,10 @@ most ten times a second and ended with a newline; elsewhere (CI logs, `2> file`)
 carriage returns. Only stderr is written: stdout stays the command's output (`pack -o - | …`). It is
 silent when warnings are (`pixibuild -q`), and `PIXIBUILD_PROGRESS_DELAY` / `PIXIBUILD_PROGRESS_INTERVAL`
 change the two times (e.g. a CI that wants a line a minute).
+
+Inside a build graph (doit runs nodes side by side, between its own task lines) progress is always
+plain lines (`lines=True`), each naming its node; work that cannot count its bytes (an image layer)
+shows a heartbeat: the elapsed time, every interval.
 """
 
 from __future__ import annotations
@@ -37,13 +41,14 @@ class Progress:
     """Thread-safe counters of items and bytes done, shown as described in the module docstring."""
 
     def __init__(self, label: str, *, items: int | None = None, nbytes: int | None = None, unit: str = "packages",
-                 stream: TextIO | None = None, enabled: bool | None = None, delay: float | None = None):
+                 stream: TextIO | None = None, enabled: bool | None = None, delay: float | None = None,
+                 lines: bool = False, heartbeat: bool = False):
         self.label, self.items_total, self.bytes_total, self.unit = label, items, nbytes, unit
         self.items = self.bytes = 0
         self.stream = stream or sys.stderr
         self.enabled = logging.getLogger("pixibuild").isEnabledFor(logging.WARNING) if enabled is None else enabled
         try:
-            self.tty = self.stream.isatty()
+            self.tty = not lines and self.stream.isatty()
         except (AttributeError, ValueError):
             self.tty = False
         self.delay = _seconds("PIXIBUILD_PROGRESS_DELAY", 2.0) if delay is None else delay
@@ -53,6 +58,15 @@ class Progress:
         self._start = time.monotonic()
         self._last: float | None = None
         self._closed = False
+        self._stop = threading.Event()
+        if heartbeat and self.enabled:
+            threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True).start()
+
+    def _beat(self) -> None:
+        """Draw on a clock (work that has nothing to count), until closed."""
+        while not self._stop.wait(min(1.0, max(self.interval, 0.05))):
+            with self._lock:
+                self._maybe_draw()
 
     def __enter__(self) -> "Progress":
         return self
@@ -105,6 +119,7 @@ class Progress:
 
     def close(self, done: bool = True) -> None:
         """End the line on a terminal; in a log, say it finished — only if anything was shown."""
+        self._stop.set()
         with self._lock:
             if self._closed:
                 return

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
+from pixibuild.files.progress import Progress, counting_opener
 from pixibuild.files.verified import VerifiedBlob, verifying
 from pixibuild.pack.build import PackOutput, write_pack
 from pixibuild.pack.repodata import repodata_json
@@ -82,16 +83,19 @@ def read_index(index_dir: str | Path) -> dict[str, bytes]:
 
 
 def archive(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str, index_dir: str, output: str,
-            directory_only: bool = False, built: Sequence[WheelRef] = ()) -> None:
-    """Archive node: stream the verified blobs, the built wheels and the index into environment.tar."""
+            directory_only: bool = False, built: Sequence[WheelRef] = (), label: str = "pack") -> None:
+    """Archive node: stream the verified blobs, the built wheels and the index into environment.tar
+    (progress lines, named `label`, when it takes long)."""
     store = Store(store_root)
     contents = PackContents(platform=platform, conda=_blobs(store, conda),
                             wheels=_blobs(store, wheels) + _built(store, built), index=read_index(index_dir))
-    write_pack(contents, PackOutput(output, directory_only=directory_only))
+    total = sum(blob.path.stat().st_size for blob in _sources(contents.conda, contents.wheels))
+    with Progress(label, nbytes=total, lines=True) as progress:
+        write_pack(contents, PackOutput(output, directory_only=directory_only), progress)
 
 
 def unpack(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str, output_dir: str,
-           env_name: str = "env", shell: str = "bash", built: Sequence[WheelRef] = ()) -> None:
+           env_name: str = "env", shell: str = "bash", built: Sequence[WheelRef] = (), label: str = "unpack") -> None:
     """Unpack node: install the target into `<output_dir>/<env_name>` (swapped in whole) plus
     `activate.sh` — the same result as `pixibuild unpack` of the target's pack."""
     from pixibuild.install.environment import install_environment
@@ -101,19 +105,24 @@ def unpack(platform: str, conda: Planned, wheels: PlannedWheels, store_root: str
     out = Path(output_dir).absolute()
     env_dir = out / env_name
     packages, pypi = _blobs(store, conda), _blobs(store, wheels) + _built(store, built)
-    with atomic_directory(env_dir) as staging, verifying(_sources(packages, pypi)):
-        # blobs are named by hash: formats come from the records
-        install_environment(packages, staging, target_prefix=str(env_dir), wheels=pypi, platform=platform)
+    total = sum(blob.path.stat().st_size for _, blob in packages)
+    with Progress(label, nbytes=total, lines=True) as progress, atomic_directory(env_dir) as staging, \
+            verifying(_sources(packages, pypi)):
+        # blobs are named by hash: formats come from the records; the bytes read tell how far it is
+        counted = [(record, counting_opener(blob, progress)) for record, blob in packages]
+        install_environment(counted, staging, target_prefix=str(env_dir), wheels=pypi, platform=platform)
+        progress.update(nbytes=max(0, total - progress.bytes))  # reads of a forked second linker are not seen
     atomic_write_bytes(out / "activate.sh", activate_script(env_dir, str(env_dir), shell, platform=platform).encode())
 
 
-def image_layer(layer: "PackageLayer", cache_root: str, compression: str = "gzip") -> None:
+def image_layer(layer: "PackageLayer", cache_root: str, compression: str = "gzip", label: str = "layer") -> None:
     """Layer node: one planned package group installed at the image prefix, tarred and compressed
     into the layer cache (nothing to do when the cache already holds the layer for its key)."""
     from pixibuild.oci.build import build_package_layer
     from pixibuild.oci.remote import layer_cache
 
-    build_package_layer(layer.spec, layer_cache(cache_root, compression=compression))  # (the graph pulls and publishes layer nodes)
+    with Progress(label, lines=True, heartbeat=True):  # nothing to count: the time it has taken, if long
+        build_package_layer(layer.spec, layer_cache(cache_root, compression=compression))  # (the graph pulls and publishes layer nodes)
 
 
 ImagePlatform = tuple[str, str, Planned, PlannedWheels, "LayerPlan | None", Sequence[WheelRef]]
@@ -121,7 +130,7 @@ ImagePlatform = tuple[str, str, Planned, PlannedWheels, "LayerPlan | None", Sequ
 
 
 def image(manifest_path: str, env: str, platforms: Sequence[ImagePlatform], store_root: str, output: str,
-          remote: "RemoteCache | None" = None) -> None:
+          remote: "RemoteCache | None" = None, label: str = "image") -> None:
     """Image node: base + the planned package layers (from the cache the layer nodes filled) +
     environment and app layers + the built wheels' own top layer → one tar, both an OCI layout and a
     docker-archive; with several platforms (the `image:<env>` index node) an OCI archive of the index.
@@ -143,6 +152,7 @@ def image(manifest_path: str, env: str, platforms: Sequence[ImagePlatform], stor
              for platform, subdir, conda, wheels, plan, built in platforms]
     cache = layer_cache(layer_cache_root(store_root), remote, compression=options.compression)
     tag = image_tag(options, name, env)
-    images = build_images(manifest, options, env, items, cache, tag=tag)
-    write_image_tar(images.target, Path(output), tag=tag, referrers=images.referrers,
-                    docker=isinstance(images.target, Image))
+    with Progress(label, lines=True, heartbeat=True):
+        images = build_images(manifest, options, env, items, cache, tag=tag)
+        write_image_tar(images.target, Path(output), tag=tag, referrers=images.referrers,
+                        docker=isinstance(images.target, Image))
