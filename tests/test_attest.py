@@ -241,3 +241,35 @@ def test_second_push_adds_to_the_fallback_index_without_duplicates(demo, tmp_pat
         assert kinds == ["application/spdx+json", "application/vnd.cyclonedx+json", "application/vnd.in-toto+json"]
     finally:
         registry.stop()
+
+
+def test_pack_writes_its_provenance_beside_the_archive(demo, tmp_path: Path, store_dir, capsys) -> None:
+    """`pack --provenance`: an in-toto statement (SLSA v1) whose subject is the archive by sha256, whose
+    resolved dependencies are the lock and every packed package by URL and sha256, with the SBOM written
+    beside it as a byproduct; the same pack gives the same statement."""
+    import hashlib
+
+    project = load_project(str(demo["webapp"]))
+    target = project.target("prod", "linux-64")
+    statements = []
+    for run in ("a", "b"):
+        out = tmp_path / run / "environment.tar"
+        out.parent.mkdir()
+        assert main(["pack", str(demo["webapp"]), "-e", "prod", "-p", "linux-64", "-o", str(out), "--sbom", "spdx",
+                     "--provenance"]) == 0
+        statements.append((tmp_path / run / "environment.provenance.json").read_bytes())
+    doc = check_statement(statements[0])
+    assert statements[0] == statements[1]
+    assert doc["subject"] == [{"name": "environment.tar", "digest": {"sha256": hashlib.sha256(out.read_bytes()).hexdigest()}}]
+    dependencies = doc["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert dependencies[0]["digest"] == {"sha256": project.lock_sha256}
+    by_sha = {d["digest"].get("sha256") for d in dependencies[1:]}
+    assert {r.sha256 for r in target.conda} <= by_sha and len(dependencies) == 1 + len(target.conda) + len(target.pypi)
+    sbom = tmp_path / "b" / "environment.spdx.json"
+    assert doc["predicate"]["runDetails"]["byproducts"] == [
+        {"name": sbom.name, "digest": {"sha256": hashlib.sha256(sbom.read_bytes()).hexdigest()}}]
+    capsys.readouterr()
+    assert main(["pack", str(demo["webapp"]), "-e", "prod", "-p", "linux-64", "-o", str(tmp_path / "dir"),
+                 "--directory-only", "--provenance"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--provenance" in err and len(err.splitlines()) == 1 and not (tmp_path / "dir").exists()

@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sbom", default=None, choices=("spdx", "cyclonedx"),
                         help="also write an SBOM of the packed packages beside the output "
                              "(environment.spdx.json / environment.cdx.json for environment.tar)")
+    parser.add_argument("--provenance", action="store_true",
+                        help="also write an in-toto SLSA v1 provenance statement beside the output "
+                             "(environment.provenance.json for environment.tar): the lock, every package by URL "
+                             "and sha256, and the archive (and SBOM) by digest")
     add_fetch_arguments(parser)
 
 
@@ -95,8 +99,12 @@ def run(args: argparse.Namespace) -> int:
         unpacker = _unpacker(args.pixi_unpack_source, fetcher) if args.create_executable else None
     default = "environment" if args.directory_only else default_name(target.subdir) if unpacker else "environment.tar"
     output = args.output_file or default
-    if args.sbom and output == "-":
-        raise InputError("--sbom writes a file beside the pack: give -o FILE, not stdout", field="--sbom")
+    for flag, wanted in (("--sbom", args.sbom), ("--provenance", args.provenance)):
+        if wanted and output == "-":
+            raise InputError(f"{flag} writes a file beside the pack: give -o FILE, not stdout", field=flag)
+    if args.provenance and args.directory_only:
+        raise InputError("--provenance describes an archive by its sha256: a --directory-only pack has none",
+                         field="--provenance")
     total = sum(path.stat().st_size for _, path in [*conda, *wheel_pairs])
     with Progress("pack", nbytes=total * 4 // 3 if unpacker else total) as progress:  # base64: 4 chars per 3 bytes
         size = write_pack(PackContents(platform=target.subdir, conda=conda, wheels=wheel_pairs),
@@ -104,8 +112,10 @@ def run(args: argparse.Namespace) -> int:
     if output != "-":
         log.warning("packed %d conda packages and %d wheels into %s%s", len(conda), len(wheel_pairs), output,
                     f" ({size / 1e6:.1f} MB)" if size else "")
-    if args.sbom:
-        _write_pack_sbom(args, project, Path(output), [r for r, _ in conda], [w for w, _ in wheel_pairs])
+    sbom = _write_pack_sbom(args, project, Path(output), [r for r, _ in conda], [w for w, _ in wheel_pairs]) \
+        if args.sbom else None
+    if args.provenance:
+        _write_pack_provenance(args, project, Path(output), [r for r, _ in conda], [w for w, _ in wheel_pairs], sbom)
     return 0
 
 
@@ -163,5 +173,24 @@ def _write_pack_sbom(args: argparse.Namespace, project, output: Path, conda: lis
                      subject=Subject(output.name, "archive", version=project.manifest.version, sha256=sha256),
                      conda=conda, pypi=wheels, created=created_timestamp(), lock_sha256=project.lock_sha256)
     atomic_write_bytes(target, sbom_json(data, args.sbom) + b"\n")
+    return target
+
+
+def _write_pack_provenance(args: argparse.Namespace, project, output: Path, conda: list, wheels: list,
+                           sbom: Path | None) -> Path:
+    """`<pack name>.provenance.json` beside the pack: an in-toto statement whose subject is the archive."""
+    from pixibuild.attest.provenance import Byproduct, ProvenanceInput, provenance_statement
+    from pixibuild.files.atomic import atomic_write_bytes
+    from pixibuild.files.digest import sha256_file
+
+    stem = next((output.name[:-len(s)] for s in (".tar", ".sh", ".ps1") if output.name.endswith(s)), output.name)
+    byproducts = [Byproduct(sbom.name, f"sha256:{sha256_file(sbom)[0]}")] if sbom is not None else []
+    statement = provenance_statement(ProvenanceInput(
+        kind="archive", subject_name=output.name, subject_digest=f"sha256:{sha256_file(output)[0]}",
+        manifest=project.manifest.path.name, environment=args.environment, platform=args.platform,
+        lock_name=project.lock_path.name, lock_sha256=project.lock_sha256, conda=conda, pypi=wheels,
+        byproducts=byproducts))
+    target = output.with_name(stem + ".provenance.json")
+    atomic_write_bytes(target, statement + b"\n")
     return target
 
