@@ -372,3 +372,38 @@ def test_image_inject_checks_dependencies_like_pack(tmp_path: Path, capsys) -> N
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and not out.exists()
     assert "package needy-1.0-0: dependency 'libmissing >=9' is not satisfied (the pack has nothing)" in err
+
+
+def test_isolated_builds_use_pixis_pypi_config_when_the_lock_names_no_index(index_server, tmp_path: Path,
+                                                                             capsys) -> None:
+    """A lock that names no index (`indexes: []`): the isolated build environment's backends come from
+    pixi's `[pypi-config] index-url` (the project's .pixi/config.toml here), not PyPI."""
+    project = _error_project(tmp_path, indexes=[])
+    assert "indexes: []" in (project / "pixi.lock").read_text()
+    (project / ".pixi").mkdir()
+    (project / ".pixi" / "config.toml").write_text(f'[pypi-config]\nindex-url = "{index_server.url}/simple"\n')
+    out = tmp_path / "env.tar"
+    code, err = _pack(str(project), "-o", str(out), "--cache-dir", str(tmp_path / "store"), capsys=capsys)
+    assert code == 0, err
+    with tarfile.open(out) as tar:
+        assert "pypi/bad_proj-0.1.0-py3-none-any.whl" in tar.getnames()
+    # without the config the same lock has nowhere to get flit_core from (PyPI is unreachable here)
+    (project / ".pixi" / "config.toml").write_text(f'[pypi-config]\nindex-url = "{DEAD_INDEX}"\n')
+    code, err = _pack(str(project), "-o", str(tmp_path / "env2.tar"), "--cache-dir", str(tmp_path / "store2"),
+                      capsys=capsys)
+    assert code != 0 and "127.0.0.1:9" in err, err
+
+
+def test_an_sdist_whose_bytes_do_not_match_the_lock_fails_in_one_line(index_server, tmp_path: Path, capsys) -> None:
+    """An sdist is a fetched blob like a conda package: its sha256 is checked before anything builds from it."""
+    sdist_name, sdist_sha = _sdist(tmp_path, index_server.state.root)
+    wrong = "0" * 64
+    records = conda_channel(tmp_path / "channel", subdirs=[HOST])
+    project = tmp_path / "proj"
+    project.mkdir()
+    _manifest(project, tmp_path / "channel", "sdist-user")
+    sdist = PypiRecord("sdist-dep", "1.0", f"{index_server.url}/files/{sdist_name}", sha256=wrong)
+    write_project_lock(project, {"default": {HOST: [records[HOST]["python"], sdist]}},
+                       channel=tmp_path / "channel", indexes=[f"{index_server.url}/simple"])
+    err = _assert_one_line_failure(tmp_path, project, capsys)
+    assert "sdist_dep-1.0.tar.gz" in err and "sha256" in err and wrong in err and sdist_sha in err, err
