@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from pixibuild.commands import plan
 
-        return plan.run(argparse.Namespace(tasks=args.tasks, directory=args.directory, json=args.json, push=None))
+        return plan.run(argparse.Namespace(tasks=args.tasks, directory=args.directory, json=args.json, push=None,
+                                           remote_cache=args.remote_cache))
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 

@@ -394,3 +394,42 @@ def test_conflicting_caches_in_one_workspace_are_refused(demo, tmp_path: Path) -
     res = subprocess.run([sys.executable, "-m", "pixibuild", "build", "-C", str(ws), "--list", "--remote-cache",
                           "ftp://host/x"], capture_output=True, text=True, env=Machine(tmp_path / "m", ws).env())
     assert res.returncode == 2 and "--remote-cache" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_plan_says_what_the_remote_cache_would_serve(demo, warm, registry, tmp_path: Path) -> None:
+    """`pixibuild plan --remote-cache` on a fresh runner: every pack, image, index and layer the cache holds
+    is named as pulled rather than built, with the bytes, and the packages by HEAD request; nothing is
+    written (no store, no build dir, no upload: the registry's request log shows no write)."""
+    import subprocess
+    import sys
+
+    root, _ = demo
+    a, _ = warm
+    b = Machine(tmp_path / "b", root)
+    proxy = AuthProxy(registry.host, require_auth=False)  # counts what the plan asks of the registry
+    try:
+        res = subprocess.run([sys.executable, "-m", "pixibuild", "plan", "-C", str(root), "--json",
+                              "--remote-cache", f"oci://{proxy.host}/org/cache"], capture_output=True, text=True,
+                             env=b.env())
+    finally:
+        proxy.stop()
+    assert res.returncode == 0, res.stderr
+    assert proxy.writes() == [] and any(m == "HEAD" and "/blobs/" in p for m, p in proxy.requests)
+    plan = json.loads(res.stdout)
+    hits = plan["remote_cache"]["nodes"]
+    would_run = {s["name"]: s["kind"] for s in plan["would_run"]}
+    outputs = {f"{k}:{t}" for k, t in _targets(a)}
+    assert outputs <= set(hits), outputs - set(hits)  # every pack and image A built is there
+    assert all(hits[name] > 0 for name in outputs)
+    assert any(would_run[n] == "fetch" for n in hits) and any(would_run[n] == "layer" for n in hits)
+    assert not any(would_run[n] == "unpack" for n in hits)  # an installed environment is never shared
+    assert not b.store.exists() and not b.build_dir.exists()
+    lines = subprocess.run([sys.executable, "-m", "pixibuild", "build", "--dry-run", "-C", str(root),
+                            "--remote-cache", cache_url(registry)], capture_output=True, text=True, env=b.env())
+    assert lines.returncode == 0, lines.stderr
+    assert any(line.startswith("pack:webapp:prod:linux-64: ") and "in the remote cache" in line
+               for line in lines.stdout.splitlines()), lines.stdout
+    assert f"remote cache {cache_url(registry)}: holds {len(hits)} of the" in lines.stdout
+    plain = subprocess.run([sys.executable, "-m", "pixibuild", "plan", "-C", str(root), "--json"],
+                           capture_output=True, text=True, env=b.env())
+    assert json.loads(plain.stdout)["remote_cache"] is None

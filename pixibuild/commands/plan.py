@@ -1,12 +1,16 @@
 """Say what a build would run and why, package by package, without running or writing anything.
 
-`pixibuild plan [TASK…] [-C WORKSPACE] [--json] [--push REF]` (also `pixibuild build --dry-run`):
+`pixibuild plan [TASK…] [-C WORKSPACE] [--json] [--push REF] [--remote-cache URL]` (also `pixibuild build
+--dry-run`):
 one line per node that would run, with its reason (`1 of 212 inputs changed: numpy-1.26.3-….conda →
 numpy-1.26.4-….conda (sha256 changed in apps/api/pixi.lock, env prod, linux-64)`, `output deleted: …`,
 `image settings changed ([tool.pixibuild] edited)`…), the bytes to download, and — for images with a
 push target (`--push`, or `push` in `[tool.pixibuild.image]`) — the bytes a push would upload, found
-with HEAD requests against the registry. TASK is a task name or a kind (`pack`); default: what a
-bare `pixibuild build` builds. Nothing is written: no stamp, plan cache or lock cache entry.
+with HEAD requests against the registry — and, with a remote cache (`--remote-cache`, the environment or
+`[tool.pixibuild.cache]`, as `build` finds it), which of the nodes that would run the cache already holds,
+so they would be pulled instead of built, and the bytes that takes (a manifest GET per node, a HEAD per
+package). TASK is a task name or a kind (`pack`); default: what a bare `pixibuild build` builds. Nothing is
+written: no stamp, plan cache or lock cache entry, and nothing to the remote cache.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pixibuild.commands.args import REMOTE_HELP
 from pixibuild.errors import InputError
 
 COMMAND_NAME = "plan"
@@ -31,6 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--push", metavar="REF", default=None,
                         help="registry repository the images would be pushed to (default: each image's "
                              "[tool.pixibuild.image] push): count the bytes a push would upload (HEAD requests only)")
+    parser.add_argument("--remote-cache", default=None, metavar="URL",
+                        help=REMOTE_HELP + "; only read: which nodes it would serve")
+
+
+@dataclass
+class RemoteHits:
+    """What the remote cache holds of the nodes that would run."""
+
+    cache: str
+    nodes: dict[str, int] = field(default_factory=dict)
+    """Node name → bytes to pull, for each node the cache holds (pulled, not built)."""
+    looked_at: int = 0
+    error: str = ""
 
 
 @dataclass
@@ -64,15 +82,51 @@ def run(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise InputError(f"no task or kind named {exc.args[0]!r} (see `pixibuild build --list`)", field="TASK") from None
     uploads = _uploads(ws, graph, plan, args.push)
+    hits = _remote_hits(ws, graph, plan, args)
     if args.json:
-        json.dump(_as_json(ws, plan, uploads), sys.stdout, indent=2, sort_keys=True, default=str)
+        json.dump(_as_json(ws, plan, uploads, hits), sys.stdout, indent=2, sort_keys=True, default=str)
         sys.stdout.write("\n")
     else:
-        _print(plan, uploads)
+        _print(plan, uploads, hits)
     return 0
 
 
-def _as_json(ws, plan, uploads: list[Upload]) -> dict[str, Any]:
+def _remote_hits(ws, graph, plan, args: argparse.Namespace) -> RemoteHits | None:
+    """Ask the remote cache (read only) about every node that would run and can come from it."""
+    from pixibuild.graph.remote import workspace_cache_settings
+    from pixibuild.net.config import NetConfig
+    from pixibuild.store.remote import RemoteCache
+    from pixibuild.store.remote_settings import resolve_settings
+
+    manifest, mode, where = workspace_cache_settings(ws.root, ws.project_dirs)
+    settings = resolve_settings(flag=args.remote_cache, flag_mode="read", manifest=manifest, manifest_mode=mode,
+                                manifest_where=where)
+    if settings is None:
+        return None
+    remote = RemoteCache(settings, lambda: NetConfig.load(project_root=Path(ws.root)), project_root=Path(ws.root))
+    hits = RemoteHits(cache=settings.url)
+    try:
+        for step in plan.steps:
+            node = graph.node(step.name).full()
+            if step.kind == "fetch":
+                sha256 = (node.inputs or {}).get("sha256")
+                if sha256:
+                    hits.looked_at += 1
+                    if remote.has_blob(sha256):
+                        hits.nodes[step.name] = step.download or 0
+            elif node.remote is not None:
+                hits.looked_at += 1
+                entry = remote.lookup(node.remote.kind, node.remote.key())
+                if entry is not None:
+                    hits.nodes[step.name] = sum(f.size for f in entry.files.values())
+        if not remote.readable:  # a registry fault turned it off: say so rather than report misses
+            hits.error = "the registry could not be reached"
+    finally:
+        remote.close()
+    return hits
+
+
+def _as_json(ws, plan, uploads: list[Upload], hits: RemoteHits | None = None) -> dict[str, Any]:
     return {
         "workspace": str(ws.root),
         "targets": plan.targets,
@@ -84,6 +138,7 @@ def _as_json(ws, plan, uploads: list[Upload]) -> dict[str, Any]:
         "download": {"packages": plan.downloads, "bytes": plan.download_bytes,
                      "unknown_size": sum(1 for s in plan.steps if s.kind == "fetch" and s.download is None)},
         "upload": [asdict(u) for u in uploads],
+        "remote_cache": asdict(hits) if hits is not None else None,
     }
 
 
@@ -95,14 +150,16 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _print(plan, uploads: list[Upload]) -> None:
+def _print(plan, uploads: list[Upload], hits: RemoteHits | None = None) -> None:
     out = sys.stdout
     if not plan.steps:
         out.write(f"nothing to do: {len(plan.up_to_date)} target node(s) up to date\n")
     else:
         out.write(f"would run {len(plan.steps)} node(s) ({len(plan.up_to_date)} looked at are up to date):\n")
+    pulled = hits.nodes if hits is not None else {}
     for step in plan.steps:
-        out.write(f"{step.title}: {step.summary}\n")
+        out.write(f"{step.title}: {step.summary}"
+                  + (f" — in the remote cache ({_size(pulled[step.name])})" if step.name in pulled else "") + "\n")
     if plan.downloads:
         unknown = sum(1 for s in plan.steps if s.kind == "fetch" and s.download is None)
         out.write(f"download: {plan.downloads} package(s), {_size(plan.download_bytes)}"
@@ -117,6 +174,12 @@ def _print(plan, uploads: list[Upload]) -> None:
             line += (f"; {up.unbuilt_layers} layer(s) built by this run first (≈ {_size(up.unbuilt_package_bytes)} "
                      "of packages)")
         out.write(line + "".join(f"; {n}" for n in up.notes) + "\n")
+    if hits is not None:
+        if hits.error:
+            out.write(f"remote cache {hits.cache}: cannot tell ({hits.error})\n")
+        else:
+            out.write(f"remote cache {hits.cache}: holds {len(hits.nodes)} of the {hits.looked_at} node(s) it could "
+                      f"hold, {_size(sum(hits.nodes.values()))} to pull instead of building or downloading them\n")
 
 
 def _uploads(ws, graph, plan, push: str | None) -> list[Upload]:

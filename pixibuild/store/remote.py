@@ -287,6 +287,16 @@ class RemoteCache:
             raise _Skip() from None
 
     # -- package blobs ---------------------------------------------------------------------------
+    def has_blob(self, sha256: str) -> bool:
+        """Whether the cache holds the blob `sha256` (one HEAD request; False when the cache is off)."""
+        if not self.readable:
+            return False
+        try:
+            with self._guard():
+                return self.client().blob_exists(self.repository, f"sha256:{sha256}")
+        except _Skip:
+            return False
+
     def pull_blob(self, store: "Store", sha256: str, *, size: int | None = None, label: str = "") -> Path | None:
         """The store blob `sha256`, pulled from the cache (verified while it streams); None on a miss or
         when the cache is off."""
