@@ -76,9 +76,14 @@ def write_dodo(root: Path) -> Path:
 _DOIT_MAIN = """
 import atexit, os, resource, runpy, sys
 def _report():
+    # peak RSS: this process's VmHWM (ru_maxrss survives exec: it would report the benchmark that
+    # started us when that was larger) or a forked planning worker's, whichever is larger
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with open("/proc/self/status") as status:
+        peak = max([peak] + [int(line.split()[1]) for line in status if line.startswith("VmHWM:")])
     with open(os.environ["PIXIBUILD_BENCH_STATS"], "w") as fh:
-        fh.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+        fh.write(f"{peak} {usage.ru_utime + usage.ru_stime}")
 atexit.register(_report)
 sys.argv = ["doit", *sys.argv[1:]]
 runpy.run_module("doit", run_name="__main__", alter_sys=True)
