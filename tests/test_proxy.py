@@ -66,3 +66,32 @@ def test_bad_proxy_settings_are_one_line_errors_naming_the_file_and_key(tmp_path
         NetConfig.load([config])
     message = str(info.value)
     assert str(config) in message and field in message and "\n" not in message
+
+
+def test_a_star_in_non_proxy_hosts_means_no_proxy_at_all(tmp_path, channel, monkeypatch):
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    with ForwardProxy() as proxy:
+        names, records = _fetch(tmp_path, channel, f'[proxy-config]\nhttp = "{proxy.url}"\n'
+                                                   'non-proxy-hosts = ["*"]\n', "star")
+        assert proxy.relayed == []
+    assert sorted(names) == sorted(r.sha256 for r in records)
+
+
+@pytest.mark.parametrize("host, url, direct", [
+    ("127.0.0.1", "http://127.0.0.1:8000/x", True),
+    ("[::1]", "http://[::1]:8000/x", True),
+    ("localhost", "http://localhost/x", True),
+    ("example.com", "https://api.example.com/x", True),
+    (".example.com", "https://api.example.com/x", True),
+    ("*.example.com", "https://example.org/x", False),
+    ("10.0.0.1", "http://10.0.0.2/x", False),
+])
+def test_non_proxy_hosts_read_as_no_proxy_is(host, url, direct):
+    """The same reading as the NO_PROXY variable (httpx's): exact addresses, name suffixes. Checked with
+    the pattern class httpx routes mounts by."""
+    import httpx
+    from httpx._utils import URLPattern
+
+    from pixibuild.net.http import no_proxy_pattern
+
+    assert URLPattern(no_proxy_pattern(host)).matches(httpx.URL(url)) is direct

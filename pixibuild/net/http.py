@@ -62,16 +62,35 @@ def make_client(config: NetConfig, *, connections: int | None = None) -> httpx.C
     verify = config.ssl_verify()
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
     mounts = None
-    if config.proxies:
+    if config.proxies and "*" not in config.non_proxy_hosts:
         # The config's proxies replace the environment's (trust_env off: its NO_PROXY would otherwise
         # outrank them); hosts in non-proxy-hosts get the client's own direct transport (None).
         mounts = {f"{scheme}://": httpx.HTTPTransport(proxy=url, verify=verify, limits=limits)
                   for scheme, url in config.proxies.items()}
-        mounts.update({f"all://{host}": None for host in config.non_proxy_hosts})
+        mounts.update({no_proxy_pattern(host): None for host in config.non_proxy_hosts})
     return httpx.Client(
         verify=verify, follow_redirects=False, trust_env=not config.proxies, mounts=mounts,
         timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout), limits=limits,
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+
+
+def no_proxy_pattern(host: str) -> str:
+    """An httpx mount pattern for a `non-proxy-hosts` entry, read as `NO_PROXY` is (httpx's rules): an IP
+    address or `localhost` exactly, `[v6]`, a `scheme://host` as given, any other name as a suffix
+    (`example.com` and `.example.com` cover `api.example.com`)."""
+    import ipaddress
+
+    if "://" in host:
+        return host
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    if address is not None:
+        return f"all://[{address}]" if address.version == 6 else f"all://{address}"
+    if host.lower() == "localhost":
+        return f"all://{host}"
+    return f"all://*{host.removeprefix('*')}"
 
 
 class RedirectError(Exception):
