@@ -35,9 +35,9 @@ if os.environ.get("FORK_FAILS"):  # as under RLIMIT_NPROC or a sandbox that forb
     os.fork = refuse
 calls = []
 real = forked.link_in_two
-def spy(units, weights, link_one):
+def spy(units, weights, link_one, after=None):
     calls.append(os.getpid())
-    return real(units, weights, link_one)
+    return real(units, weights, link_one, after)
 forked.link_in_two = spy
 try:
     environment.install_environment(packages, Path(target), target_prefix="/opt/env", platform="linux-64", jobs=jobs)

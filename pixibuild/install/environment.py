@@ -152,10 +152,11 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
     linked: list[LinkedPackage] = []
     if jobs > 1 and len(records) > 1 and forked.can_fork():
         try:
-            linked = _link_forking(records, archives, spools, load_info, prefix, logical, platform, layout, owners, jobs)
+            linked, recorded = _link_forking(records, archives, spools, load_info, prefix, logical, platform, layout,
+                                             owners, jobs)
         finally:
             shutil.rmtree(spool_dir, ignore_errors=True)
-        return _finish(prefix, logical, linked, wheels, layout, history)
+        return _finish(prefix, logical, linked, wheels, layout, history, recorded=recorded)
     try:
         # Separate workers for the read-ahead: queued behind the info tasks, the next payloads would
         # only start once every info/ was read, and the linker would wait for them.
@@ -195,17 +196,19 @@ def install_environment(packages: Sequence[tuple[CondaRecord, Any]], target_dir:
 
 
 def _finish(prefix: PrefixDir, logical: str, linked: list[LinkedPackage], wheels: Sequence[tuple[PypiRecord, Any]],
-            layout: PythonLayout | None, history: bytes) -> InstallReport:
+            layout: PythonLayout | None, history: bytes, *, recorded: bool = False) -> InstallReport:
     """Wheels and conda-meta, once every conda package is linked (in dependency order: a path
-    clobbered twice is reported with its last winner)."""
+    clobbered twice is reported with its last winner). `recorded`: the two linking processes wrote
+    the conda-meta records already."""
     clobbered = {path: package.record.name for package in linked for path in package.clobbered}
     report = InstallReport(prefix.root, logical, linked, clobbered)
     if wheels:
         if layout is None:
             raise InputError("PyPI wheels need a python package in the environment (No python record found.)")
         report.wheels = install_wheels([w for w in wheels], prefix.root, logical, layout)
-    for package in report.packages:
-        write_prefix_record(prefix.root, package, fsync=False)
+    if not recorded:
+        for package in report.packages:
+            write_prefix_record(prefix.root, package, fsync=False)
     write_history(prefix.root, history)
     return report
 
@@ -213,10 +216,11 @@ def _finish(prefix: PrefixDir, logical: str, linked: list[LinkedPackage], wheels
 def _link_forking(records: list[CondaRecord], archives: dict[str, Any], spools: dict[str, Path],
                   load_info: Callable[[CondaRecord], PackageInfo], prefix: PrefixDir, logical: str, platform: str,
                   layout: PythonLayout | None, owners: dict[str, tuple[str, LinkedPath]], jobs: int
-                  ) -> list[LinkedPackage]:
+                  ) -> tuple[list[LinkedPackage], bool]:
     """Read every package's info/ (threads), then link the packages in two processes, grouped by the
-    paths they share (`install/forked.py`); one by one here when a second process is not worth it or
-    cannot be had. The same tree as the one-by-one loop, sooner."""
+    paths they share (`install/forked.py`), each process writing the conda-meta records of its own;
+    one by one here when a second process is not worth it or cannot be had. The same tree as the
+    one-by-one loop, sooner. Returns the linked packages and whether their records are written."""
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # joined before any fork
         futures = [pool.submit(load_info, r) for r in records]
         try:
@@ -234,15 +238,20 @@ def _link_forking(records: list[CondaRecord], archives: dict[str, Any], spools: 
             spools[record.name].unlink()
         return package
 
-    weights = [len(info.paths) + (r.size or 0) // (256 << 10) for r, info in zip(records, infos)]
+    def record(packages: Sequence[LinkedPackage]) -> None:
+        for package in packages:
+            write_prefix_record(prefix.root, package, fsync=False)
+
+    weights = [forked.PACKAGE_WEIGHT + len(info.paths) + (r.size or 0) // forked.ARCHIVE_BYTES_PER_WEIGHT
+               for r, info in zip(records, infos)]
     units = forked.units([forked.package_paths(r, info, layout) for r, info in zip(records, infos)])
-    result = forked.link_in_two(units, weights, link_one)
+    result = forked.link_in_two(units, weights, link_one, after=record)
     if result is None:
-        return [link_one(i) for i in range(len(records))]
+        return [link_one(i) for i in range(len(records))], False
     linked, failure = result
     if failure is not None:
         raise failure[1]
-    return [LinkedPackage(records[i], *linked[i]) for i in range(len(records))]
+    return [LinkedPackage(records[i], *linked[i]) for i in range(len(records))], True
 
 
 def _result(future: Future) -> Any:

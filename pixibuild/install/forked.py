@@ -32,6 +32,18 @@ forking and sending the results back would cost more than it saves."""
 LinkOne = Callable[[int], LinkedPackage]
 """Links the package at this index (of the dependency-ordered records) into the prefix."""
 
+AfterShare = Callable[[Sequence[LinkedPackage]], None]
+"""Called by each process with the packages it linked, once all of them are: their units are complete,
+so nothing the other process does can change them (conda-meta records are written here, in parallel)."""
+
+PACKAGE_WEIGHT = 15
+"""What linking one package costs besides its paths and bytes, in paths."""
+
+ARCHIVE_BYTES_PER_WEIGHT = 3 << 10
+"""Archive bytes that cost as much to link as one path (decompressing, writing and hashing what they
+hold). Fitted on the real corpus (bench/unpack.py, one process): ~45 µs a path, ~16 ms per MB of
+archive — libstdcxx-ng, 7 paths in 3.3 MB, takes half as long as ncurses' 2,910 paths."""
+
 
 def can_fork() -> bool:
     """fork exists, there is a second CPU, and this is the only thread (idle pools joined first)."""
@@ -91,10 +103,10 @@ Linked = dict[int, tuple[list[LinkedPath], list[str]]]
 """What was linked, by package index: its paths and the paths it clobbered (for LinkedPackage)."""
 
 
-def link_in_two(units: Sequence[list[int]], weights: Sequence[int], link_one: LinkOne
-                ) -> tuple[Linked, tuple[int, BaseException] | None] | None:
+def link_in_two(units: Sequence[list[int]], weights: Sequence[int], link_one: LinkOne,
+                after: AfterShare | None = None) -> tuple[Linked, tuple[int, BaseException] | None] | None:
     """Link the packages of `units` (see `units`), about half of the `weights` in a forked child,
-    the rest here; each side links its packages in dependency order.
+    the rest here; each side links its packages in dependency order, then hands them to `after`.
 
     Returns what was linked, and the failure of the lowest index (None if none): the caller raises it,
     as the one-by-one install would have raised the first bad package's error. None, having linked
@@ -125,11 +137,11 @@ def link_in_two(units: Sequence[list[int]], weights: Sequence[int], link_one: Li
         return None
     if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
         os.close(read_end)
-        _child(theirs, link_one, write_end, parent)
+        _child(theirs, link_one, after, write_end, parent)
     os.close(write_end)
     status = 0
     try:
-        done, failure = _link_share(mine, link_one)
+        done, failure = _link_share(mine, link_one, after)
         with os.fdopen(read_end, "rb") as pipe:
             read_end = -1
             data = pipe.read()
@@ -149,25 +161,35 @@ def link_in_two(units: Sequence[list[int]], weights: Sequence[int], link_one: Li
     return done, min(failures, key=lambda f: f[0]) if failures else None
 
 
-def _link_share(indices: Sequence[int], link_one: LinkOne) -> tuple[Linked, tuple[int, BaseException] | None]:
-    """Link `indices` in order, stopping at the first failure (an InputError for a bad package)."""
+def _link_share(indices: Sequence[int], link_one: LinkOne, after: AfterShare | None = None
+                ) -> tuple[Linked, tuple[int, BaseException] | None]:
+    """Link `indices` in order, stopping at the first failure (an InputError for a bad package); then
+    `after` gets them all."""
     done: Linked = {}
+    packages = []
     for i in indices:
         try:
             package = link_one(i)
         except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
             return done, (i, exc)
         done[i] = (package.paths, package.clobbered)
+        packages.append(package)
+    if after is not None and indices:
+        try:
+            after(packages)
+        except Exception as exc:  # noqa: BLE001 - as a failure of this side's first package
+            return done, (indices[0], exc)
     return done, None
 
 
-def _child(indices: Sequence[int], link_one: LinkOne, write_end: int, parent: int) -> None:  # pragma: no cover
+def _child(indices: Sequence[int], link_one: LinkOne, after: AfterShare | None, write_end: int,
+           parent: int) -> None:  # pragma: no cover
     """The forked child: link, send the result, and leave without running the parent's cleanup
     (no atexit handlers, no flushing of buffers it inherited)."""
     code = 1
     try:
         _die_with_parent(parent)
-        result = _link_share(indices, link_one)
+        result = _link_share(indices, link_one, after)
         try:
             data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # an exception that cannot be pickled: its text still gets through
