@@ -20,8 +20,7 @@ from pixibuild.inputs.project import Project, Resolved
 from pixibuild.net.auth import storage_key
 from pixibuild.net.config import NetConfig
 from pixibuild.pypi import git
-from pixibuild.pypi.build import build_wheel
-from pixibuild.pypi.buildenv import choice_path, prepare_build_env
+from pixibuild.pypi.requirements import choice_path
 from pixibuild.pypi.identity import isolated_env_identity
 from pixibuild.pypi.jobs import WheelJob
 from pixibuild.pypi.plan import plan_wheels
@@ -49,9 +48,20 @@ def _store_blobs(store_root: str, records) -> list[Path]:
     return [store.resolve(BlobRef.of(r)) for r in records]
 
 
+# The build frontend and the build-environment code (PyPA build, the installer, venv: ~50 ms to import)
+# are imported by the actions that use them: planning a workspace with PyPI sources declares wheel nodes
+# in every planning process, and most runs build none of them.
 def _prepare(job: WheelJob, store_root: str, project_root: str) -> None:
+    from pixibuild.pypi.buildenv import prepare_build_env
+
     prepare_build_env(job, store_root, net=NetConfig.load(project_root=Path(project_root)),
                       blobs=functools.partial(_store_blobs, store_root))
+
+
+def _build(job: WheelJob, store_root: str) -> None:
+    from pixibuild.pypi.build import build_wheel
+
+    build_wheel(job, store_root)
 
 
 def _checkout(source: GitSource, store_root: str, project_root: str) -> None:
@@ -116,7 +126,7 @@ def declare_target(graph: BuildGraph, ws: Workspace, project: Project, target: R
                        build_deps=(job.env_node, *source_deps),
                        doc=f"build the wheel of {job.record.name} ({job.record.location})",
                        present=functools.partial(is_built, store_root, job.key),
-                       action=functools.partial(build_wheel, job, store_root),
+                       action=functools.partial(_build, job, store_root),
                        remote=WheelResult(store_root, job.key, wheel_key), holds=(f"wheel:{job.key}",)))
         refs.append(WheelRef(job.key, job.record.name))
         keys.append(job.key)

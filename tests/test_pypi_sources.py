@@ -118,3 +118,17 @@ def test_git_tree_is_tracked_plus_uncommitted(tmp_path: Path) -> None:
     (root / "pkg" / "new.py").write_text("B = 2\n")
     with pytest.raises(BuildError, match="changed while the build was planned"):
         copy_snapshot(edited, tmp_path / "copy2")
+
+
+def test_a_file_url_is_decoded_once(tmp_path) -> None:
+    """`file:///…/a%2520b` names the directory `a%20b` (a percent sign in its name), not `a b`."""
+    from pixibuild.conda.records import PypiRecord
+    from pixibuild.pypi.sources import TreeSource, source_of
+
+    odd = tmp_path / "a%20b"
+    odd.mkdir()
+    (odd / "pyproject.toml").write_text('[project]\nname = "odd"\nversion = "1"\n')
+    url = odd.as_uri()
+    assert "%2520" in url
+    source = source_of(PypiRecord("odd", "1", url), tmp_path)
+    assert isinstance(source, TreeSource) and source.path == odd

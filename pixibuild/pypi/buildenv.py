@@ -39,6 +39,7 @@ from pixibuild.pypi.hooks import LoggedRunner, backend_environment, log_tail
 from pixibuild.pypi.identity import builder_python
 from pixibuild.pypi.index import pip_environment
 from pixibuild.pypi.jobs import LockedEnv, WheelJob
+from pixibuild.pypi.requirements import choice_path, read_requirements
 from pixibuild.pypi.workdir import materialize
 from pixibuild.store.blobs import Store
 from pixibuild.store.roots import pypi_root
@@ -60,20 +61,6 @@ class BuildEnv:
 
     def to_json(self) -> bytes:
         return canonical_json(asdict(self))
-
-
-def read_requirements(source_dir: Path, where: str) -> list[str]:
-    """The static build requirements ([build-system] requires, or PEP 517's setuptools default)."""
-    try:
-        return sorted(ProjectBuilder(source_dir).build_system_requires)
-    except BuildException as exc:
-        raise InputError(f"bad [build-system] table: {exc}", field=where) from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read the build system: {exc}", field=where) from None
-
-
-def choice_path(store_root: str | Path, env_key: str) -> Path:
-    return pypi_root(store_root) / "envs" / f"choice-{env_key}.json"
 
 
 def read_choice(store_root: str | Path, job: WheelJob) -> BuildEnv:

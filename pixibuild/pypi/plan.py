@@ -20,7 +20,7 @@ from pixibuild.inputs.project import Project, Resolved
 from pixibuild.install.noarch import environment_python_version
 from pixibuild.net.auth import storage_key
 from pixibuild.net.config import NetConfig
-from pixibuild.pypi.buildenv import read_requirements
+from pixibuild.pypi.requirements import read_requirements
 from pixibuild.pypi.identity import builder_python
 from pixibuild.pypi.hooks import source_date_epoch
 from pixibuild.pypi.index import index_config

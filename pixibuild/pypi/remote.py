@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pixibuild.files.atomic import atomic_write_bytes
 from pixibuild.files.digest import canonical_json
 from pixibuild.pypi.wheels import pointer_path
 from pixibuild.store.blobs import Store
-from pixibuild.store.remote import RemoteCache, RemoteEntry
+
+if TYPE_CHECKING:  # planning declares WheelResults; only a run with a remote cache uses one (~12 ms)
+    from pixibuild.store.remote import RemoteCache, RemoteEntry
 
 POINTER_FIELDS = ("name", "version", "file_name", "sha256", "requires_dist", "requires_python", "dist_name")
 
