@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from pixibuild.store.remote import RemoteCache
 
 
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -167,8 +167,7 @@ def _write_pack_sbom(args: argparse.Namespace, project, output: Path, conda: lis
     from pixibuild.oci.config import created_timestamp
 
     sha256 = hash_file(output).sha256.hexdigest() if output.is_file() else None
-    stem = next((output.name[:-len(s)] for s in (".tar", ".sh", ".ps1") if output.name.endswith(s)), output.name)
-    target = output.with_name(stem + FILE_SUFFIX[args.sbom])
+    target = _beside(output, FILE_SUFFIX[args.sbom])
     data = SbomInput(project=project.name, environment=args.environment, platform=args.platform,
                      subject=Subject(output.name, "archive", version=project.manifest.version, sha256=sha256),
                      conda=conda, pypi=wheels, created=created_timestamp(), lock_sha256=project.lock_sha256)
@@ -183,14 +182,19 @@ def _write_pack_provenance(args: argparse.Namespace, project, output: Path, cond
     from pixibuild.files.atomic import atomic_write_bytes
     from pixibuild.files.digest import sha256_file
 
-    stem = next((output.name[:-len(s)] for s in (".tar", ".sh", ".ps1") if output.name.endswith(s)), output.name)
     byproducts = [Byproduct(sbom.name, f"sha256:{sha256_file(sbom)[0]}")] if sbom is not None else []
     statement = provenance_statement(ProvenanceInput(
         kind="archive", subject_name=output.name, subject_digest=f"sha256:{sha256_file(output)[0]}",
         manifest=project.manifest.path.name, environment=args.environment, platform=args.platform,
         lock_name=project.lock_path.name, lock_sha256=project.lock_sha256, conda=conda, pypi=wheels,
         byproducts=byproducts))
-    target = output.with_name(stem + ".provenance.json")
+    target = _beside(output, ".provenance.json")
     atomic_write_bytes(target, statement + b"\n")
     return target
+
+
+def _beside(output: Path, suffix: str) -> Path:
+    """`environment.spdx.json` for `environment.tar` (or `.sh`, `.ps1`): a document about the pack, beside it."""
+    stem = next((output.name[:-len(s)] for s in (".tar", ".sh", ".ps1") if output.name.endswith(s)), output.name)
+    return output.with_name(stem + suffix)
 

@@ -52,7 +52,7 @@ def unowned_files(prefix: Path) -> list[str]:
     """Files and symlinks under `prefix` that no package installed: not in any conda-meta record's
     `files`, nor in a wheel's `RECORD` (pypa installer writes one per wheel). A user's own files, which
     a replacement removes. The installer's bookkeeping (conda-meta/, __clobbers__/) and the bytecode Python
-caches as it runs are not counted."""
+    caches as it runs are not counted."""
     owned: set[str] = set()
     for path in (prefix / "conda-meta").glob("*.json"):
         try:
