@@ -180,3 +180,20 @@ def test_graph_nodes_report_progress_in_lines_named_after_the_node(tmp_path: Pat
     shutil.rmtree(tmp_path / "build" / "webapp" / "prod" / current_subdir() / "env")  # so that it runs again
     quiet = run_doit(root, unpack, env={**env, "PIXIBUILD_PROGRESS_DELAY": "600"})  # short work: no lines
     assert quiet.returncode == 0 and unpack in quiet.executed and not re.search(r"^unpack:", quiet.output, re.M)
+
+
+def test_a_heartbeat_thread_is_gone_when_its_progress_closes(monkeypatch) -> None:
+    """A layer node's heartbeat must not outlive it: the next node may be an unpack that forks its second
+    linking process only when it runs alone in its process."""
+    import threading
+
+    monkeypatch.setenv("PIXIBUILD_PROGRESS_DELAY", "0")
+    monkeypatch.setenv("PIXIBUILD_PROGRESS_INTERVAL", "0.05")
+    log = _Log()
+    before = threading.active_count()
+    with Progress("layer:abc", stream=log, lines=True, heartbeat=True, enabled=True):
+        assert threading.active_count() == before + 1
+        time.sleep(0.2)
+    assert threading.active_count() == before
+    lines = log.getvalue().splitlines()
+    assert len(lines) >= 2 and all(line.startswith("layer:abc: ") for line in lines) and lines[-1].endswith(", done")

@@ -59,8 +59,10 @@ class Progress:
         self._last: float | None = None
         self._closed = False
         self._stop = threading.Event()
+        self._beater: threading.Thread | None = None
         if heartbeat and self.enabled:
-            threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True).start()
+            self._beater = threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True)
+            self._beater.start()
 
     def _beat(self) -> None:
         """Draw on a clock (work that has nothing to count), until closed."""
@@ -120,6 +122,10 @@ class Progress:
     def close(self, done: bool = True) -> None:
         """End the line on a terminal; in a log, say it finished — only if anything was shown."""
         self._stop.set()
+        if self._beater is not None and self._beater is not threading.current_thread():
+            # gone before the next node starts: an unpack node forks its second linker only when it is
+            # the process's one thread (install/forked.py)
+            self._beater.join()
         with self._lock:
             if self._closed:
                 return
