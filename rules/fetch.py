@@ -10,7 +10,7 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.errors import InputError
@@ -86,6 +86,19 @@ def _lock_shown(lock_path: Path, root: Path) -> str:
         return lock_path.relative_to(root).as_posix()
     except ValueError:
         return str(lock_path)
+
+
+def deferred_inputs(*parts: dict[str, Any] | Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """A node's `inputs` as a function of its parts (dicts, or functions giving dicts), merged in
+    order when read: an output node's per-package inputs are only read when it runs or is explained."""
+    return functools.partial(_merged_inputs, parts)
+
+
+def _merged_inputs(parts: Sequence[dict[str, Any] | Callable[[], dict[str, Any]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in parts:
+        out.update(part() if callable(part) else part)
+    return out
 
 
 def package_inputs(records: Sequence[CondaRecord | PypiRecord], digests: Sequence[str], prefix: str = "conda"

@@ -15,10 +15,8 @@ then merged into the workspace's graph. Two things follow:
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
 from typing import Sequence
 
 from pixibuild import __version__
@@ -27,6 +25,7 @@ from pixibuild.errors import PixibuildError
 from pixibuild.files.digest import json_digest
 from pixibuild.graph.plan import GRAPH_FORMAT, BuildGraph, Node, Workspace
 from pixibuild.graph.plancache import ProjectEntry
+from pixibuild.graph.workers import fork_map
 from pixibuild.graph.shard import Shard, select, target_id
 from pixibuild.oci.grouping import ImageSet, WorkspaceGrouping
 
@@ -134,7 +133,7 @@ def _declare_workspace(ws: Workspace, kinds: Sequence[str] | None) -> BuildGraph
     graph.shared.clear()
     for label in labels:
         graph.add_specs(entries[label].specs, functools.partial(planner.node, label))
-    cache.save()
+    cache.save(in_background=bool(planned))  # a cold monorepo: its plan is written while doit lists
     return graph
 
 
@@ -142,11 +141,12 @@ PARALLEL_MIN_BYTES = 2 << 20
 """Plan stale projects in worker processes when their locks add up to this much (parsing dominates)."""
 
 _FORKED_PLANNER: "Planner | None" = None
+_WRITE_LOCK_CACHE = lambda: None  # noqa: E731 - set in each worker by _plan_share
 
 
 def _worth_forking(ws: Workspace, stale: list[str]) -> bool:
     """Several stale projects with large locks, more than one CPU, and fork (Linux): a cold monorepo."""
-    if len(stale) < 2 or _cpus() < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if len(stale) < 2 or _cpus() < 2 or not hasattr(os, "fork"):
         return False
     total = 0
     for label in stale:
@@ -165,10 +165,15 @@ def _cpus() -> int:
 
 
 def _plan_share(labels: list[str]) -> list[tuple[str, list[tuple], list, bool]]:
-    """In a worker: declare `labels` (their locks parsed here, and written to the lock cache) and
-    return their node specs and checks: only plain data crosses back to the parent."""
+    """In a worker: declare `labels` (their locks parsed here) and return their node specs and
+    checks: only plain data crosses back to the parent. The lock cache entries are written once
+    the parent has the plan (`workers.fork_map`'s `after`)."""
     planner = _FORKED_PLANNER
     assert planner is not None
+    from pixibuild.inputs.project import defer_lock_cache_writes
+
+    global _WRITE_LOCK_CACHE
+    _WRITE_LOCK_CACHE = defer_lock_cache_writes()
     shared: dict[str, Node] = {}
     out = []
     for label in labels:
@@ -197,11 +202,12 @@ def _plan_in_workers(planner: "Planner", stale: list[str]) -> dict[str, tuple[li
         loads[i] += sizes[label]
     _FORKED_PLANNER = planner
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            results = list(pool.map(_plan_share, shares))
+        results = fork_map(_plan_share, shares, after=lambda: _WRITE_LOCK_CACHE())
     finally:
         _FORKED_PLANNER = None
-    return {label: (specs, checks, cacheable) for share in results for label, specs, checks, cacheable in share}
+    # a share whose worker died (or that could not be forked) is planned here, by the caller
+    return {label: (specs, checks, cacheable) for share in results or () if share is not None
+            for label, specs, checks, cacheable in share}
 
 
 class Planner:

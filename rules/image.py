@@ -181,8 +181,10 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                            present=functools.partial(_layer_present, str(cache.root), cache.compression,
                                                      layer.spec.key),
                            action=functools.partial(steps.image_layer, layer, str(cache.root), cache.compression, label=name),
-                           inputs={**fetch.package_inputs(layer.records, [digests[r.name] for r in layer.records]),
-                                   "prefix": prefix, "platform": subdir, "layer key": layer.spec.key},
+                           inputs=fetch.deferred_inputs(
+                               functools.partial(fetch.package_inputs, layer.records,
+                                                 [digests[r.name] for r in layer.records]),
+                               {"prefix": prefix, "platform": subdir, "layer key": layer.spec.key}),
                            where=where, remote=LayerResult(cache, layer.spec.key, modes="keep"),
                            holds=(f"layer:{entry_id(cache, layer.spec.key, 'keep')}",)))
             layer_nodes.append(name)
@@ -219,10 +221,11 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                    doc=f"OCI/docker image of {label}, env {env}, {platform} → {out}",
                    action=functools.partial(steps.image, str(project.manifest.path), env, [inputs],
                                             str(ws.store_root), str(out), remote=ws.remote, label=name),
-                   inputs={**packages.inputs(target), **layer_inputs, "platform": subdir,
-                           "settings": json_digest(vars(options))[:16], "base": json_digest(base)[:16],
-                           "app files": json_digest(app_files)[:16], "project": json_digest(project_inputs)[:16],
-                           "SOURCE_DATE_EPOCH": epoch, "push": options.push},
+                   inputs=fetch.deferred_inputs(functools.partial(packages.inputs, target), layer_inputs, {
+                       "platform": subdir, "settings": json_digest(vars(options))[:16],
+                       "base": json_digest(base)[:16], "app files": json_digest(app_files)[:16],
+                       "project": json_digest(project_inputs)[:16], "SOURCE_DATE_EPOCH": epoch,
+                       "push": options.push}),
                    where=where))
     return PlatformImage(name, key, platform, inputs, tuple(deps), build_deps, remote_key)
 

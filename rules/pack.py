@@ -37,7 +37,8 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                    outputs=tuple(index_files.values()),
                    doc=f"repodata.json for {label} {env} {platform}",
                    action=functools.partial(steps.index, list(target.conda), str(index_dir)),
-                   inputs=fetch.package_inputs(target.conda, target.conda_digests), where=where,
+                   inputs=fetch.deferred_inputs(functools.partial(fetch.package_inputs, target.conda,
+                                                                    target.conda_digests)), where=where,
                    remote=OutputFiles("index", index_files, index_key, directory=index_dir)))
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     pack_key = content_key("pack", index_key, target.subdir, sorted(target.conda_digests),
@@ -51,6 +52,7 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                    action=functools.partial(steps.archive, target.subdir, packages.conda, packages.wheels,
                                             str(ws.store_root), str(index_dir), str(tar), built=packages.built,
                                             label=name),
-                   inputs={**packages.inputs(target), "platform": target.subdir, "SOURCE_DATE_EPOCH": epoch},
+                   inputs=fetch.deferred_inputs(functools.partial(packages.inputs, target),
+                                                 {"platform": target.subdir, "SOURCE_DATE_EPOCH": epoch}),
                    where=where))
     return name

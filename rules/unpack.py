@@ -28,6 +28,7 @@ def declare(graph: BuildGraph, ws: Workspace, label: str, project: Project, targ
                    doc=f"install {label}, env {env}, {platform} into {out_dir / 'env'}",
                    action=functools.partial(steps.unpack, target.subdir, packages.conda, packages.wheels,
                                             str(ws.store_root), str(out_dir), built=packages.built, label=name),
-                   inputs={**packages.inputs(target), "platform": target.subdir, "prefix": str(out_dir / "env")},
+                   inputs=fetch.deferred_inputs(functools.partial(packages.inputs, target),
+                                                 {"platform": target.subdir, "prefix": str(out_dir / "env")}),
                    where=fetch.where_of(ws, project, env, platform)))
     return name

@@ -82,7 +82,7 @@ def test_cached_plan_equals_a_fresh_plan_and_nodes_declare_their_project_again(d
     node = cached.node("pack:webapp:prod:linux-64")
     full = node.full()
     assert full.action is not None and full.key == node.key
-    assert full.inputs == fresh.node("pack:webapp:prod:linux-64").inputs
+    assert full.input_values() == fresh.node("pack:webapp:prod:linux-64").input_values()
 
 
 def test_an_edited_app_file_or_manifest_replans_its_project(demo, monkeypatch) -> None:
@@ -139,9 +139,19 @@ def test_parallel_planning_gives_the_sequential_plan(demo, monkeypatch) -> None:
     original = rules_graph._plan_in_workers
     monkeypatch.setattr(rules_graph, "_plan_in_workers",
                         lambda planner, stale: forked.append(stale) or original(planner, stale))
+    shutil.rmtree(Path(os.environ["PIXIBUILD_CACHE_DIR"]) / "lock-cache")
     _, parallel = _plan(root, build, monkeypatch)
     assert forked == [["webapp", "worker"]]
     assert _summary(parallel) == _summary(sequential)
+    # the workers write the lock cache after sending their plans, and the plan cache is written by a
+    # child of its own: both are complete once the workers are reaped (at exit, or here)
+    from pixibuild.graph import workers
+
+    workers.reap()
+    assert len(list((Path(os.environ["PIXIBUILD_CACHE_DIR"]) / "lock-cache").glob("*.pickle"))) == 2
+    declared: list[str] = []
+    _, cached = _plan(root, build, monkeypatch, declared)
+    assert declared == [] and _summary(cached) == _summary(sequential)
 
 
 # -- stamps -----------------------------------------------------------------------------------------
@@ -401,7 +411,7 @@ def test_named_platforms_plan_and_pack_for_their_subdir(tmp_path: Path, monkeypa
     assert names == ["image:default:gpu", "image:default:linux-64", "pack:default:gpu", "pack:default:linux-64",
                      "pack:default:osx-arm64-macos-13-5"]  # images only for linux subdirs
     assert not any(n.broken for n in graph.nodes())
-    assert graph.node("pack:default:gpu").full().inputs["platform"] == "linux-64"
+    assert graph.node("pack:default:gpu").full().input_values()["platform"] == "linux-64"
 
 
 def test_corpus_multi_machine_lock_is_not_broken(tmp_path: Path) -> None:
@@ -443,9 +453,9 @@ def test_image_layers_are_grouped_for_the_workspace_and_stay_put_on_a_bump(tmp_p
     per_platform = lambda g: [n for n in g.nodes("image") if n.name.count(":") == 3]  # noqa: E731 (not the indexes)
     images = {n.name: [d for d in n.all_deps if d.startswith("layer:")] for n in per_platform(graph)}
     assert len(images) == 4
-    sizes = {name: len(graph.node(name).full().inputs) for name in images}
+    sizes = {name: len(graph.node(name).full().input_values()) for name in images}
     assert all(len(layers) <= 12 - 1 for layers in images.values())  # 1 environment layer
-    assert any(sum(1 for k in graph.node(n).full().inputs if k.startswith("conda:")) > 11 for n in images), sizes
+    assert any(sum(1 for k in graph.node(n).full().input_values() if k.startswith("conda:")) > 11 for n in images), sizes
     counts: dict[str, int] = {}
     for layers in images.values():
         for layer in layers:

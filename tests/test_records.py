@@ -87,3 +87,17 @@ def test_record_digest_is_unchanged_by_its_faster_form(corpus_locks: Path) -> No
                 records += env.conda_packages(platform) + env.pypi_packages(platform)
     assert len(records) > 10_000
     assert all(record_digest(r) == _asdict_digest(r) for r in records)
+
+
+def test_canonical_json_is_json_dumps_sorted_and_compact() -> None:
+    """The reused C encoder writes exactly what `json.dumps(sort_keys, compact, default=str)` writes:
+    every content key and OCI digest is the sha256 of these bytes."""
+    import json
+
+    from pixibuild.files.digest import canonical_json
+
+    values = ["s", "é\u2028\x00\"\\", 1.5, -0.0, 1e300, 10**30, None, True, False, 7,
+              {"b": [1, {"z": "y", "a": (1, 2)}], "a": []}, ("t", ["u"]), Path("/x y"), {}, [], ""]
+    for value in [values, *values]:
+        expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        assert canonical_json(value) == expected.encode(), value

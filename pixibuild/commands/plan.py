@@ -109,7 +109,7 @@ def _remote_hits(ws, graph, plan, args: argparse.Namespace) -> RemoteHits | None
         for step in plan.steps:
             node = graph.node(step.name).full()
             if step.kind == "fetch":
-                sha256 = (node.inputs or {}).get("sha256")
+                sha256 = (node.input_values() or {}).get("sha256")
                 if sha256:
                     hits.looked_at += 1
                     if remote.has_blob(sha256):
@@ -200,12 +200,12 @@ def _uploads(ws, graph, plan, push: str | None) -> list[Upload]:
         if node.kind != "image" or node.broken:
             continue
         full = node.full()
-        target = push or (full.inputs or {}).get("push")
+        target = push or (full.input_values() or {}).get("push")
         if not target:
             continue
         up = Upload(image=name, target=target)
         blobs: dict[str, int] = {}
-        platform = (full.inputs or {}).get("platform", "linux-64")
+        platform = (full.input_values() or {}).get("platform", "linux-64")
         try:
             if name not in would_run and full.outputs and full.outputs[0].exists():
                 blobs = dict(archive_blobs(full.outputs[0], platform))
@@ -214,7 +214,7 @@ def _uploads(ws, graph, plan, push: str | None) -> list[Upload]:
                     layer = graph.node(dep)
                     if layer.kind != "layer":
                         continue
-                    inputs = layer.full().inputs or {}
+                    inputs = layer.full().input_values() or {}
                     key = inputs.get("layer key", "")
                     found = next((f for f in (cache.lookup(key, modes="keep"), zstd.lookup(key, modes="keep"))
                                   if f is not None), None)  # package layers keep their modes
@@ -235,5 +235,5 @@ def _uploads(ws, graph, plan, push: str | None) -> list[Upload]:
 
 def _package_size(graph, verify_name: str) -> int:
     node = graph.node(verify_name)
-    size = (node.full().inputs or {}).get("size") if node.kind == "verify" else None
+    size = (node.full().input_values() or {}).get("size") if node.kind == "verify" else None
     return size if isinstance(size, int) else 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -50,13 +51,19 @@ def hash_file(path: str | Path) -> Hasher:
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-"""One encoder for every call (json.dumps with options builds a new one each time; planning a monorepo
+"""The canonical form (json.dumps with options builds a new encoder each time; planning a monorepo
 makes ~50,000 content keys). Encoding keeps no state in it, so threads may share it."""
+
+_C_ENCODE = c_make_encoder(None, str, encode_basestring, None, ":", ",", True, False, True) if c_make_encoder else None
+"""The same encoder's C core, made once: `JSONEncoder.encode` makes a new one on every call (~2 µs, a
+third of a content key's cost). No circular-reference markers: keys are made of plain data."""
 
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8; values JSON cannot hold are written as their str().
     These are the bytes whose sha256 is an OCI blob digest or a content key."""
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(value, 0)).encode()
     return _CANONICAL.encode(value).encode()
 
 

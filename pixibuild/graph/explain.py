@@ -128,7 +128,7 @@ def _step(ws: Workspace, graph: BuildGraph, node: Node, dependents: dict[str, li
     if node.broken:
         return Step(node.name, node.kind, [f"broken project: {node.broken}"])
     full = node.full()
-    inputs = full.inputs or {}
+    inputs = full.input_values() or {}
     step = Step(node.name, node.kind, [], inputs=len(inputs))
     if node.kind == "layer":
         step.packages = [_package(v)[0].removesuffix(".conda").removesuffix(".tar.bz2")
@@ -234,7 +234,7 @@ def _diff(step: Step, old: dict[str, Any], new: dict[str, Any], where: str) -> N
 def _new(step: Step, ws: Workspace, graph: BuildGraph, node: Node, dependents: dict[str, list[str]]) -> None:
     """A node never built: say what is new about its packages, judged by what the nodes that use it
     were last built from (a new layer after a bump: `new package (sha256 changed in …)`)."""
-    inputs = node.inputs or {}
+    inputs = node.input_values() or {}
     if node.kind in ("fetch", "verify"):
         size = inputs.get("size")
         step.reasons.append(f"not in the store: {inputs.get('file', node.name)}"

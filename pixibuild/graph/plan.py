@@ -69,9 +69,11 @@ class Node:
     doc: str = ""
     present: Callable[[], bool] | None = None
     """Extra up-to-date predicate for outputs that live outside the build dir (store blobs)."""
-    inputs: dict[str, Any] | None = None
+    inputs: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
     """What the key is made of, by name (`conda:numpy` → its file and hashes, `settings`, `base`…): a
-    small JSON kept with the stamp, so a later `pixibuild plan` can say which inputs changed."""
+    small JSON kept with the stamp, so a later `pixibuild plan` can say which inputs changed. A
+    function giving it where it is large (an output node's packages): only a run or a plan reads it
+    (`input_values`), and a cold monorepo declares ~25,000 of them just to list them."""
     where: str = ""
     """Where the inputs come from, for explanations: `apps/api/pixi.lock, env prod, linux-64`."""
     keep_inputs: bool = True
@@ -95,6 +97,11 @@ class Node:
     def all_deps(self) -> tuple[str, ...]:
         """`deps` and `build_deps`: everything that runs before the node when it is built here."""
         return (*self.deps, *self.build_deps) if self.build_deps else self.deps
+
+    def input_values(self) -> dict[str, Any] | None:
+        """`inputs`, computed now when it was declared as a function."""
+        inputs = self.inputs
+        return inputs() if callable(inputs) else inputs
 
     def full(self) -> "Node":
         """The node with its action and inputs (declaring its project again when it came from the
@@ -442,7 +449,7 @@ def pull_node(ws: Workspace, node: Node) -> bool:
             log.warning("remote cache %s: the %s entry of %s restored nothing usable; building it", remote.name,
                         node.remote.kind, node.name)
             return False
-        ws.stamps.write_inputs(node.kind, node.name, node.key, node.inputs, node.where)
+        ws.stamps.write_inputs(node.kind, node.name, node.key, node.input_values(), node.where)
         stamps.record(node.name, node.key)
     RUN.record(node.name, node.kind, "remote")
     return True
@@ -474,7 +481,7 @@ def run_node(ws: Workspace, node: Node) -> None:
             return
         stamps.invalidate(node.name)
         outcome = node.action()
-        ws.stamps.write_inputs(node.kind, node.name, node.key, node.inputs, node.where)
+        ws.stamps.write_inputs(node.kind, node.name, node.key, node.input_values(), node.where)
         stamps.record(node.name, node.key)
     hit = outcome if isinstance(outcome, str) and outcome in ("remote", "local") else None
     RUN.record(node.name, node.kind, hit or "built")

@@ -9,6 +9,7 @@ import hashlib
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 from pixibuild import __version__
@@ -142,6 +143,9 @@ def resolve_lock(lock_path: Path, *, store_root: str | Path | None = None, write
     digest = hashlib.sha256(data).hexdigest()
     cache = lock_cache_root(store_root)
     entry = cache / f"{digest}-{__version__}-{LOCK_CACHE_FORMAT}.pickle" if cache else None
+    pending = _deferred.get(entry) if _deferred is not None and entry is not None else None
+    if pending is not None:  # parsed by this process already, its cache entry not yet written
+        return digest, pending[0], pending[1]
     if entry is not None and entry.is_file():
         try:
             with open(entry, "rb") as fh:
@@ -152,12 +156,38 @@ def resolve_lock(lock_path: Path, *, store_root: str | Path | None = None, write
             pass
     resolved, platforms = _resolve_lock(lock_path)
     if entry is not None and write_cache and not _has_credentials(resolved):
-        try:
-            atomic_write_bytes(entry, pickle.dumps((resolved, platforms), protocol=pickle.HIGHEST_PROTOCOL),
-                               fsync=False)
-        except OSError:
-            pass
+        if _deferred is not None:
+            _deferred[entry] = (resolved, platforms)
+        else:
+            _write_lock_cache(entry, (resolved, platforms))
     return digest, resolved, platforms
+
+
+def _write_lock_cache(entry: Path, value: tuple) -> None:
+    try:
+        atomic_write_bytes(entry, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), fsync=False)
+    except OSError:
+        pass  # a read-only store: parse again next time
+
+
+_deferred: dict[Path, tuple] | None = None
+
+
+def defer_lock_cache_writes() -> Callable[[], None]:
+    """From now on, keep the lock cache entries this process makes and write them when the returned
+    function is called: a forked planning worker sends its plan to the parent first (pickling a
+    large lock's records costs as much as declaring its nodes) and writes the cache after."""
+    global _deferred
+    _deferred = pending = {}
+
+    def write() -> None:
+        global _deferred
+        _deferred = None
+        for entry, value in pending.items():
+            _write_lock_cache(entry, value)
+        pending.clear()
+
+    return write
 
 
 def aligned_lock(lock: LockFile, manifest: Manifest) -> LockFile:

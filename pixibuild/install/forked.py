@@ -17,11 +17,11 @@ import os
 import pickle
 import posixpath
 import signal
-import threading
 from typing import Callable, Sequence
 
 from pixibuild.conda.archive import PackageInfo
 from pixibuild.conda.records import CondaRecord
+from pixibuild.files.forks import can_fork, die_with_parent
 from pixibuild.install.link import LinkedPackage, LinkedPath
 from pixibuild.install.noarch import PythonLayout, parse_entry_point, relocate
 
@@ -43,16 +43,6 @@ ARCHIVE_BYTES_PER_WEIGHT = 3 << 10
 """Archive bytes that cost as much to link as one path (decompressing, writing and hashing what they
 hold). Fitted on the real corpus (bench/unpack.py, one process): ~45 µs a path, ~16 ms per MB of
 archive — libstdcxx-ng, 7 paths in 3.3 MB, takes half as long as ncurses' 2,910 paths."""
-
-
-def can_fork() -> bool:
-    """fork exists, there is a second CPU, and this is the only thread (idle pools joined first)."""
-    if not hasattr(os, "fork") or threading.active_count() != 1:
-        return False
-    try:
-        return len(os.sched_getaffinity(0)) > 1
-    except (AttributeError, OSError):
-        return (os.cpu_count() or 1) > 1
 
 
 def package_paths(record: CondaRecord, info: PackageInfo, python: PythonLayout | None) -> tuple[set[str], set[str]]:
@@ -188,7 +178,7 @@ def _child(indices: Sequence[int], link_one: LinkOne, after: AfterShare | None, 
     (no atexit handlers, no flushing of buffers it inherited)."""
     code = 1
     try:
-        _die_with_parent(parent)
+        die_with_parent(parent)
         result = _link_share(indices, link_one, after)
         try:
             data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
@@ -200,16 +190,3 @@ def _child(indices: Sequence[int], link_one: LinkOne, after: AfterShare | None, 
         code = 0
     finally:
         os._exit(code)
-
-
-def _die_with_parent(parent: int) -> None:  # pragma: no cover - in the child
-    """SIGKILL this child when the process that forked it dies (Linux): a killed unpack must not
-    leave a process writing into its staging directory."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (ImportError, OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(1)
