@@ -476,3 +476,23 @@ def test_image_layers_are_grouped_for_the_workspace_and_stay_put_on_a_bump(tmp_p
         else:
             assert new_images[image] == layers
             assert after.node(image).key == graph.node(image).key
+
+
+def test_a_toml_1_1_manifest_plans_with_its_cache_settings(demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pixi manifests may use TOML 1.1 (an inline table over several lines). Every reader of a manifest
+    uses tomli, which reads it: the workspace's remote-cache settings used to be read with Python's
+    tomllib, which refuses it, so such a project at the workspace root stopped every run."""
+    from pixibuild.graph.remote import workspace_cache_settings
+    from pixibuild.rules import workspace_tasks
+
+    _, projects, build = demo
+    manifest = projects["webapp"] / "pixi.toml"
+    text = manifest.read_text()
+    assert 'labels = { "org.opencontainers.image.title" = "webapp" }' in text
+    manifest.write_text(text.replace('labels = { "org.opencontainers.image.title" = "webapp" }',
+                                     'labels = {\n  "org.opencontainers.image.title" = "webapp",\n}') +
+                        '\n[tool.pixibuild.cache]\nremote = "oci://127.0.0.1:1/cache"\nmode = "read"\n')
+    assert workspace_cache_settings(projects["webapp"], {"webapp": projects["webapp"]})[:2] == \
+        ("oci://127.0.0.1:1/cache", "read")
+    namespace = workspace_tasks(projects["webapp"], build_dir=build)
+    assert namespace["PIXIBUILD_GRAPH"].has("pack:prod:linux-64")

@@ -13,7 +13,6 @@ caches in the store.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
@@ -22,10 +21,9 @@ from pixibuild.errors import InputError
 from pixibuild.files.atomic import atomic_directory
 from pixibuild.store.remote import RemoteCache, RemoteEntry
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+# tomli, not the stdlib tomllib: pixi's TOML may be TOML 1.1 (inline tables over several lines), which
+# tomli (>= 2.3) reads and Python 3.11's tomllib refuses (inputs/manifest.py reads manifests the same way)
+import tomli as tomllib
 
 
 class RemoteResult(Protocol):
@@ -94,7 +92,7 @@ def _cache_table(tool: object, where: str) -> dict:
 
 
 def _manifest_tool(directory: Path) -> tuple[dict | None, Path | None]:
-    """`[tool.pixibuild]` of the manifest in `directory` (pixi.toml, else pyproject.toml), read with tomllib
+    """`[tool.pixibuild]` of the manifest in `directory` (pixi.toml, else pyproject.toml), read with tomli
     only: deciding the remote cache must not load any project's lock."""
     from pixibuild.inputs.discover import MANIFEST_NAMES
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -31,10 +30,9 @@ import certifi
 from pixibuild.errors import InputError
 from pixibuild.net.auth import storage_key
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+# tomli, not the stdlib tomllib: pixi's TOML may be TOML 1.1 (inline tables over several lines), which
+# tomli (>= 2.3) reads and Python 3.11's tomllib refuses (inputs/manifest.py reads manifests the same way)
+import tomli as tomllib
 
 log = logging.getLogger(__name__)
 
