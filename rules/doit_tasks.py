@@ -28,7 +28,7 @@ import operator
 import sqlite3
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from doit.exceptions import TaskFailed
 from doit.task import Task
@@ -67,28 +67,55 @@ EAGER_KINDS = frozenset({"pack", "image", "unpack"})
 """Kinds whose up-to-date answer is decided at load (the outputs a run asks for)."""
 
 
+_LATER = frozenset({"_actions", "targets", "uptodate", "creator_params", "value_savers", "file_dep", "calc_dep",
+                    "values"})
+"""The attributes a PlannedTask sets on first use: `doit list` never reads them (29,000 tasks: ~0.05 s)."""
+
+
 class PlannedTask(Task):
     """A doit Task made from a node without `Task.__init__`: the attributes `Task(name, [action], doc=…,
     targets=…, task_dep=…, uptodate=[…], verbosity=1)` sets (tests/test_monorepo_planning.py compares
     them). What doit never changes in place is a class attribute, shared by every task (a monorepo
-    makes ~30,000 of them: per-instance copies cost 0.1 s and ~20 MB); the rest is set per task."""
+    makes ~30,000 of them: per-instance copies cost 0.1 s and ~20 MB); what only running reads
+    (`_LATER`: the action, targets, up-to-date check…) is set on first use. `action` and `uptodate`
+    may be given as `(function, *args)`: the partial is made then."""
 
-    def __init__(self, name: str, action: Callable[[], Any], doc: str, targets: list[str], task_dep: list[str],
-                 uptodate: bool | Callable[[], bool], subtask_of: str | None, setup: list[str] | None = None):
+    def __init__(self, name: str, action: Callable[[], Any] | tuple, doc: str, targets: Sequence[Any],
+                 task_dep: list[str], uptodate: bool | Callable[[], bool] | tuple, subtask_of: str | None,
+                 setup: list[str] | None = None):
         self.name = name
-        self._actions = [action]
         self.doc = doc
-        self.targets = targets
         self.task_dep = task_dep
-        self.uptodate = [(uptodate, None, None) if isinstance(uptodate, bool) else (uptodate, [], {})]
         self.subtask_of = subtask_of
         self.setup_tasks = setup or []
+        self._later = (action, targets, uptodate)
+
+    def __getattr__(self, attr: str) -> Any:
+        """Called only for attributes not set: a `_LATER` one is set now."""
+        if attr not in _LATER or "_later" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+        self._settle()
+        return self.__dict__[attr]
+
+    def _settle(self) -> None:
+        later = self.__dict__.pop("_later", None)
+        if later is None:
+            return
+        action, targets, uptodate = later
+        if isinstance(action, tuple):
+            action = functools.partial(*action)
+        if isinstance(uptodate, tuple):
+            uptodate = functools.partial(*uptodate)
+        self._actions = [action]
+        self.targets = list(map(str, targets))
+        self.uptodate = [(uptodate, None, None) if isinstance(uptodate, bool) else (uptodate, [], {})]
         self.creator_params, self.value_savers = [], []
         self.file_dep, self.calc_dep = set(), set()
         self.values = {}
 
     def pickle_safe_dict(self) -> dict[str, Any]:
         """doit's, over the class-level attributes too (it deletes some of them by name)."""
+        self._settle()
         view = object.__new__(Task)
         view.__dict__.update(_SHARED_ATTRIBUTES, **self.__dict__)
         return Task.pickle_safe_dict(view)
@@ -125,22 +152,21 @@ def to_task(ws: Workspace, node: Node, current: bool | None = None) -> PlannedTa
     if node.kind in EAGER_KINDS:
         if current is None:
             current = not node.broken and is_up_to_date(ws, node)
-        uptodate: bool | Callable[[], bool] = current
+        uptodate: bool | tuple = current
         if current:
-            return PlannedTask(node.name, functools.partial(_run, ws, node), node.doc,
-                               list(map(str, node.outputs)), [], True, node.kind)
+            return PlannedTask(node.name, (_run, ws, node), node.doc, node.outputs, [], True, node.kind)
         if pulls:
-            uptodate = functools.partial(is_up_to_date, ws, node)
+            uptodate = (is_up_to_date, ws, node)
     else:
-        uptodate = functools.partial(is_up_to_date, ws, node)
+        uptodate = (is_up_to_date, ws, node)
     deps = [*node.deps, f"pull:{node.name}"] if pulls else list(node.deps)
-    return PlannedTask(node.name, functools.partial(_run, ws, node), node.doc, list(map(str, node.outputs)),
-                       deps, uptodate, node.kind, list(dict.fromkeys(node.build_deps)) if node.build_deps else None)
+    return PlannedTask(node.name, (_run, ws, node), node.doc, node.outputs, deps, uptodate, node.kind,
+                       list(dict.fromkeys(node.build_deps)) if node.build_deps else None)
 
 
 def pull_task(ws: Workspace, node: Node) -> PlannedTask:
-    return PlannedTask(f"pull:{node.name}", functools.partial(_pull, ws, node),
-                       f"restore {node.name} from the remote cache", [], list(node.deps), False, "pull")
+    return PlannedTask(f"pull:{node.name}", (_pull, ws, node), f"restore {node.name} from the remote cache", (),
+                       list(node.deps), False, "pull")
 
 
 class _CollectorPause:

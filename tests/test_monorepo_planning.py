@@ -245,7 +245,8 @@ def test_planned_task_has_the_attributes_doit_gives_a_task(tmp_path: Path) -> No
         real = Task("pack:x:y", [action], doc="a doc", targets=["/out"], task_dep=["index:x"], uptodate=[uptodate],
                     verbosity=1, subtask_of="pack")
         theirs = vars(real)
-        assert set(vars(planned)) <= set(theirs)  # the rest are class attributes shared by every task
+        # the rest are class attributes shared by every task, or set on first use (`_later`)
+        assert set(vars(planned)) - {"_later"} <= set(theirs)
         for key in theirs:
             mine = getattr(planned, key)
             if key == "io":
@@ -256,6 +257,14 @@ def test_planned_task_has_the_attributes_doit_gives_a_task(tmp_path: Path) -> No
                 assert mine == theirs[key], key
         assert planned.actions[0].py_callable is action
         assert planned.pickle_safe_dict().keys() == real.pickle_safe_dict().keys()
+        fresh = PlannedTask("pack:x:y", action, "a doc", ["/out"], ["index:x"], uptodate, "pack")
+        assert fresh.pickle_safe_dict().keys() == real.pickle_safe_dict().keys()  # before any attribute is read
+        assert set(vars(planned)) <= set(theirs)
+        with pytest.raises(AttributeError):
+            planned.no_such_attribute  # noqa: B018
+    lazy = PlannedTask("pack:x:y", (print, "x"), "a doc", ("/out",), [], (bool, 1), "pack")
+    assert lazy.actions[0].py_callable.args == ("x",) and lazy.uptodate[0][0]() is True
+    assert lazy.targets == ["/out"]
 
 
 # -- broken projects -------------------------------------------------------------------------------
