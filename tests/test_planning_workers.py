@@ -18,8 +18,12 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this
 
 
 @pytest.fixture(autouse=True)
-def two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+def forking_allowed(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Two CPUs, and fork allowed although earlier tests left idle pool threads in this process (their
+    workers only compute and exit); `test_no_fork_while_another_thread_runs` checks the real guard."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    if request.node.name != "test_no_fork_while_another_thread_runs":
+        monkeypatch.setattr(workers, "can_fork", lambda: True)
 
 
 def _square_all(share: list[int]) -> list[int]:
