@@ -37,3 +37,24 @@ class Window(io.RawIOBase):
     def _read_at(self, view: memoryview, pos: int) -> int:
         """Fill `view` (at most) with the bytes at window position `pos`; how many were read."""
         raise NotImplementedError
+
+
+class Slice(Window):
+    """The window [offset, offset+size) of a file object shared with others (each read seeks first):
+    one member of an uncompressed tar (a pack), or the stored bytes of a zip member (a `.conda`)."""
+
+    def __init__(self, raw: Any, offset: int, size: int, *, owns: bool = True):
+        super().__init__(size)
+        self._raw, self._offset, self._owns = raw, offset, owns
+
+    def _read_at(self, view: memoryview, pos: int) -> int:
+        self._raw.seek(self._offset + pos)
+        data = self._raw.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._owns:
+            self._raw.close()
+        super().close()
+

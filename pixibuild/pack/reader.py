@@ -27,31 +27,13 @@ from packaging.utils import canonicalize_name, canonicalize_version
 
 from pixibuild.errors import InputError
 from pixibuild.files.verified import VerifiedBlob
-from pixibuild.files.window import Window
+from pixibuild.files.window import Slice
 from pixibuild.conda.platforms import current_subdir
 from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.conda.archive import check_member_name
 from pixibuild.pack.format import CHANNEL_DIR, ENVIRONMENT_FILE, METADATA_FILE, PACK_FORMAT_VERSION, PYPI_DIR, channel_member
 
 log = logging.getLogger(__name__)
-
-
-class _Slice(Window):
-    """A read-only, seekable window [offset, offset+size) of a file: one member of an uncompressed tar."""
-
-    def __init__(self, raw: IO[bytes], offset: int, size: int):
-        super().__init__(size)
-        self._raw, self._offset = raw, offset
-
-    def _read_at(self, view: memoryview, pos: int) -> int:
-        self._raw.seek(self._offset + pos)
-        data = self._raw.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
 
 class PackReader:
@@ -116,7 +98,7 @@ class PackReader:
 
         def open_member() -> IO[bytes]:
             # Its own file handle: packages are read by parallel threads.
-            return io.BufferedReader(_Slice(open(path, "rb"), offset, size), 1 << 16)
+            return io.BufferedReader(Slice(open(path, "rb"), offset, size), 1 << 16)
 
         return open_member
 
