@@ -186,3 +186,30 @@ def test_a_second_thread_meeting_the_closed_pipe_is_quiet_too() -> None:
     BrokenPipeError traceback once)."""
     result = subprocess.run([sys.executable, "-c", _LATE_THREAD], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "quiet", result.stdout + result.stderr
+
+
+def test_a_listing_reaches_the_stream_in_a_few_large_writes() -> None:
+    """`doit list` of a large monorepo writes ~29,000 lines: under PYTHONUNBUFFERED (CI, Dockerfiles)
+    each write to sys.stdout is a system call, so the listing guard gathers them."""
+    import io
+
+    from pixibuild.cli import guard_stdout
+
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            Counting.writes += 1
+            return super().write(text)
+
+    stream = Counting()
+    listing = guard_stdout(stream, flush_each=False)
+    lines = [f"pack:project{i}:prod:linux-64   build a pixi-pack environment.tar\n" for i in range(29_000)]
+    for line in lines:
+        listing.write(line)
+    listing.flush()
+    assert stream.getvalue() == "".join(lines)
+    assert Counting.writes < 50
+    guarded = guard_stdout(Counting())  # a run's lines: written and flushed one by one
+    guarded.write(".  pack:x\n")
+    assert guarded._stream.getvalue() == ".  pack:x\n"  # type: ignore[attr-defined]
