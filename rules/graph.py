@@ -25,7 +25,7 @@ from pixibuild.errors import PixibuildError
 from pixibuild.files.digest import json_digest
 from pixibuild.graph.plan import GRAPH_FORMAT, BuildGraph, Node, Workspace
 from pixibuild.graph.plancache import ProjectEntry
-from pixibuild.graph.workers import fork_map
+from pixibuild.graph.workers import fork_each
 from pixibuild.graph.shard import Shard, select, target_id
 from pixibuild.oci.grouping import ImageSet, WorkspaceGrouping
 
@@ -141,7 +141,8 @@ PARALLEL_MIN_BYTES = 2 << 20
 """Plan stale projects in worker processes when their locks add up to this much (parsing dominates)."""
 
 _FORKED_PLANNER: "Planner | None" = None
-_WRITE_LOCK_CACHE = lambda: None  # noqa: E731 - set in each worker by _plan_share
+_WRITE_LOCK_CACHE = lambda: None  # noqa: E731 - set in each worker by _start_worker
+_WORKER_SHARED: dict[str, Node] = {}
 
 
 def _worth_forking(ws: Workspace, stale: list[str]) -> bool:
@@ -164,50 +165,44 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _plan_share(labels: list[str]) -> list[tuple[str, list[tuple], list, bool]]:
-    """In a worker: declare `labels` (their locks parsed here) and return their node specs and
-    checks: only plain data crosses back to the parent. The lock cache entries are written once
-    the parent has the plan (`workers.fork_map`'s `after`)."""
-    planner = _FORKED_PLANNER
-    assert planner is not None
+def _start_worker() -> None:
+    """In each worker, before its first project: lock cache entries are written once the parent has
+    the plans (`workers.fork_each`'s `after`), and the nodes several projects share are declared once."""
+    global _WRITE_LOCK_CACHE, _WORKER_SHARED
     from pixibuild.inputs.project import defer_lock_cache_writes
 
-    global _WRITE_LOCK_CACHE
     _WRITE_LOCK_CACHE = defer_lock_cache_writes()
-    shared: dict[str, Node] = {}
-    out = []
-    for label in labels:
-        own = planner.declare(label, shared)
-        out.append((label, [node.spec() for node in own.nodes()], own.checks, own.cacheable))
-        planner.ws.projects.forget(label)
-    return out
+    _WORKER_SHARED = {}
+
+
+def _plan_one(label: str) -> tuple[list[tuple], list, bool]:
+    """In a worker: declare one project (its lock parsed here) and return its node specs and checks:
+    only plain data crosses back to the parent."""
+    planner = _FORKED_PLANNER
+    assert planner is not None
+    own = planner.declare(label, _WORKER_SHARED)
+    planner.ws.projects.forget(label)
+    return [node.spec() for node in own.nodes()], own.checks, own.cacheable
 
 
 def _plan_in_workers(planner: "Planner", stale: list[str]) -> dict[str, tuple[list[tuple], list, bool]]:
-    """Plan stale projects in forked worker processes (one per CPU, shares balanced by lock size):
+    """Plan stale projects in forked worker processes (one per CPU, the largest locks taken first):
     a cold monorepo parses its locks in parallel, and this process never holds their records."""
     global _FORKED_PLANNER
-    workers = min(_cpus(), len(stale))
     sizes = {}
     for label in stale:
         try:
             sizes[label] = (planner.ws.project_dirs[label] / "pixi.lock").stat().st_size
         except OSError:
             sizes[label] = 0
-    shares: list[list[str]] = [[] for _ in range(workers)]
-    loads = [0] * workers
-    for label in sorted(stale, key=lambda lbl: -sizes[lbl]):  # largest first, to the least loaded share
-        i = loads.index(min(loads))
-        shares[i].append(label)
-        loads[i] += sizes[label]
+    ordered = sorted(stale, key=lambda lbl: -sizes[lbl])
     _FORKED_PLANNER = planner
     try:
-        results = fork_map(_plan_share, shares, after=lambda: _WRITE_LOCK_CACHE())
+        results = fork_each(_plan_one, ordered, _cpus(), start=_start_worker, after=lambda: _WRITE_LOCK_CACHE())
     finally:
         _FORKED_PLANNER = None
-    # a share whose worker died (or that could not be forked) is planned here, by the caller
-    return {label: (specs, checks, cacheable) for share in results or () if share is not None
-            for label, specs, checks, cacheable in share}
+    # a project whose worker died (or that could not be forked) is planned here, by the caller
+    return {ordered[i]: result for i, result in (results or {}).items()}
 
 
 class Planner:

@@ -26,45 +26,74 @@ def forking_allowed(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequ
         monkeypatch.setattr(workers, "can_fork", lambda: True)
 
 
-def _square_all(share: list[int]) -> list[int]:
-    return [x * x for x in share]
+def _square(x: int) -> int:
+    return x * x
 
 
-def test_results_come_back_in_share_order() -> None:
-    shares = [[1, 2], [3], list(range(2000))]
-    assert workers.fork_map(_square_all, shares) == [_square_all(s) for s in shares]
+def test_every_item_comes_back_under_its_index() -> None:
+    items = list(range(20_000))  # more queue entries than a pipe holds at once
+    assert workers.fork_each(_square, items, 2) == {i: i * i for i in items}
 
 
-def test_the_result_arrives_before_the_after_work_is_done(tmp_path: Path) -> None:
+def test_a_free_worker_takes_the_next_item() -> None:
+    """One slow item does not hold up the others: they go to the worker that is free."""
+    def work(x: int) -> int:
+        if x == 0:
+            time.sleep(1.0)
+        return os.getpid()
+
+    done = workers.fork_each(work, list(range(8)), 2)
+    assert done is not None and sorted(done) == list(range(8))
+    slow = done[0]
+    assert all(done[i] != slow for i in range(1, 8))  # the other worker took all the rest
+
+
+def test_the_results_arrive_before_the_after_work_is_done(tmp_path: Path) -> None:
     marker = tmp_path / "written-after"
 
     def after() -> None:
         time.sleep(0.5)
         marker.write_text("done")
 
-    assert workers.fork_map(_square_all, [[2]], after=after) == [[4]]
+    assert workers.fork_each(_square, [2], 2, after=after) == {0: 4}
     assert not marker.exists()  # the parent already has the result; the worker is still writing
     workers.reap()
     assert marker.read_text() == "done"
 
 
+def test_start_runs_in_each_worker_before_its_first_item() -> None:
+    state: dict[str, int] = {}
+
+    def start() -> None:
+        state["started"] = os.getpid()
+
+    def work(x: int) -> bool:
+        return state.get("started") == os.getpid()
+
+    assert workers.fork_each(work, [1, 2, 3], 2, start=start) == {0: True, 1: True, 2: True}
+    assert state == {}  # only the workers started
+
+
 def test_an_error_in_a_worker_is_raised_in_the_parent() -> None:
-    def fail(share: list[int]) -> list[int]:
-        if share == [7]:
-            raise ValueError(f"bad share {share}")
-        return share
+    def fail(x: int) -> int:
+        if x == 7:
+            raise ValueError(f"bad item {x}")
+        return x
 
-    with pytest.raises(ValueError, match=r"bad share \[7\]"):
-        workers.fork_map(fail, [[1], [7]])
+    with pytest.raises(ValueError, match="bad item 7"):
+        workers.fork_each(fail, [1, 7, 3], 2)
 
 
-def test_a_worker_that_dies_leaves_its_share_to_the_caller() -> None:
-    def die(share: list[int]) -> list[int]:
-        if share == [2]:
+def test_an_item_whose_worker_dies_is_left_to_the_caller() -> None:
+    def die(x: int) -> int:
+        if x == 2:
             os.kill(os.getpid(), signal.SIGKILL)
-        return share
+        return x
 
-    assert workers.fork_map(die, [[1], [2], [3]]) == [[1], None, [3]]
+    items = [1, 2, 3, 4, 5, 6]
+    done = workers.fork_each(die, items, 2)
+    assert done is not None and 1 not in done  # index 1 holds the item 2: its worker's items are missing
+    assert done and all(done[i] == items[i] for i in done)  # the other worker's results came through
 
 
 def test_no_fork_while_another_thread_runs() -> None:
@@ -74,7 +103,7 @@ def test_no_fork_while_another_thread_runs() -> None:
     thread = threading.Thread(target=stop.wait)
     thread.start()
     try:
-        assert workers.fork_map(_square_all, [[1]]) is None
+        assert workers.fork_each(_square, [1], 2) is None
         assert workers.fork_call(lambda: None) is False
     finally:
         stop.set()

@@ -18,9 +18,6 @@ from pixibuild.conda.records import CondaRecord, PypiRecord
 from pixibuild.files.atomic import atomic_directory, atomic_write_bytes
 from pixibuild.files.progress import Progress, counting_opener
 from pixibuild.files.verified import VerifiedBlob, verifying
-from pixibuild.pack.build import PackOutput, write_pack
-from pixibuild.pack.repodata import repodata_json
-from pixibuild.pack.writer import PackContents
 from pixibuild.pypi.wheels import WheelRef
 from pixibuild.pypi.wheels import resolve as resolve_built
 from pixibuild.store.blobs import BlobRef, Store
@@ -29,9 +26,10 @@ if TYPE_CHECKING:
     from pixibuild.oci.layerplan import LayerPlan, PackageLayer
     from pixibuild.store.remote import RemoteCache
 
-# The installer (~85 ms to import) and the image builder (~200 ms, networkx included; measured with
-# `python -X importtime`) are imported inside the actions that use them: loading the graph of a
-# pack-only workspace, or a no-op run, must not pay for them.
+# The installer (~85 ms to import), the image builder (~200 ms, networkx included) and the pack writer
+# (~20 ms; measured with `python -X importtime`) are imported inside the actions that use them: loading
+# the graph of a pack-only workspace, or a no-op run, must not pay for them, nor each forked planning
+# worker of a cold monorepo.
 
 Planned = Sequence[tuple[CondaRecord, BlobRef]]
 PlannedWheels = Sequence[tuple[PypiRecord, BlobRef]]
@@ -68,6 +66,8 @@ def verify(ref: BlobRef, store_root: str) -> None:
 def index(records: Sequence[CondaRecord], index_dir: str) -> None:
     """Index node: `<index_dir>/<subdir>/repodata.json`, rebuilt whole and swapped in, so no stale
     subdir survives a change of platforms."""
+    from pixibuild.pack.repodata import repodata_json
+
     by_subdir: dict[str, list[CondaRecord]] = {}
     for record in records:
         by_subdir.setdefault(record.subdir, []).append(record)
@@ -86,6 +86,9 @@ def archive(platform: str, conda: Planned, wheels: PlannedWheels, store_root: st
             directory_only: bool = False, built: Sequence[WheelRef] = (), label: str = "pack") -> None:
     """Archive node: stream the verified blobs, the built wheels and the index into environment.tar
     (progress lines, named `label`, when it takes long)."""
+    from pixibuild.pack.build import PackOutput, write_pack
+    from pixibuild.pack.writer import PackContents
+
     store = Store(store_root)
     contents = PackContents(platform=platform, conda=_blobs(store, conda),
                             wheels=_blobs(store, wheels) + _built(store, built), index=read_index(index_dir))
