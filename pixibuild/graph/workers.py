@@ -14,9 +14,9 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
-import selectors
 import signal
 import struct
+import threading
 from typing import Any, Callable, Sequence
 
 from pixibuild.files.forks import can_fork, die_with_parent
@@ -95,52 +95,55 @@ class _Failed:
 
 
 def _collect(pipes: list[int]) -> dict[int, Any]:
-    """Every worker's results, read as they come (a worker blocked on a full pipe would wait for us)."""
-    chunks: dict[int, list[bytes]] = {fd: [] for fd in pipes}
+    """Every worker's results, unpickled as they arrive (one reader thread per worker: pickle reads
+    block, and a worker blocked on a full pipe would wait for us), while the workers go on."""
     results: dict[int, Any] = {}
-    with selectors.DefaultSelector() as sel:
-        for fd in pipes:
-            sel.register(fd, selectors.EVENT_READ)
-        left = set(pipes)
-        while left:
-            for key, _ in sel.select():
-                data = os.read(key.fd, 1 << 20)
-                if data:
-                    chunks[key.fd].append(data)
-                    continue
-                sel.unregister(key.fd)
-                left.discard(key.fd)
-                try:
-                    results.update(pickle.loads(b"".join(chunks[key.fd])))
-                except Exception:  # noqa: BLE001 - cut short: the worker died; its items are redone
-                    pass
+
+    def read(fd: int) -> None:
+        with os.fdopen(fd, "rb", closefd=False) as pipe:
+            unpickler = pickle.Unpickler(pipe)  # one memo for the worker's whole stream, like its pickler
+            try:
+                while (entry := unpickler.load()) is not None:
+                    index, result = entry
+                    results[index] = result
+            except Exception:  # noqa: BLE001 - cut short: the worker died; its missing items are redone
+                pass
+
+    readers = [threading.Thread(target=read, args=(fd,), name="planning-results") for fd in pipes]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
     return results
 
 
 def _child(work: Callable[[Any], Any], items: Sequence[Any], queue: int, start: Callable[[], None] | None,
            after: Callable[[], None] | None, write_end: int, parent: int) -> None:  # pragma: no cover
-    """Take items until the queue is empty, send the results, then `after`; leave without the
-    parent's atexit handlers or buffers."""
+    """Take items until the queue is empty, sending each result as soon as it is ready (pickling and
+    unpickling overlap the work), then `after`; leave without the parent's atexit handlers or buffers.
+    One pickler for the whole stream: what several results share (a package's nodes) is sent once."""
     code = 1
     try:
         die_with_parent(parent)
         if start is not None:
             start()
-        results: dict[int, Any] = {}
-        while entry := os.read(queue, _ITEM.size):
-            (index,) = _ITEM.unpack(entry)
-            try:
-                results[index] = work(items[index])
-            except Exception as exc:  # noqa: BLE001 - raised in the parent
-                results[index] = _Failed(exc)
-                break
-        os.close(queue)
-        try:
-            data = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # noqa: BLE001 - an unpicklable result or error: its text gets through
-            data = pickle.dumps({min(results): _Failed(RuntimeError(f"{type(exc).__name__}: {exc}"))})
-        with os.fdopen(write_end, "wb") as pipe:
-            pipe.write(data)
+        with os.fdopen(write_end, "wb", buffering=1 << 20) as pipe:
+            pickler = pickle.Pickler(pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            while entry := os.read(queue, _ITEM.size):
+                (index,) = _ITEM.unpack(entry)
+                try:
+                    result: Any = work(items[index])
+                except Exception as exc:  # noqa: BLE001 - raised in the parent
+                    result = _Failed(exc)
+                try:
+                    pickler.dump((index, result))
+                except Exception as exc:  # noqa: BLE001 - unpicklable: its text gets through
+                    pickler.dump((index, _Failed(RuntimeError(f"{type(exc).__name__}: {exc}"))))
+                pipe.flush()
+                if isinstance(result, _Failed):
+                    break
+            os.close(queue)
+            pickler.dump(None)
         if after is not None:
             after()
         code = 0
