@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import gc
 import operator
+import os
 import sqlite3
 from pathlib import Path
 from types import MappingProxyType
@@ -35,8 +36,9 @@ from doit.task import Task
 
 from pixibuild.errors import PixibuildError
 from pixibuild.graph.plan import BuildGraph, Node, Workspace, is_up_to_date, pull_node, run_node
+from pixibuild.graph.summary import RUN
 
-from .report import SummaryReporter
+from .report import SummaryReporter, layers_compressed
 
 KIND_DOCS = {
     "lock": "check each lock satisfies its manifest (like `pixi install --locked`)",
@@ -56,11 +58,19 @@ KIND_DOCS = {
 
 def _run(ws: Workspace, node: Node) -> TaskFailed | None:
     """A node's action as a doit python-action: our errors become one-line task failures."""
+    before = layers_compressed()
     try:
         run_node(ws, node)
     except PixibuildError as exc:
         return TaskFailed(f"{node.name}: {exc}")
+    finally:
+        _LAYERS_BY_TASK[node.name] = layers_compressed() - before
     return None
+
+
+_LAYERS_BY_TASK: dict[str, int] = {}
+"""Layers each task's action compressed, for a task run in another process (`doit -P process`): its
+outcome and layer count travel back to the process that prints the summary (`PlannedTask.pickle_safe_dict`)."""
 
 
 EAGER_KINDS = frozenset({"pack", "image", "unpack"})
@@ -118,7 +128,16 @@ class PlannedTask(Task):
         self._settle()
         view = object.__new__(Task)
         view.__dict__.update(_SHARED_ATTRIBUTES, **self.__dict__)
-        return Task.pickle_safe_dict(view)
+        safe = Task.pickle_safe_dict(view)
+        safe["getargs"] = dict(safe["getargs"])  # the shared read-only mapping does not pickle (`doit -P process`)
+        # with `doit -P process` this dict carries a task's result back to the parent, which prints the
+        # run's summary: what the node's action recorded here goes with it (a pull task's is its node's)
+        node_name = self.name.removeprefix("pull:")
+        outcome = RUN.outcomes.get(node_name)
+        if outcome is not None:
+            safe["pixibuild_ran"] = (os.getpid(), node_name, RUN.kinds[node_name], outcome,
+                                     _LAYERS_BY_TASK.get(self.name, 0))
+        return safe
 
 
 def _shared_attributes() -> dict[str, Any]:

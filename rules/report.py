@@ -36,7 +36,16 @@ class SummaryReporter(ConsoleReporter):
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         RUN.reset()
+        self.layers_elsewhere = 0
         super().initialize(tasks, selected_tasks)
+
+    def add_success(self, task: Any) -> None:
+        super().add_success(task)
+        ran = task.__dict__.get("pixibuild_ran")
+        if ran is not None and ran[0] != os.getpid():  # run by a `doit -P process` worker: its result came back
+            _, name, kind, outcome, layers = ran
+            RUN.record(name, kind, outcome)
+            self.layers_elsewhere += layers
 
     def skip_uptodate(self, task: Any) -> None:
         super().skip_uptodate(task)
@@ -50,7 +59,7 @@ class SummaryReporter(ConsoleReporter):
         remote = ws.remote if ws is not None else None
         stats = RUN.counts()
         args = (stats, remote.stats.as_dict() if remote else None, remote.name if remote else None,
-                remote.settings.mode if remote else None, layers_compressed())
+                remote.settings.mode if remote else None, layers_compressed() + getattr(self, "layers_elsewhere", 0))
         if verbose():
             for name, outcome in stats["outcomes"].items():
                 print(f"pixibuild:   {name}: {outcome}", file=sys.stderr)

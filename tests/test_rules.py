@@ -206,3 +206,37 @@ def test_two_images_with_the_same_packages_share_layer_tasks(tmp_path: Path, mon
     # noarch package once for both (prod: greeter, hello-activation; default: + tzdata-demo)
     assert len(one) == 5
     assert len(graph.nodes("layer")) == (3 * 2 + 2) + (3 * 2 + 3)
+
+
+def test_doit_process_mode_builds_and_its_summary_counts_the_workers_nodes(tmp_path: Path) -> None:
+    """`doit -n 2 -P process` runs the actions in worker processes: the tasks must pickle (it used to end
+    in `TypeError: cannot pickle 'mappingproxy' object`), and the summary, printed by the parent, must
+    count what the workers did (their outcomes and compressed layers travel back with each task)."""
+    import json
+
+    root = tmp_path / "ws"
+    write_demo(root)
+    write_dodo(root)
+    summary = tmp_path / "summary.json"
+    env = {"PIXIBUILD_CACHE_DIR": str(root / "store"), "PIXIBUILD_BUILD_DIR": str(root / "build"),
+           "PIXIBUILD_SUMMARY_JSON": str(summary)}
+    run = run_doit(root, "-n", "2", "-P", "process", env=env)
+    assert run.returncode == 0, run.output
+    assert "Traceback" not in run.output, run.output
+    assert (root / "build" / "webapp" / "prod" / "linux-64" / "image.tar").is_file()
+    stats = json.loads(summary.read_text())
+    nodes = [n for n in run.executed if ":" in n and not n.startswith("pull:")]
+    assert sorted(stats["outcomes"]) == sorted(nodes)
+    assert set(stats["outcomes"].values()) <= {"built", "checked"}
+    assert stats["built"] + stats["checked"] == len(nodes) > 20
+    # the same numbers as the same cold build with doit's threads (one process: nothing to carry back)
+    threads_env = {"PIXIBUILD_CACHE_DIR": str(root / "store-t"), "PIXIBUILD_BUILD_DIR": str(root / "build-t"),
+                   "PIXIBUILD_SUMMARY_JSON": str(tmp_path / "threads.json")}
+    threads = run_doit(root, "-n", "2", "-P", "thread", env=threads_env)
+    assert threads.returncode == 0, threads.output
+    expected = json.loads((tmp_path / "threads.json").read_text())
+    for key in ("nodes", "built", "checked", "built_by_kind", "outcomes", "layers_compressed"):
+        assert stats[key] == expected[key], key
+    assert stats["layers_compressed"] > len(_kind(run.executed, "layer")) > 0  # package layers + each image's own
+    again = run_doit(root, "-n", "2", "-P", "process", env=env)
+    assert again.returncode == 0 and again.executed == [], again.output
