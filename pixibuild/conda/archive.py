@@ -638,7 +638,7 @@ class CondaArchive:
         start = zi.header_offset + _LOCAL_HEADER.size + name_length + extra_length
         if zi.compress_size != zi.file_size or start + zi.compress_size > self._zip.start_dir:
             raise zipfile.BadZipFile("stored member overruns the archive")
-        return io.BufferedReader(Slice(self._file, start, zi.compress_size, owns=False), 1 << 16)  # type: ignore[return-value]
+        return Slice(self._file, start, zi.compress_size, owns=False)  # type: ignore[return-value]
 
     def read_info(self) -> PackageInfo:
         """info/ metadata. Payload members misplaced in the info tar (conda-package-handling put
