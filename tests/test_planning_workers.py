@@ -35,6 +35,14 @@ def test_every_item_comes_back_under_its_index() -> None:
     assert workers.fork_each(_square, items, 2) == {i: i * i for i in items}
 
 
+def test_a_long_queue_with_large_results_does_not_deadlock() -> None:
+    """More items than the queue pipe holds, each result larger than a result pipe holds: the parent
+    must read results while it is still feeding the queue."""
+    items = list(range(17_000))
+    done = workers.fork_each(lambda i: b"x" * 70_000 if i < 2 else i, items, 2)  # both workers block at once
+    assert done is not None and len(done) == len(items) and done[1] == b"x" * 70_000 and done[16_999] == 16_999
+
+
 def test_a_free_worker_takes_the_next_item() -> None:
     """One slow item does not hold up the others: they go to the worker that is free."""
     def work(x: int) -> int:

@@ -68,9 +68,7 @@ def fork_each(work: Callable[[Any], Any], items: Sequence[Any], processes: int, 
         if not pids:
             os.close(queue_write)
             return None
-        with os.fdopen(queue_write, "wb") as queue:  # blocks while the workers are behind; EOF when closed
-            queue.write(b"".join(_ITEM.pack(i) for i in range(len(items))))
-        results = _collect(pipes)
+        results = _collect(pipes, queue_write, b"".join(_ITEM.pack(i) for i in range(len(items))))
     except BaseException:  # Ctrl-C, or our own failure: the workers stop too
         for pid in pids:
             _kill(pid)
@@ -94,9 +92,10 @@ class _Failed:
         self.error = error
 
 
-def _collect(pipes: list[int]) -> dict[int, Any]:
-    """Every worker's results, unpickled as they arrive (one reader thread per worker: pickle reads
-    block, and a worker blocked on a full pipe would wait for us), while the workers go on."""
+def _collect(pipes: list[int], queue_write: int, queue: bytes) -> dict[int, Any]:
+    """Feed the queue, then close it (the workers' EOF), and return every worker's results, unpickled
+    as they arrive by one reader thread per worker, started first: a worker blocked on a full result
+    pipe stops taking items, and a queue larger than a pipe holds would then never be written."""
     results: dict[int, Any] = {}
 
     def read(fd: int) -> None:
@@ -112,8 +111,12 @@ def _collect(pipes: list[int]) -> dict[int, Any]:
     readers = [threading.Thread(target=read, args=(fd,), name="planning-results") for fd in pipes]
     for reader in readers:
         reader.start()
-    for reader in readers:
-        reader.join()
+    try:
+        with os.fdopen(queue_write, "wb") as pipe:  # blocks while the workers are behind
+            pipe.write(queue)
+    finally:
+        for reader in readers:
+            reader.join()
     return results
 
 
